@@ -1,0 +1,21 @@
+//! cojobs: a durable background-job runner whose jobs run as sandboxed
+//! WebAssembly components.
+//!
+//! The modules, and the one direction imports run in
+//! (`cli -> runner -> (store, sandbox) -> job`):
+//!
+//! - [`job`]: the job state machine (`JobStatus`), how a run ends
+//!   ([`job::Outcome`]) and the retry/requeue policy. Pure code, no I/O.
+//! - [`store`]: the SQLite job store: schema, migrations and every SQL
+//!   statement of the program. Knows nothing of WebAssembly.
+//! - [`sandbox`]: the wasmtime host: the WIT bindings, the plugin cache,
+//!   the limits (fuel, memory, wall clock, output). Knows nothing of the
+//!   database; host calls leave through [`sandbox::HostEvents`].
+//! - [`runner`]: the daemon, the one place where store and sandbox meet.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod job;
+pub mod runner;
+pub mod sandbox;
+pub mod store;
