@@ -1,0 +1,231 @@
+//! Loading plugins: the component file, its side file, the compiled-code
+//! cache on disk and the in-memory cache of ready-to-instantiate plugins.
+//!
+//! A plugin is compiled once and kept as a `PluginPre` (an `InstancePre`
+//! with its exports checked). Its file's size and modification time are
+//! checked before each job, so a replaced file is picked up without a
+//! restart. Compiled code is also kept on disk, keyed by the component's
+//! SHA-256 and the engine's compatibility hash: a Python component compiles
+//! for ~10 s and loads from the cache in well under a second.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use super::SandboxError;
+use super::bindings::PluginPre;
+use super::config::PluginConfig;
+use super::host::HostState;
+use super::params::PluginDescription;
+
+/// What identifies a version of a plugin file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    pub(super) fn of(path: &Path) -> std::io::Result<Self> {
+        let m = std::fs::metadata(path)?;
+        Ok(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+        })
+    }
+}
+
+/// A plugin ready to run.
+pub struct LoadedPlugin {
+    /// The job type (or file stem, for a plugin run from a path).
+    pub name: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// Its side file's settings.
+    pub config: PluginConfig,
+    /// How long compiling or loading took, and whether it came from the
+    /// on-disk cache.
+    pub load: LoadStats,
+    pub(super) stamp: FileStamp,
+    pub(super) side_stamp: Option<FileStamp>,
+    pub(super) pre: PluginPre<HostState>,
+    pub(super) description: OnceLock<PluginDescription>,
+}
+
+/// How a plugin came to be loaded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadStats {
+    pub from_disk_cache: bool,
+    pub seconds: f64,
+}
+
+/// The side file that goes with a component file.
+pub(super) fn side_file(path: &Path) -> PathBuf {
+    path.with_extension("toml")
+}
+
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
+    let not = |message: &str| SandboxError::NotAComponent {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(not("not a WebAssembly file"));
+    }
+    match bytes[4..8] {
+        [1, 0, 0, 0] => Err(not(
+            "a core WebAssembly module, not a component (build it for wasm32-wasip2, or wrap it with `wasm-tools component new`)",
+        )),
+        [0x0d, 0, 1, 0] => Ok(()),
+        _ => Err(not("an unsupported WebAssembly version")),
+    }
+}
+
+/// The engine's compatibility hash as text: compiled code from another
+/// wasmtime version or configuration is never loaded.
+fn engine_key(engine: &Engine) -> String {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Is this cache file one this program could have written: owned by us and
+/// writable by no one else? Anything else is never deserialized.
+fn trusted_cache_file(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    // SAFETY of the whole cache rests on this: a file someone else could
+    // have written is not loaded. `geteuid` has no preconditions.
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc::geteuid() };
+    m.file_type().is_file() && m.uid() == uid && m.mode() & 0o022 == 0
+}
+
+fn compile_or_load(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    name: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Component, bool), SandboxError> {
+    let compile = || {
+        Component::new(engine, bytes).map_err(|e| SandboxError::Compile {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })
+    };
+    let Some(dir) = cache_dir else {
+        return Ok((compile()?, false));
+    };
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let stem = name.replace(['/', '\\'], "_");
+    let file = dir.join(format!("{stem}-{hex}-{}.cwasm", engine_key(engine)));
+    if trusted_cache_file(&file) {
+        // SAFETY: the file is one this program serialized with an engine of
+        // the same compatibility hash (it is in the key), owned by this user
+        // and writable by no one else; wasmtime checks the header and
+        // version again before mapping it.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(engine, &file) };
+        match loaded {
+            Ok(c) => return Ok((c, true)),
+            Err(e) => tracing::warn!(file = %file.display(), "ignoring unusable compiled-code cache entry: {e:#}"),
+        }
+    }
+    let component = compile()?;
+    if let Err(e) = write_cache(dir, &stem, &file, &component) {
+        tracing::warn!(dir = %dir.display(), "could not write the compiled-code cache: {e}");
+    }
+    Ok((component, false))
+}
+
+/// Write `component` to `file` atomically (a temporary file renamed into
+/// place) and remove older entries of the same plugin.
+fn write_cache(dir: &Path, stem: &str, file: &Path, component: &Component) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(&bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    let prefix = format!("{stem}-");
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let p = entry.path();
+        let n = entry.file_name();
+        let n = n.to_string_lossy();
+        if p != file && n.starts_with(&prefix) && n.ends_with(".cwasm") {
+            // Only this plugin's entries: another plugin's name could share
+            // the prefix only if it had a hex segment in the same place.
+            let rest = &n[prefix.len()..];
+            if rest.len() == 32 + 1 + 16 + 6 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Read, compile (or load from the cache) and pre-instantiate a plugin.
+pub(super) fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    cache_dir: Option<&Path>,
+    name: &str,
+    path: &Path,
+) -> Result<Arc<LoadedPlugin>, SandboxError> {
+    let started = std::time::Instant::now();
+    let stamp = FileStamp::of(path).map_err(|e| SandboxError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let side = side_file(path);
+    let config = PluginConfig::load(&side)?;
+    let side_stamp = FileStamp::of(&side).ok();
+    let bytes = std::fs::read(path).map_err(|e| SandboxError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    check_header(path, &bytes)?;
+    let (component, from_disk_cache) = compile_or_load(engine, cache_dir, name, path, &bytes)?;
+    let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    };
+    let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+    let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
+    Ok(Arc::new(LoadedPlugin {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        config,
+        load: LoadStats {
+            from_disk_cache,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        stamp,
+        side_stamp,
+        pre,
+        description: OnceLock::new(),
+    }))
+}
+
+impl LoadedPlugin {
+    /// Is the loaded version still the one on disk?
+    pub(super) fn is_current(&self) -> bool {
+        FileStamp::of(&self.path).ok() == Some(self.stamp)
+            && FileStamp::of(&side_file(&self.path)).ok() == self.side_stamp
+    }
+}
