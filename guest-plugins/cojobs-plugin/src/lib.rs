@@ -6,7 +6,7 @@
 //! on top, so a plugin is a struct, one trait impl and one macro call:
 //!
 //! ```ignore
-//! use cojobs_plugin::{export_plugin, progress, Failure, Job, ParamSpec, Plugin, PluginInfo};
+//! use cojobs_plugin::prelude::*;
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Params { #[serde(default)] name: Option<String> }
@@ -63,6 +63,7 @@
 //!   wall-clock limits, so a plugin that ignores it is stopped anyway.
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -95,6 +96,14 @@ pub use bindings::Guest as Plugin;
 macro_rules! export_plugin {
     ($ty:ident) => {
         $crate::bindings::export!($ty with_types_in $crate::bindings);
+    };
+}
+
+/// Everything a plugin usually needs: `use cojobs_plugin::prelude::*;`
+pub mod prelude {
+    pub use crate::{
+        cancel_requested, discard, export_plugin, history, log, progress, retry, Failure,
+        HistoryStatus, Job, ParamSpec, ParamType, Plugin, PluginInfo,
     };
 }
 

@@ -29,9 +29,10 @@ impl Plugin for Grants {
     }
     fn run(job: Job) -> Result<String, Failure> {
         let dir = job.params::<Params>()?.dir;
-        let entries = fs::read_dir(&dir).map_err(|e| discard(format!("cannot list {dir}: {e}")))?;
+        let mut entries: Vec<_> = fs::read_dir(&dir).map_err(|e| discard(format!("cannot list {dir}: {e}")))?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
         let (mut files, mut lines, mut report, mut symlink) = (0, 0, String::new(), None);
-        for entry in entries.flatten() {
+        for entry in entries {
             let (path, kind) = (entry.path(), entry.file_type().map_err(|e| retry(e.to_string()))?);
             if kind.is_symlink() {
                 let followed = ok(&format!("follow {}", path.display()), fs::read(&path));

@@ -1,14 +1,11 @@
 //! `hello`: the minimal example plugin. Demonstrates typed params with a
 //! default, modes, progress with status lines, history records and a summary.
-use cojobs_plugin::{export_plugin, history, progress, HistoryStatus, Job, ParamSpec, Plugin, PluginInfo, Failure};
+use cojobs_plugin::prelude::*;
+use std::time::Duration;
 
 #[derive(serde::Deserialize)]
 struct Params {
-    #[serde(default = "world")]
-    name: String,
-}
-fn world() -> String {
-    "world".into()
+    name: Option<String>,
 }
 
 struct Hello;
@@ -21,18 +18,18 @@ impl Plugin for Hello {
     }
 
     fn run(job: Job) -> Result<String, Failure> {
-        let p: Params = job.params()?;
+        let name = job.params::<Params>()?.name.unwrap_or_else(|| "world".into());
         progress(0, Some("starting"));
-        history(Some(&p.name), "greeting started", HistoryStatus::InProgress);
+        history(Some(&name), "greeting started", HistoryStatus::InProgress);
         if job.mode() == Some("slow") {
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(500));
         }
-        progress(50, Some("greeting"));
-        history(Some(&p.name), &format!("greeted {}", p.name), HistoryStatus::Ok);
+        progress(50, Some(&format!("greeting {name}")));
+        history(Some(&name), &format!("greeted {name}"), HistoryStatus::Ok);
         progress(100, Some("done"));
         Ok(match job.mode() {
-            Some(mode) => format!("hello, {} ({mode})", p.name),
-            None => format!("hello, {}", p.name),
+            Some(mode) => format!("hello, {name} ({mode})"),
+            None => format!("hello, {name}"),
         })
     }
 }
