@@ -2,6 +2,13 @@
 
 Build: scripts/build-python-plugins.sh  (componentize-py -d wit -w plugin componentize app)
 The class that implements the world's exports must be called `WitWorld`.
+
+WIT -> Python: run() returns the summary string for ok(...); the failure variant is
+raised as `componentize_py_types.Err(Failure_Retry("..."))` / `Err(Failure_Discard("..."))`.
+Any other exception traps the component: the traceback goes to stderr, ending with
+"RuntimeError: <message>" and then componentize-py's
+"thread '<unnamed>' (1) panicked at ...: Python function threw an unexpected exception".
+Enums are Python Enums (LogLevel.INFO, HistoryStatus.OK); option<T> is a value or None.
 """
 import json
 import time
