@@ -132,8 +132,7 @@ mod tests {
     fn missing_granted_dir_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, "[[dirs]]\nhost = '/no/such/dir'\nguest = '/data'\n")
-            .expect("write");
+        std::fs::write(&path, "[[dirs]]\nhost = '/no/such/dir'\nguest = '/data'\n").expect("write");
         let e = PluginConfig::load(&path).expect_err("must fail");
         assert!(e.to_string().contains("/no/such/dir"), "{e}");
     }

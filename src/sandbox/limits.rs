@@ -62,7 +62,10 @@ impl LimitOverrides {
     pub fn apply(&self, base: Limits) -> Limits {
         Limits {
             fuel: self.fuel.unwrap_or(base.fuel),
-            memory_mib: self.memory_mib.unwrap_or(base.memory_mib).min(MAX_MEMORY_MIB),
+            memory_mib: self
+                .memory_mib
+                .unwrap_or(base.memory_mib)
+                .min(MAX_MEMORY_MIB),
             timeout: self
                 .timeout_secs
                 .map(Duration::from_secs)

@@ -183,7 +183,10 @@ impl Sandbox {
     }
 
     /// [`Sandbox::plugin`] off the async threads when a compile is needed.
-    pub async fn plugin_async(self: &Arc<Self>, name: &str) -> Result<Arc<LoadedPlugin>, SandboxError> {
+    pub async fn plugin_async(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<Arc<LoadedPlugin>, SandboxError> {
         if let Some(p) = self.cached(name) {
             return Ok(p);
         }
@@ -234,7 +237,12 @@ impl Sandbox {
         );
         match &result {
             Ok(p) => {
-                tracing::debug!(plugin = name, seconds = p.load.seconds, from_disk_cache = p.load.from_disk_cache, "plugin loaded");
+                tracing::debug!(
+                    plugin = name,
+                    seconds = p.load.seconds,
+                    from_disk_cache = p.load.from_disk_cache,
+                    "plugin loaded"
+                );
                 self.plugins
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -258,7 +258,9 @@ mod tests {
 
     #[test]
     fn fills_defaults() {
-        let out = desc().check(Some("fast"), &obj(json!({"n": 1}))).expect("ok");
+        let out = desc()
+            .check(Some("fast"), &obj(json!({"n": 1})))
+            .expect("ok");
         assert_eq!(out.get("name"), Some(&json!("world")));
     }
 

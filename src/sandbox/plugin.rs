@@ -139,7 +139,9 @@ fn compile_or_load(
         let loaded = unsafe { Component::deserialize_file(engine, &file) };
         match loaded {
             Ok(c) => return Ok((c, true)),
-            Err(e) => tracing::warn!(file = %file.display(), "ignoring unusable compiled-code cache entry: {e:#}"),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "ignoring unusable compiled-code cache entry: {e:#}")
+            }
         }
     }
     let component = compile()?;

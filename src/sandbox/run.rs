@@ -155,27 +155,46 @@ fn timeout_message(timeout: Duration) -> String {
     }
 }
 
-/// The panic message in what a guest wrote to stderr: Rust's "panicked at
-/// FILE:LINE:COL:\nMESSAGE", else the last meaningful line (a Python or
-/// JavaScript exception's last line names it).
+/// The panic message in what a guest wrote to stderr.
+///
+/// - Rust: "thread '<unnamed>' (1) panicked at FILE:LINE:COL:\nMESSAGE\nnote: ...".
+/// - componentize-py: the traceback's last line, then a Rust panic saying
+///   only "Python function threw an unexpected exception".
+/// - componentize-js: "... (received `Error: MESSAGE`) specified for ...".
+/// - Anything else: the last meaningful line.
 fn panic_message(stderr: &str) -> Option<String> {
+    if let Some(at) = stderr.find("(received `") {
+        let rest = &stderr[at + "(received `".len()..];
+        if let Some(end) = rest.find("`)") {
+            return Some(rest[..end].to_string());
+        }
+    }
+    let last_line = |text: &str| {
+        text.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("note: "))
+            .map(str::to_string)
+    };
     if let Some(at) = stderr.rfind("panicked at ") {
+        let line_start = stderr[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = &stderr[..line_start];
         let rest = &stderr[at..];
         if let Some(nl) = rest.find('\n') {
             let msg = &rest[nl + 1..];
             let end = msg.find("\nnote: ").unwrap_or(msg.len());
             let msg = msg[..end].trim();
+            if msg.starts_with("Python function threw") {
+                if let Some(m) = last_line(before) {
+                    return Some(m);
+                }
+            }
             if !msg.is_empty() {
                 return Some(msg.to_string());
             }
         }
     }
-    stderr
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("note: "))
-        .map(str::to_string)
+    last_line(stderr)
 }
 
 /// What a trap or host error during instantiate or call means.
@@ -302,7 +321,13 @@ impl Sandbox {
         } else {
             None
         };
-        let mut store = match self.store(plugin, &limits, events, &capture, scratch.as_ref().map(|d| d.path())) {
+        let mut store = match self.store(
+            plugin,
+            &limits,
+            events,
+            &capture,
+            scratch.as_ref().map(|d| d.path()),
+        ) {
             Ok(s) => s,
             Err(e) => {
                 return RunReport {
@@ -394,6 +419,20 @@ mod tests {
     fn finds_rust_panic_message() {
         let s = "thread '<unnamed>' panicked at src/lib.rs:9:5:\nboom here\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
         assert_eq!(panic_message(s).as_deref(), Some("boom here"));
+    }
+
+    #[test]
+    fn finds_python_and_js_exceptions() {
+        let py = "Traceback (most recent call last):\n  File \"/0/app.py\", line 74, in run\nRuntimeError: python exploded: Ada\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(py).as_deref(),
+            Some("RuntimeError: python exploded: Ada")
+        );
+        let js = "invalid variant tag value `undefined` (received `Error: js exploded: Ada`) specified for `Failure`\nStack:\n  export_run@/tmp/x.js:476:17\n\nRedirecting call to abort() to mozalloc_abort\n";
+        assert_eq!(
+            panic_message(js).as_deref(),
+            Some("Error: js exploded: Ada")
+        );
     }
 
     #[test]
