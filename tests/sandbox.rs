@@ -470,3 +470,42 @@ async fn compiled_code_is_cached_on_disk() {
         first.load.seconds, second.load.seconds
     );
 }
+
+/// Python (componentize-py) and JavaScript (componentize-js) plugins run in
+/// the same sandbox, under the same limits, with the same summaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_plugins() {
+    for (lang, name) in [("Python", "python-hello"), ("JavaScript", "js-hello")] {
+        let (ok, rec) = run(name, r#"{"name":"Ada"}"#, LimitOverrides::default()).await;
+        assert_eq!(ok.end, RunEnd::Ok(format!("hello, Ada from {lang}")), "{}", ok.log);
+        {
+            let seen = rec.seen.lock().expect("lock");
+            assert_eq!(seen.progress.last().map(|p| p.0), Some(100), "{name}");
+            assert!(!seen.history.is_empty(), "{name}");
+        }
+        let (r, _) = run(name, r#"{"outcome":"retry"}"#, LimitOverrides::default()).await;
+        assert_eq!(failed(&r).0, FailKind::Retry, "{name}");
+        let (d, _) = run(name, r#"{"outcome":"discard"}"#, LimitOverrides::default()).await;
+        assert_eq!(failed(&d).0, FailKind::Discard, "{name}");
+        let (x, _) = run(name, r#"{"outcome":"raise","name":"Ada"}"#, LimitOverrides::default()).await;
+        let (kind, msg) = failed(&x);
+        assert_eq!(kind, FailKind::Trap, "{name}");
+        assert!(msg.contains("exploded: Ada"), "{name}: {msg}\n{}", x.log);
+    }
+    for name in ["python-runaway", "js-runaway"] {
+        let (report, _) = run(
+            name,
+            "{}",
+            LimitOverrides {
+                fuel: Some(1_000_000_000),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            failed(&report),
+            (FailKind::Fuel, "fuel budget of 1000000000 exhausted"),
+            "{name}"
+        );
+    }
+}
