@@ -170,7 +170,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
-                "SELECT id, status, job_params FROM cm_co_jobs \
+                "SELECT id, status, job_params FROM cm_co_jobs INDEXED BY cm_co_jobs_live \
                  WHERE status IN ('Q', 'GO') AND co_id = ?1 AND job_type = ?2 \
                    AND job_mode IS ?3 ORDER BY id",
             )?;

@@ -21,19 +21,24 @@ use crate::job::{self, JobStatus, Outcome};
 /// Cost grows with the number of COs and `n`, never with the number of
 /// rows: every `cm_co_jobs` access is a seek in `cm_co_jobs_due_by_co`
 /// or by primary key. (`+status` keeps the outer update on the primary
-/// key rather than a status index.)
+/// key rather than a status index; `INDEXED BY` pins the plan, which
+/// without `ANALYZE` statistics would find `min(co_id)` by walking every
+/// queued row of a status index: 7 ms per job at 1,000,000 rows instead of
+/// a flat ~0.2 ms.)
 pub(super) fn claim_sql(n: usize) -> String {
     format!(
         "WITH RECURSIVE \
            cos(co) AS ( \
-             SELECT (SELECT min(co_id) FROM cm_co_jobs WHERE status = 'Q') \
+             SELECT (SELECT min(co_id) FROM cm_co_jobs INDEXED BY cm_co_jobs_due_by_co \
+                     WHERE status = 'Q') \
              UNION ALL \
-             SELECT (SELECT min(co_id) FROM cm_co_jobs WHERE status = 'Q' AND co_id > cos.co) \
+             SELECT (SELECT min(co_id) FROM cm_co_jobs INDEXED BY cm_co_jobs_due_by_co \
+                     WHERE status = 'Q' AND co_id > cos.co) \
              FROM cos WHERE cos.co IS NOT NULL), \
            cand(id, co_id, due) AS ( \
              SELECT j.id, j.co_id, coalesce(j.start_after_time, j.queue_time, '') \
              FROM cos JOIN cm_co_jobs j ON j.id IN ( \
-               SELECT q.id FROM cm_co_jobs q \
+               SELECT q.id FROM cm_co_jobs q INDEXED BY cm_co_jobs_due_by_co \
                WHERE q.status = 'Q' AND q.co_id = cos.co \
                  AND coalesce(q.start_after_time, q.queue_time, '') <= ?1 \
                ORDER BY coalesce(q.start_after_time, q.queue_time, ''), q.id LIMIT {n})), \
@@ -238,7 +243,7 @@ impl Store {
     /// a plain-SQL row without times), or `None` when nothing is queued.
     pub fn next_due(&self) -> Result<Option<String>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT coalesce(start_after_time, queue_time, '') FROM cm_co_jobs \
+            "SELECT coalesce(start_after_time, queue_time, '') FROM cm_co_jobs INDEXED BY cm_co_jobs_due \
              WHERE status = 'Q' ORDER BY coalesce(start_after_time, queue_time, ''), id LIMIT 1",
         )?;
         optional(stmt.query_row([], |r| r.get(0)))
