@@ -458,3 +458,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn truncate_is_a_bounded_prefix(s in any::<String>()) {
+            let cut = truncate_summary(&s);
+            prop_assert!(s.starts_with(&cut));
+            prop_assert_eq!(cut.chars().count(), s.chars().count().min(SUMMARY_MAX_CHARS));
+        }
+
+        #[test]
+        fn job_type_check_matches_the_pattern(s in "[A-Za-z0-9_./ -]{0,70}") {
+            let want = !s.is_empty()
+                && s.len() <= 64
+                && s.as_bytes()[0].is_ascii_alphanumeric()
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            prop_assert_eq!(validate_job_type(&s).is_ok(), want);
+        }
+
+        #[test]
+        fn retries_never_exceed_max_retry(max in 0i64..10, count in 0i64..20) {
+            let p = Policy { retry_interval: Some(1), max_retry: Some(max), max_retry_count: count, ..Policy::default() };
+            let out = Outcome::Failed { summary: String::new(), retryable: true };
+            match successor(&p, &out) {
+                Some(s) => prop_assert!(count < max && s.max_retry_count == count + 1 && s.max_retry_count <= max),
+                None => prop_assert!(count >= max),
+            }
+        }
+    }
+}

@@ -18,6 +18,8 @@ use crate::job::{self, JobStatus, Outcome};
 /// with queued rows (found by a skip-scan of the partial index, one seek
 /// per CO) take its `n` earliest due rows, then interleave the COs
 /// round-robin (1st of each CO, then 2nd of each, ...) and keep `n`.
+/// With a per-CO cap (`?5`, NULL = none) a CO gets no more rows than the
+/// cap minus the rows of that CO this runner already holds.
 /// Cost grows with the number of COs and `n`, never with the number of
 /// rows: every `cm_co_jobs` access is a seek in `cm_co_jobs_due_by_co`
 /// or by primary key. (`+status` keeps the outer update on the primary
@@ -42,12 +44,19 @@ pub(super) fn claim_sql(n: usize) -> String {
                WHERE q.status = 'Q' AND q.co_id = cos.co \
                  AND coalesce(q.start_after_time, q.queue_time, '') <= ?1 \
                ORDER BY coalesce(q.start_after_time, q.queue_time, ''), q.id LIMIT {n})), \
-           ranked(id, due, rn) AS ( \
-             SELECT id, due, row_number() OVER (PARTITION BY co_id ORDER BY due, id) FROM cand) \
+           ranked(id, co_id, due, rn) AS ( \
+             SELECT id, co_id, due, row_number() OVER (PARTITION BY co_id ORDER BY due, id) \
+             FROM cand) \
          UPDATE cm_co_jobs SET status = 'GO', start_time = ?1, runner_id = ?2, \
              lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
              status_line = NULL, complete_time = NULL \
-         WHERE id IN (SELECT id FROM ranked ORDER BY rn, due, id LIMIT {n}) AND +status = 'Q' \
+         WHERE id IN ( \
+             SELECT id FROM ranked \
+             WHERE ?5 IS NULL OR rn <= ?5 - ( \
+               SELECT count(*) FROM cm_co_jobs r INDEXED BY cm_co_jobs_running \
+               WHERE r.status = 'GO' AND r.runner_id = ?2 AND r.co_id = ranked.co_id) \
+             ORDER BY rn, due, id LIMIT {n}) \
+           AND +status = 'Q' \
          RETURNING {JOB_COLUMNS}"
     )
 }
@@ -65,7 +74,19 @@ impl Store {
     /// they become `GO` with a lease until now + `lease`. Two runners never
     /// get the same row. Returned earliest due first within each CO.
     pub fn claim(&mut self, runner_id: &str, max: usize, lease: Duration) -> Result<Vec<Job>> {
-        if max == 0 {
+        self.claim_capped(runner_id, max, lease, None)
+    }
+
+    /// [`Store::claim`], taking no more rows of one CO than `per_co` minus
+    /// the rows of that CO `runner_id` already holds (`--per-co`).
+    pub fn claim_capped(
+        &mut self,
+        runner_id: &str,
+        max: usize,
+        lease: Duration,
+        per_co: Option<usize>,
+    ) -> Result<Vec<Job>> {
+        if max == 0 || per_co == Some(0) {
             return Ok(Vec::new());
         }
         let now = self.now();
@@ -77,6 +98,7 @@ impl Store {
                 runner_id,
                 lease_end(now, lease),
                 job::truncate_summary(&format!("started by runner {runner_id}")),
+                per_co.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
             ],
             Job::from_row,
         )?;

@@ -688,7 +688,7 @@ fn claim_query_plan_uses_partial_index() {
     let mut stmt = conn.prepare(&sql).unwrap();
     let rows: Vec<(i64, i64, String)> = stmt
         .query_map(
-            rusqlite::params!["2030-01-01 12:00:00.000", "r", "x", "s"],
+            rusqlite::params!["2030-01-01 12:00:00.000", "r", "x", "s", 2],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(3)?)),
         )
         .unwrap()
@@ -731,7 +731,9 @@ fn claim_query_plan_uses_partial_index() {
         assert!(
             line.contains("USING INDEX cm_co_jobs_due_by_co")
                 || line.contains("USING COVERING INDEX cm_co_jobs_due_by_co")
-                || line.contains("USING INTEGER PRIMARY KEY"),
+                || line.contains("USING INTEGER PRIMARY KEY")
+                || line.contains("USING COVERING INDEX cm_co_jobs_running (runner_id=?)")
+                || line.contains("USING INDEX cm_co_jobs_running (runner_id=?)"),
             "line `{line}` of the claim plan neither seeks the partial index nor the primary key:\n{plan}"
         );
         assert!(
@@ -915,4 +917,56 @@ fn claim_cost_at_scale() {
             "{size:>9} rows: {jobs} jobs claimed+finished, {per_job:?} per job (COs 1 and {co2})"
         );
     }
+}
+
+#[test]
+fn claim_capped_per_co() {
+    let mut f = Fixture::new();
+    let co2 = f.store.add_co("research", None).unwrap();
+    let ones: Vec<JobId> = (0..5)
+        .map(|i| {
+            f.queue(NewJob {
+                job_mode: Some(format!("m{i}")),
+                ..hello()
+            })
+        })
+        .collect();
+    let two = f.queue(NewJob::new(co2, "hello"));
+    let got = f.store.claim_capped("r1", 10, LEASE, Some(2)).unwrap();
+    let mut ids: Vec<JobId> = got.iter().map(|j| j.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![ones[0], ones[1], two]);
+    // CO 1 is at its cap for r1, not for r2.
+    assert!(
+        f.store
+            .claim_capped("r1", 10, LEASE, Some(2))
+            .unwrap()
+            .is_empty()
+    );
+    f.store
+        .finish(
+            ones[0],
+            "r1",
+            &Outcome::Complete {
+                summary: "ok".into(),
+            },
+            None,
+            None,
+        )
+        .unwrap();
+    let got = f.store.claim_capped("r1", 10, LEASE, Some(2)).unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ones[2]]);
+    assert_eq!(
+        f.store
+            .claim_capped("r2", 10, LEASE, Some(1))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        f.store
+            .claim_capped("r3", 10, LEASE, Some(0))
+            .unwrap()
+            .is_empty()
+    );
 }
