@@ -61,6 +61,32 @@ pub(super) fn claim_sql(n: usize) -> String {
     )
 }
 
+/// Order claimed rows as the claim picked them (RETURNING has no order):
+/// by rank within their CO, then due time, then id.
+fn round_robin(jobs: &mut [Job]) {
+    let due = |j: &Job| {
+        j.start_after_time
+            .clone()
+            .or_else(|| j.queue_time.clone())
+            .unwrap_or_default()
+    };
+    jobs.sort_by_cached_key(|j| (j.co_id, due(j), j.id));
+    let mut keyed: Vec<(usize, String, JobId)> = Vec::with_capacity(jobs.len());
+    let mut rank = 0;
+    for (i, j) in jobs.iter().enumerate() {
+        rank = if i > 0 && jobs[i - 1].co_id == j.co_id {
+            rank + 1
+        } else {
+            0
+        };
+        keyed.push((rank, due(j), j.id));
+    }
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| keyed[a].cmp(&keyed[b]));
+    let sorted: Vec<Job> = order.iter().map(|&i| jobs[i].clone()).collect();
+    jobs.clone_from_slice(&sorted);
+}
+
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> String {
     let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
     format_time(
@@ -72,7 +98,8 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> String {
 impl Store {
     /// Claim up to `max` due rows for `runner_id` in one atomic statement:
     /// they become `GO` with a lease until now + `lease`. Two runners never
-    /// get the same row. Returned earliest due first within each CO.
+    /// get the same row. Returned in the claim's fair order: the earliest
+    /// due row of each CO, then the second of each, and so on.
     pub fn claim(&mut self, runner_id: &str, max: usize, lease: Duration) -> Result<Vec<Job>> {
         self.claim_capped(runner_id, max, lease, None)
     }
@@ -103,15 +130,7 @@ impl Store {
             Job::from_row,
         )?;
         let mut jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>()?;
-        jobs.sort_by(|a, b| {
-            let due = |j: &Job| {
-                j.start_after_time
-                    .clone()
-                    .or_else(|| j.queue_time.clone())
-                    .unwrap_or_default()
-            };
-            (due(a), a.id).cmp(&(due(b), b.id))
-        });
+        round_robin(&mut jobs);
         Ok(jobs)
     }
 
