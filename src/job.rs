@@ -104,3 +104,391 @@ impl Outcome {
         }
     }
 }
+
+/// A `cm_co_job_history_records.status` code: the seed's `OK X GO NT Q`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordStatus {
+    /// `OK`: the record's work succeeded.
+    Ok,
+    /// `X`: the record's work failed.
+    Failed,
+    /// `GO`: the record's work is under way.
+    InProgress,
+    /// `NT`: a notice, neither success nor failure.
+    Notice,
+    /// `Q`: the record's work is queued.
+    Queued,
+}
+
+impl RecordStatus {
+    pub const ALL: [RecordStatus; 5] = [
+        RecordStatus::Ok,
+        RecordStatus::Failed,
+        RecordStatus::InProgress,
+        RecordStatus::Notice,
+        RecordStatus::Queued,
+    ];
+
+    /// The seed's code for this status.
+    pub fn code(self) -> &'static str {
+        match self {
+            RecordStatus::Ok => "OK",
+            RecordStatus::Failed => "X",
+            RecordStatus::InProgress => "GO",
+            RecordStatus::Notice => "NT",
+            RecordStatus::Queued => "Q",
+        }
+    }
+}
+
+impl fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A history status code that is not one of `OK X GO NT Q`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown history record status '{0}' (expected one of OK, X, GO, NT, Q)")]
+pub struct UnknownRecordStatus(pub String);
+
+impl FromStr for RecordStatus {
+    type Err = UnknownRecordStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RecordStatus::ALL
+            .into_iter()
+            .find(|st| st.code().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownRecordStatus(s.to_string()))
+    }
+}
+
+/// The retry/requeue columns of a row that just ended (`cm_co_jobs`'
+/// `requeue_interval`, `retry_interval`, `max_retry`, `max_retry_count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Seconds after an `OK` end to start a fresh copy; NULL or 0 = never.
+    pub requeue_interval: Option<i64>,
+    /// Seconds after an `X` end to start a retry; NULL or 0 = never.
+    pub retry_interval: Option<i64>,
+    /// Most retries allowed: NULL = no limit, 0 = never retry.
+    pub max_retry: Option<i64>,
+    /// Retries that came before this row (NULL in a plain-SQL row reads as 0).
+    pub max_retry_count: i64,
+}
+
+/// The row to queue after a row ends: starts `delay_secs` after now and
+/// carries `max_retry_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Successor {
+    pub delay_secs: i64,
+    pub max_retry_count: i64,
+    /// Why: a retry of a failure or a requeue of a success.
+    pub kind: SuccessorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuccessorKind {
+    Retry,
+    Requeue,
+}
+
+/// The seed's retry/requeue rule, made exact (DESIGN.md section 2).
+///
+/// - `X` that is retryable, with `retry_interval > 0`: a retry with
+///   `max_retry_count + 1`, unless `max_retry` is set and
+///   `max_retry_count >= max_retry` (NULL = no limit, 0 = never).
+/// - `OK` with `requeue_interval > 0`: a fresh copy with count 0.
+/// - `CX`: never.
+pub fn successor(policy: &Policy, outcome: &Outcome) -> Option<Successor> {
+    match outcome {
+        Outcome::Complete { .. } => match policy.requeue_interval {
+            Some(secs) if secs > 0 => Some(Successor {
+                delay_secs: secs,
+                max_retry_count: 0,
+                kind: SuccessorKind::Requeue,
+            }),
+            _ => None,
+        },
+        Outcome::Failed { retryable, .. } => {
+            let secs = policy.retry_interval.filter(|&s| s > 0)?;
+            if !retryable {
+                return None;
+            }
+            if let Some(max) = policy.max_retry
+                && policy.max_retry_count >= max
+            {
+                return None;
+            }
+            Some(Successor {
+                delay_secs: secs,
+                max_retry_count: policy.max_retry_count.saturating_add(1),
+                kind: SuccessorKind::Retry,
+            })
+        }
+        Outcome::Canceled { .. } => None,
+    }
+}
+
+/// Most characters in a `*_summary`, `comment` or `record_key` column
+/// (the seed's varchar(256)).
+pub const SUMMARY_MAX_CHARS: usize = 256;
+
+/// Cut `s` to at most [`SUMMARY_MAX_CHARS`] characters, on a character
+/// boundary. Longer text is cut, never refused.
+pub fn truncate_summary(s: &str) -> String {
+    match s.char_indices().nth(SUMMARY_MAX_CHARS) {
+        Some((at, _)) => s[..at].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Most characters in a job type.
+pub const JOB_TYPE_MAX_LEN: usize = 64;
+
+/// A job type that is not `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid job type '{0}': use 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+)]
+pub struct InvalidJobType(pub String);
+
+/// Check a job type (= plugin name): `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`.
+/// It names a file in the plugin folder, so it must never be a path.
+pub fn validate_job_type(s: &str) -> Result<(), InvalidJobType> {
+    let bytes = s.as_bytes();
+    let ok = match bytes.split_first() {
+        None => false,
+        Some((first, rest)) => {
+            bytes.len() <= JOB_TYPE_MAX_LEN
+                && first.is_ascii_alphanumeric()
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidJobType(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(retryable: bool) -> Outcome {
+        Outcome::Failed {
+            summary: "boom".into(),
+            retryable,
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Complete {
+            summary: "done".into(),
+        }
+    }
+
+    fn retry_policy(max_retry: Option<i64>, count: i64) -> Policy {
+        Policy {
+            retry_interval: Some(60),
+            max_retry,
+            max_retry_count: count,
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn status_codes_round_trip() {
+        for st in JobStatus::ALL {
+            assert_eq!(st.code().parse::<JobStatus>(), Ok(st));
+            assert_eq!(st.to_string(), st.code());
+        }
+        assert!("Z".parse::<JobStatus>().is_err());
+        assert_eq!("go".parse::<JobStatus>(), Ok(JobStatus::InProgress));
+        for st in RecordStatus::ALL {
+            assert_eq!(st.code().parse::<RecordStatus>(), Ok(st));
+        }
+        assert!("CX".parse::<RecordStatus>().is_err());
+    }
+
+    #[test]
+    fn failure_without_retry_interval_has_no_successor() {
+        for interval in [None, Some(0)] {
+            let p = Policy {
+                retry_interval: interval,
+                ..Policy::default()
+            };
+            assert_eq!(successor(&p, &failed(true)), None);
+        }
+    }
+
+    #[test]
+    fn failure_with_no_limit_always_retries() {
+        for count in [0, 1, 1000] {
+            let s = successor(&retry_policy(None, count), &failed(true)).expect("retry");
+            assert_eq!(s.delay_secs, 60);
+            assert_eq!(s.max_retry_count, count + 1);
+            assert_eq!(s.kind, SuccessorKind::Retry);
+        }
+    }
+
+    #[test]
+    fn max_retry_zero_never_retries() {
+        assert_eq!(successor(&retry_policy(Some(0), 0), &failed(true)), None);
+    }
+
+    #[test]
+    fn max_retry_n_allows_n_retries() {
+        // Rows with counts 0, 1 retry; the row with count 2 (the second
+        // retry) does not: three rows in all for max_retry = 2.
+        assert_eq!(
+            successor(&retry_policy(Some(2), 0), &failed(true)).map(|s| s.max_retry_count),
+            Some(1)
+        );
+        assert_eq!(
+            successor(&retry_policy(Some(2), 1), &failed(true)).map(|s| s.max_retry_count),
+            Some(2)
+        );
+        assert_eq!(successor(&retry_policy(Some(2), 2), &failed(true)), None);
+        assert_eq!(successor(&retry_policy(Some(2), 7), &failed(true)), None);
+    }
+
+    #[test]
+    fn discarded_failure_never_retries() {
+        assert_eq!(successor(&retry_policy(None, 0), &failed(false)), None);
+    }
+
+    #[test]
+    fn failure_ignores_requeue_interval() {
+        let p = Policy {
+            requeue_interval: Some(3600),
+            ..Policy::default()
+        };
+        assert_eq!(successor(&p, &failed(true)), None);
+    }
+
+    #[test]
+    fn success_requeues_with_count_zero() {
+        let p = Policy {
+            requeue_interval: Some(3600),
+            retry_interval: Some(60),
+            max_retry: Some(3),
+            max_retry_count: 2,
+        };
+        let s = successor(&p, &ok()).expect("requeue");
+        assert_eq!(
+            s,
+            Successor {
+                delay_secs: 3600,
+                max_retry_count: 0,
+                kind: SuccessorKind::Requeue
+            }
+        );
+    }
+
+    #[test]
+    fn success_without_requeue_interval_has_no_successor() {
+        for interval in [None, Some(0)] {
+            let p = Policy {
+                requeue_interval: interval,
+                retry_interval: Some(60),
+                ..Policy::default()
+            };
+            assert_eq!(successor(&p, &ok()), None);
+        }
+    }
+
+    #[test]
+    fn cancel_never_has_a_successor() {
+        let p = Policy {
+            requeue_interval: Some(10),
+            retry_interval: Some(10),
+            max_retry: None,
+            max_retry_count: 0,
+        };
+        let cx = Outcome::Canceled {
+            summary: "canceled by ada".into(),
+        };
+        assert_eq!(successor(&p, &cx), None);
+    }
+
+    #[test]
+    fn truncate_cuts_at_char_boundary() {
+        assert_eq!(truncate_summary("short"), "short");
+        let exact = "a".repeat(256);
+        assert_eq!(truncate_summary(&exact), exact);
+        assert_eq!(truncate_summary(&"a".repeat(300)).len(), 256);
+        let wide = "é".repeat(300);
+        let cut = truncate_summary(&wide);
+        assert_eq!(cut.chars().count(), 256);
+        assert_eq!(cut.len(), 512);
+        let mixed = format!("{}🦀🦀", "x".repeat(255));
+        assert_eq!(truncate_summary(&mixed), format!("{}🦀", "x".repeat(255)));
+        assert_eq!(truncate_summary(""), "");
+    }
+
+    #[test]
+    fn job_types() {
+        for good in [
+            "hello",
+            "a",
+            "A9",
+            "x.y-z_1",
+            "9lives",
+            "a".repeat(64).as_str(),
+        ] {
+            assert_eq!(validate_job_type(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            "_x",
+            "a b",
+            "é",
+            "a\0",
+            "a".repeat(65).as_str(),
+        ] {
+            assert!(validate_job_type(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn truncate_is_a_bounded_prefix(s in any::<String>()) {
+            let cut = truncate_summary(&s);
+            prop_assert!(s.starts_with(&cut));
+            prop_assert_eq!(cut.chars().count(), s.chars().count().min(SUMMARY_MAX_CHARS));
+        }
+
+        #[test]
+        fn job_type_check_matches_the_pattern(s in "[A-Za-z0-9_./ -]{0,70}") {
+            let want = !s.is_empty()
+                && s.len() <= 64
+                && s.as_bytes()[0].is_ascii_alphanumeric()
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            prop_assert_eq!(validate_job_type(&s).is_ok(), want);
+        }
+
+        #[test]
+        fn retries_never_exceed_max_retry(max in 0i64..10, count in 0i64..20) {
+            let p = Policy { retry_interval: Some(1), max_retry: Some(max), max_retry_count: count, ..Policy::default() };
+            let out = Outcome::Failed { summary: String::new(), retryable: true };
+            match successor(&p, &out) {
+                Some(s) => prop_assert!(count < max && s.max_retry_count == count + 1 && s.max_retry_count <= max),
+                None => prop_assert!(count >= max),
+            }
+        }
+    }
+}

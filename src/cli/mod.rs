@@ -1,1 +1,173 @@
-//! cli (to be written)
+//! The command line: the `Cli` parser, one file per subcommand, and the
+//! error type whose [`Error::exit_code`] `main` exits with.
+//!
+//! To add a subcommand: a file with an `Args` struct (clap derive) and a
+//! `run(ctx, args, out)` function, a variant in [`Command`], an arm in
+//! [`run`].
+
+mod cancel;
+mod co;
+mod history;
+mod list;
+mod prune;
+mod queue;
+mod show;
+mod time;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::{JobId, Store, StoreError};
+
+/// A durable background-job runner whose jobs run as sandboxed
+/// WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "cojobs", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// The job database (created and migrated on first use).
+    #[arg(long, global = true, env = "COJOBS_DB", default_value = "cojobs.db")]
+    pub db: PathBuf,
+    /// The folder of plugin components (<job type>.wasm).
+    #[arg(long, global = true, env = "COJOBS_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+}
+
+impl Global {
+    /// Open the job store named by `--db`.
+    pub fn open_store(&self) -> Result<Store, Error> {
+        Ok(Store::open(&self.db)?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Queue a job; prints its id.
+    Queue(queue::Args),
+    /// List jobs, newest first.
+    List(list::Args),
+    /// Show every column of a job, its history records and retry chain.
+    Show(show::Args),
+    /// Cancel a job (queued: at once; running: asks its runner to stop).
+    Cancel(cancel::Args),
+    /// Show the history records of a job.
+    History(history::Args),
+    /// Delete ended jobs (OK, X, CX) that ended before a given age.
+    Prune(prune::Args),
+    /// Manage COs (the organizations that own jobs).
+    #[command(subcommand)]
+    Co(co::Command),
+}
+
+/// Why a command failed, and so which exit code it gets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's input was wrong (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// `queue --unique` found a live twin (exit 3).
+    #[error("job {0} with the same CO, type, mode and params is already queued or running")]
+    Duplicate(JobId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write output: {0}")]
+    Io(#[from] io::Error),
+    #[error("cannot encode JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// 2 for bad input, 3 for a refused duplicate, 1 for anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input(_) => 2,
+            Error::Duplicate(_) => 3,
+            Error::Store(e) if e.is_input() => 2,
+            _ => 1,
+        }
+    }
+
+    /// True when output went to a closed pipe (`cojobs list | head`):
+    /// `main` treats that as success.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Run a parsed command, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Queue(args) => queue::run(g, args, out),
+        Command::List(args) => list::run(g, args, out),
+        Command::Show(args) => show::run(g, args, out),
+        Command::Cancel(args) => cancel::run(g, args, out),
+        Command::History(args) => history::run(g, args, out),
+        Command::Prune(args) => prune::run(g, args, out),
+        Command::Co(cmd) => co::run(g, cmd, out),
+    }
+}
+
+/// The user running the command: `$USER`, else "unknown".
+pub fn current_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Print rows as an aligned table (last column not padded).
+pub(crate) fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    write_row(out, &widths, header.iter().copied())?;
+    for row in rows {
+        write_row(out, &widths, row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+fn write_row<'a>(
+    out: &mut dyn Write,
+    widths: &[usize],
+    cells: impl Iterator<Item = &'a str>,
+) -> io::Result<()> {
+    let mut text = String::new();
+    for (i, (cell, &w)) in cells.zip(widths).enumerate() {
+        if i > 0 {
+            text.push_str("  ");
+        }
+        text.push_str(cell);
+        if i + 1 < widths.len() {
+            let pad = w.saturating_sub(cell.chars().count());
+            text.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    writeln!(out, "{}", text.trim_end())
+}
+
+/// Text for a table cell: NULL as "-", newlines flattened.
+pub(crate) fn cell(v: Option<&str>) -> String {
+    match v {
+        None => "-".to_string(),
+        Some(s) => s.replace(['\n', '\r', '\t'], " "),
+    }
+}

@@ -1,1 +1,413 @@
-//! store (to be written)
+//! The SQLite job store: schema, migrations, the `Job` row type and every
+//! SQL statement of the program.
+//!
+//! No other module writes SQL. The user-facing operations (queue, list,
+//! show, cancel, prune, COs) are in `jobs.rs`; the runner-facing ones
+//! (claim, finish, heartbeat, rescue, release, progress) in `runner.rs`.
+//! Every state change names the state it expects in its `WHERE`, so a late
+//! finish never overwrites a cancel, and every multi-statement write runs
+//! in an immediate transaction (a deferred one that reads and then writes
+//! can fail with `SQLITE_BUSY` instead of waiting).
+//!
+//! Timestamps are UTC text `YYYY-MM-DD HH:MM:SS.fff` ([`format_time`]),
+//! which compares as text with each other and with SQLite's
+//! `datetime('now')`.
+
+mod jobs;
+mod runner;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use crate::job::{self, JobStatus};
+
+pub use jobs::{CancelResult, Co, HistoryRecord, ListFilter, NewHistoryRecord, NewJob, Queued};
+
+/// How long a statement waits for another connection's write lock.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The id of a `cm_co_jobs` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ToSql for JobId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl FromSql for JobId {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        i64::column_result(value).map(JobId)
+    }
+}
+
+/// Everything that can go wrong in the store. [`StoreError::is_input`]
+/// tells a caller's mistake from a failure of the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database schema version {found} is newer than this cojobs knows ({known}); use a newer cojobs"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("no job {0}")]
+    NoJob(JobId),
+    #[error("no CO {0} (see `cojobs co list`)")]
+    NoCo(i64),
+    #[error("a CO named '{0}' already exists")]
+    CoExists(String),
+    #[error("CO name must not be empty")]
+    EmptyCoName,
+    #[error(transparent)]
+    JobType(#[from] job::InvalidJobType),
+    #[error("job params are not valid JSON: {0}")]
+    ParamsJson(String),
+    #[error("job params must be a JSON object, not {0}")]
+    ParamsNotObject(&'static str),
+    #[error("{field} must not be negative (got {value})")]
+    Negative { field: &'static str, value: i64 },
+    #[error("job mode '{0}' is longer than 16 characters")]
+    ModeTooLong(String),
+    #[error("job {id} already ended ({status})")]
+    AlreadyEnded { id: JobId, status: JobStatus },
+    #[error("job {id} is not held by runner '{runner_id}' any more (it is {status})")]
+    NotOurs {
+        id: JobId,
+        runner_id: String,
+        status: JobStatus,
+    },
+    #[error("job {id} has unreadable status '{status}'")]
+    BadStatus { id: JobId, status: String },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// True when the caller's input was wrong (bad type, params, CO, id...),
+    /// false when the store itself failed.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoJob(_)
+                | StoreError::NoCo(_)
+                | StoreError::CoExists(_)
+                | StoreError::EmptyCoName
+                | StoreError::JobType(_)
+                | StoreError::ParamsJson(_)
+                | StoreError::ParamsNotObject(_)
+                | StoreError::Negative { .. }
+                | StoreError::ModeTooLong(_)
+                | StoreError::AlreadyEnded { .. }
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Format a time the way every timestamp column holds it:
+/// `YYYY-MM-DD HH:MM:SS.fff`, UTC.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// Where "now" comes from. Tests swap it to move time without sleeping.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// A connection to the job store. One per thread: `Store` is `Send`, not
+/// `Sync`; open another for another thread (SQLite in WAL mode lets many
+/// readers and one writer share the file, and each write waits up to
+/// [`BUSY_TIMEOUT`] for the lock).
+pub struct Store {
+    conn: Connection,
+    clock: Clock,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.conn.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Open (creating and migrating if need be) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let path = path.as_ref();
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // journal_mode returns a row; WAL persists in the file.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn,
+            clock: Arc::new(Utc::now),
+        })
+    }
+
+    /// Replace the clock (tests: move time without sleeping).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// The store's "now".
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn now_text(&self) -> String {
+        format_time(self.now())
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+/// One `cm_co_jobs` row: the seed's columns, then cojobs' own.
+/// Timestamps are kept as the text the row holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub co_id: i64,
+    pub job_type: String,
+    pub job_type_fk: Option<i64>,
+    pub job_mode: Option<String>,
+    pub job_params: Option<String>,
+    pub requeue_interval: Option<i64>,
+    pub retry_interval: Option<i64>,
+    pub max_retry: Option<i64>,
+    pub max_retry_count: Option<i64>,
+    pub requeued_from_co_job_id: Option<JobId>,
+    #[serde(serialize_with = "ser_status")]
+    pub status: JobStatus,
+    pub register_summary: Option<String>,
+    pub start_summary: Option<String>,
+    pub finish_summary: Option<String>,
+    pub queue_time: Option<String>,
+    pub start_after_time: Option<String>,
+    pub start_time: Option<String>,
+    pub complete_time: Option<String>,
+    pub percent_complete: Option<i64>,
+    pub runner_id: Option<String>,
+    pub lease_expires_at: Option<String>,
+    pub fuel_limit: Option<i64>,
+    pub memory_limit_mib: Option<i64>,
+    pub timeout_secs: Option<i64>,
+    pub fuel_used: Option<i64>,
+    pub job_log: Option<String>,
+    pub cancel_requested_by: Option<String>,
+    pub cancel_requested_at: Option<String>,
+    pub queued_by: Option<String>,
+    pub status_line: Option<String>,
+}
+
+fn ser_status<S: serde::Serializer>(st: &JobStatus, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(st.code())
+}
+
+/// The column list [`Job::from_row`] reads, in its order.
+pub(crate) const JOB_COLUMNS: &str = "id, co_id, job_type, job_type_fk, job_mode, job_params, \
+    requeue_interval, retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, \
+    status, register_summary, start_summary, finish_summary, queue_time, start_after_time, \
+    start_time, complete_time, percent_complete, runner_id, lease_expires_at, fuel_limit, \
+    memory_limit_mib, timeout_secs, fuel_used, job_log, cancel_requested_by, \
+    cancel_requested_at, queued_by, status_line";
+
+/// The names of the columns of [`JOB_COLUMNS`], for display.
+pub const JOB_COLUMN_NAMES: [&str; 31] = [
+    "id",
+    "co_id",
+    "job_type",
+    "job_type_fk",
+    "job_mode",
+    "job_params",
+    "requeue_interval",
+    "retry_interval",
+    "max_retry",
+    "max_retry_count",
+    "requeued_from_co_job_id",
+    "status",
+    "register_summary",
+    "start_summary",
+    "finish_summary",
+    "queue_time",
+    "start_after_time",
+    "start_time",
+    "complete_time",
+    "percent_complete",
+    "runner_id",
+    "lease_expires_at",
+    "fuel_limit",
+    "memory_limit_mib",
+    "timeout_secs",
+    "fuel_used",
+    "job_log",
+    "cancel_requested_by",
+    "cancel_requested_at",
+    "queued_by",
+    "status_line",
+];
+
+impl Job {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+        let status: String = r.get(11)?;
+        let status = status.parse::<JobStatus>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok(Job {
+            id: r.get(0)?,
+            co_id: r.get(1)?,
+            job_type: r.get(2)?,
+            job_type_fk: r.get(3)?,
+            job_mode: r.get(4)?,
+            job_params: r.get(5)?,
+            requeue_interval: r.get(6)?,
+            retry_interval: r.get(7)?,
+            max_retry: r.get(8)?,
+            max_retry_count: r.get(9)?,
+            requeued_from_co_job_id: r.get(10)?,
+            status,
+            register_summary: r.get(12)?,
+            start_summary: r.get(13)?,
+            finish_summary: r.get(14)?,
+            queue_time: r.get(15)?,
+            start_after_time: r.get(16)?,
+            start_time: r.get(17)?,
+            complete_time: r.get(18)?,
+            percent_complete: r.get(19)?,
+            runner_id: r.get(20)?,
+            lease_expires_at: r.get(21)?,
+            fuel_limit: r.get(22)?,
+            memory_limit_mib: r.get(23)?,
+            timeout_secs: r.get(24)?,
+            fuel_used: r.get(25)?,
+            job_log: r.get(26)?,
+            cancel_requested_by: r.get(27)?,
+            cancel_requested_at: r.get(28)?,
+            queued_by: r.get(29)?,
+            status_line: r.get(30)?,
+        })
+    }
+
+    /// The row's parameters as a JSON object; NULL (and empty text) is `{}`.
+    /// A plain-SQL row may hold anything, so this can fail; the runner
+    /// should end such a row `X` with the message.
+    pub fn params(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        match self.job_params.as_deref().map(str::trim) {
+            None | Some("") => Ok(serde_json::Map::new()),
+            Some(text) => parse_params(text),
+        }
+    }
+
+    /// The row's retry/requeue policy.
+    pub fn policy(&self) -> job::Policy {
+        job::Policy {
+            requeue_interval: self.requeue_interval,
+            retry_interval: self.retry_interval,
+            max_retry: self.max_retry,
+            max_retry_count: self.max_retry_count.unwrap_or(0),
+        }
+    }
+
+    /// The row's column values as display text, in [`JOB_COLUMN_NAMES`]
+    /// order (NULL as `None`).
+    pub fn column_values(&self) -> Vec<Option<String>> {
+        fn s<T: ToString>(v: &Option<T>) -> Option<String> {
+            v.as_ref().map(ToString::to_string)
+        }
+        vec![
+            Some(self.id.to_string()),
+            Some(self.co_id.to_string()),
+            Some(self.job_type.clone()),
+            s(&self.job_type_fk),
+            s(&self.job_mode),
+            s(&self.job_params),
+            s(&self.requeue_interval),
+            s(&self.retry_interval),
+            s(&self.max_retry),
+            s(&self.max_retry_count),
+            s(&self.requeued_from_co_job_id),
+            Some(self.status.to_string()),
+            s(&self.register_summary),
+            s(&self.start_summary),
+            s(&self.finish_summary),
+            s(&self.queue_time),
+            s(&self.start_after_time),
+            s(&self.start_time),
+            s(&self.complete_time),
+            s(&self.percent_complete),
+            s(&self.runner_id),
+            s(&self.lease_expires_at),
+            s(&self.fuel_limit),
+            s(&self.memory_limit_mib),
+            s(&self.timeout_secs),
+            s(&self.fuel_used),
+            s(&self.job_log),
+            s(&self.cancel_requested_by),
+            s(&self.cancel_requested_at),
+            s(&self.queued_by),
+            s(&self.status_line),
+        ]
+    }
+}
+
+/// Parse job params text, which must be a JSON object.
+pub fn parse_params(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| StoreError::ParamsJson(e.to_string()))?;
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(StoreError::ParamsNotObject(json_kind(&other))),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Map "no row" to `None`.
+fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    Ok(r.optional()?)
+}

@@ -1,0 +1,482 @@
+//! User-facing operations: queue, read, list, cancel, prune, history, COs.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{TransactionBehavior, params};
+use serde::Serialize;
+
+use super::{JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional};
+use crate::job::{self, JobStatus, RecordStatus};
+
+/// A job to queue. Build with [`NewJob::new`] and set what you need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewJob {
+    pub co_id: i64,
+    pub job_type: String,
+    pub job_mode: Option<String>,
+    /// JSON text; must be an object. `None` stores NULL (= `{}`).
+    pub job_params: Option<String>,
+    pub requeue_interval: Option<i64>,
+    pub retry_interval: Option<i64>,
+    pub max_retry: Option<i64>,
+    /// When it becomes due; `None` = at once.
+    pub start_after: Option<DateTime<Utc>>,
+    /// Cut to 256 characters.
+    pub register_summary: Option<String>,
+    pub fuel_limit: Option<i64>,
+    pub memory_limit_mib: Option<i64>,
+    pub timeout_secs: Option<i64>,
+    pub queued_by: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(co_id: i64, job_type: impl Into<String>) -> NewJob {
+        NewJob {
+            co_id,
+            job_type: job_type.into(),
+            ..NewJob::default()
+        }
+    }
+}
+
+/// What [`Store::queue_unique`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A new row.
+    New(JobId),
+    /// A live (`Q` or `GO`) row with the same co, type, mode and params
+    /// already exists; nothing was written.
+    Existing(JobId, JobStatus),
+}
+
+/// Which rows [`Store::list`] returns (newest first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub status: Option<JobStatus>,
+    pub job_type: Option<String>,
+    pub co_id: Option<i64>,
+    /// `None` = all.
+    pub limit: Option<i64>,
+}
+
+/// What [`Store::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelResult {
+    /// The row was `Q` and is now `CX`.
+    Canceled,
+    /// The row is `GO`: its runner was asked to stop and will end it `CX`.
+    StopRequested,
+}
+
+/// A `cm_co_job_history_records` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryRecord {
+    pub id: i64,
+    pub co_job_id: JobId,
+    pub record_key: Option<String>,
+    pub co_person_id: Option<i64>,
+    pub org_identity_id: Option<i64>,
+    pub comment: Option<String>,
+    pub status: Option<String>,
+    pub created: Option<String>,
+    pub modified: Option<String>,
+}
+
+/// A history record to add (the plugin's `record-history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHistoryRecord {
+    pub co_job_id: JobId,
+    pub record_key: Option<String>,
+    pub co_person_id: Option<i64>,
+    pub org_identity_id: Option<i64>,
+    pub comment: String,
+    pub status: RecordStatus,
+}
+
+/// A `cm_cos` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Co {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub created: Option<String>,
+}
+
+/// The validated, normalised form of a [`NewJob`].
+struct Checked {
+    params: Option<String>,
+    params_value: serde_json::Map<String, serde_json::Value>,
+    summary: Option<String>,
+}
+
+fn check(job: &NewJob) -> Result<Checked> {
+    job::validate_job_type(&job.job_type)?;
+    if let Some(mode) = &job.job_mode
+        && mode.chars().count() > 16
+    {
+        return Err(StoreError::ModeTooLong(mode.clone()));
+    }
+    for (field, value) in [
+        ("requeue interval", job.requeue_interval),
+        ("retry interval", job.retry_interval),
+        ("max retry", job.max_retry),
+        ("fuel limit", job.fuel_limit),
+        ("memory limit", job.memory_limit_mib),
+        ("timeout", job.timeout_secs),
+    ] {
+        if let Some(value) = value
+            && value < 0
+        {
+            return Err(StoreError::Negative { field, value });
+        }
+    }
+    let (params, params_value) = match &job.job_params {
+        None => (None, serde_json::Map::new()),
+        Some(text) => {
+            let map = super::parse_params(text)?;
+            // Stored normalised (sorted keys, no spaces) so --unique
+            // compares like with like.
+            let norm = serde_json::Value::Object(map.clone()).to_string();
+            (Some(norm), map)
+        }
+    };
+    Ok(Checked {
+        params,
+        params_value,
+        summary: job.register_summary.as_deref().map(job::truncate_summary),
+    })
+}
+
+impl Store {
+    /// Queue a job. Checks everything first and writes nothing on error.
+    pub fn queue(&mut self, job: &NewJob) -> Result<JobId> {
+        let checked = check(job)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = format_time((self.clock)());
+        let id = insert_job(&tx, job, &checked, &now)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Queue a job unless a live (`Q` or `GO`) row with the same co, type,
+    /// mode and params exists (the seed's non-concurrent mode). Params are
+    /// compared as JSON values, so key order and spacing do not matter.
+    pub fn queue_unique(&mut self, job: &NewJob) -> Result<Queued> {
+        let checked = check(job)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, status, job_params FROM cm_co_jobs INDEXED BY cm_co_jobs_live \
+                 WHERE status IN ('Q', 'GO') AND co_id = ?1 AND job_type = ?2 \
+                   AND job_mode IS ?3 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![job.co_id, job.job_type, job.job_mode], |r| {
+                Ok((
+                    r.get::<_, JobId>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, status, params) = row?;
+                let same = match params.as_deref().map(str::trim) {
+                    None | Some("") => checked.params_value.is_empty(),
+                    Some(text) => super::parse_params(text)
+                        .map(|m| m == checked.params_value)
+                        .unwrap_or(false),
+                };
+                if same {
+                    let status = status
+                        .parse()
+                        .map_err(|_| StoreError::BadStatus { id, status })?;
+                    return Ok(Queued::Existing(id, status));
+                }
+            }
+        }
+        let now = format_time((self.clock)());
+        let id = insert_job(&tx, job, &checked, &now)?;
+        tx.commit()?;
+        Ok(Queued::New(id))
+    }
+
+    /// One row, or `None`.
+    pub fn get(&self, id: JobId) -> Result<Option<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id = ?1"
+        ))?;
+        optional(stmt.query_row([id], Job::from_row))
+    }
+
+    /// One row, or [`StoreError::NoJob`].
+    pub fn require(&self, id: JobId) -> Result<Job> {
+        self.get(id)?.ok_or(StoreError::NoJob(id))
+    }
+
+    /// Rows matching `filter`, newest first.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM cm_co_jobs \
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR job_type = ?2) \
+               AND (?3 IS NULL OR co_id = ?3) \
+             ORDER BY id DESC LIMIT coalesce(?4, -1)"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                filter.status.map(JobStatus::code),
+                filter.job_type,
+                filter.co_id,
+                filter.limit
+            ],
+            Job::from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The history records of a job, oldest first.
+    pub fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, co_job_id, record_key, co_person_id, org_identity_id, comment, \
+                    status, created, modified \
+             FROM cm_co_job_history_records WHERE co_job_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(HistoryRecord {
+                id: r.get(0)?,
+                co_job_id: r.get(1)?,
+                record_key: r.get(2)?,
+                co_person_id: r.get(3)?,
+                org_identity_id: r.get(4)?,
+                comment: r.get(5)?,
+                status: r.get(6)?,
+                created: r.get(7)?,
+                modified: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Add a history record; key and comment are cut to 256 characters.
+    pub fn add_history(&mut self, rec: &NewHistoryRecord) -> Result<i64> {
+        let now = self.now_text();
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO cm_co_job_history_records \
+               (co_job_id, record_key, co_person_id, org_identity_id, comment, status, created, modified) \
+             SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?7 FROM cm_co_jobs WHERE id = ?1",
+        )?;
+        let n = stmt.execute(params![
+            rec.co_job_id,
+            rec.record_key.as_deref().map(job::truncate_summary),
+            rec.co_person_id,
+            rec.org_identity_id,
+            job::truncate_summary(&rec.comment),
+            rec.status.code(),
+            now,
+        ])?;
+        if n == 0 {
+            return Err(StoreError::NoJob(rec.co_job_id));
+        }
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The retry/requeue chain `id` belongs to: its ancestors through
+    /// `requeued_from_co_job_id`, itself and its descendants, oldest first.
+    pub fn retry_chain(&self, id: JobId) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "WITH RECURSIVE \
+               up(id, parent) AS ( \
+                 SELECT id, requeued_from_co_job_id FROM cm_co_jobs WHERE id = ?1 \
+                 UNION \
+                 SELECT j.id, j.requeued_from_co_job_id FROM cm_co_jobs j JOIN up ON j.id = up.parent), \
+               root(id) AS (SELECT id FROM up WHERE parent IS NULL \
+                              OR parent NOT IN (SELECT id FROM cm_co_jobs)), \
+               down(id) AS ( \
+                 SELECT id FROM root \
+                 UNION \
+                 SELECT j.id FROM cm_co_jobs j JOIN down ON j.requeued_from_co_job_id = down.id) \
+             SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id IN (SELECT id FROM down UNION SELECT id FROM up) \
+             ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([id], Job::from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Cancel a job: `Q` ends `CX` at once ("canceled by <who>"); `GO`
+    /// gets a stop request its runner acts on; an ended row is an error.
+    pub fn cancel(&mut self, id: JobId, who: &str) -> Result<CancelResult> {
+        let now = self.now_text();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let status: Option<String> = optional(tx.query_row(
+            "SELECT status FROM cm_co_jobs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        ))?;
+        let status = status.ok_or(StoreError::NoJob(id))?;
+        let status: JobStatus = status
+            .parse()
+            .map_err(|_| StoreError::BadStatus { id, status })?;
+        let result = match status {
+            JobStatus::Queued => {
+                tx.execute(
+                    "UPDATE cm_co_jobs SET status = 'CX', complete_time = ?2, finish_summary = ?3, \
+                        cancel_requested_by = ?4, cancel_requested_at = ?2 \
+                     WHERE id = ?1 AND status = 'Q'",
+                    params![
+                        id,
+                        now,
+                        job::truncate_summary(&format!("canceled by {who}")),
+                        who
+                    ],
+                )?;
+                CancelResult::Canceled
+            }
+            JobStatus::InProgress => {
+                tx.execute(
+                    "UPDATE cm_co_jobs SET cancel_requested_by = coalesce(cancel_requested_by, ?2), \
+                        cancel_requested_at = coalesce(cancel_requested_at, ?3) \
+                     WHERE id = ?1 AND status = 'GO'",
+                    params![id, who, now],
+                )?;
+                CancelResult::StopRequested
+            }
+            ended => return Err(StoreError::AlreadyEnded { id, status: ended }),
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Delete ended rows (`OK`, `X`, `CX`) whose `complete_time` is before
+    /// `older_than`, with their history records. Returns how many jobs.
+    /// A successor of a pruned row keeps living; its link becomes NULL.
+    pub fn prune(&mut self, older_than: DateTime<Utc>) -> Result<usize> {
+        let cutoff = format_time(older_than);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM cm_co_job_history_records WHERE co_job_id IN ( \
+               SELECT id FROM cm_co_jobs WHERE status IN ('OK', 'X', 'CX') AND complete_time < ?1)",
+            [&cutoff],
+        )?;
+        let n = tx.execute(
+            "DELETE FROM cm_co_jobs WHERE status IN ('OK', 'X', 'CX') AND complete_time < ?1",
+            [&cutoff],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Number of rows in each status (every status, zeros included).
+    pub fn counts_by_status(&self) -> Result<Vec<(JobStatus, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT status, count(*) FROM cm_co_jobs GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|&s| (s, 0)).collect();
+        for row in rows {
+            let (code, n) = row?;
+            if let Ok(st) = code.parse::<JobStatus>()
+                && let Some(slot) = counts.iter_mut().find(|(s, _)| *s == st)
+            {
+                slot.1 = n;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Number of rows in `cm_co_jobs`.
+    pub fn job_count(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM cm_co_jobs", [], |r| r.get(0))?)
+    }
+
+    /// Add a CO; returns its id.
+    pub fn add_co(&mut self, name: &str, description: Option<&str>) -> Result<i64> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(StoreError::EmptyCoName);
+        }
+        let now = self.now_text();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: Option<i64> = optional(tx.query_row(
+            "SELECT id FROM cm_cos WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        ))?;
+        if exists.is_some() {
+            return Err(StoreError::CoExists(name.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO cm_cos (name, description, status, created, modified) \
+             VALUES (?1, ?2, 'A', ?3, ?3)",
+            params![name, description.map(job::truncate_summary), now],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// All COs, by id.
+    pub fn list_cos(&self) -> Result<Vec<Co>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, description, status, created FROM cm_cos ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Co {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                description: r.get(2)?,
+                status: r.get(3)?,
+                created: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn insert_job(
+    tx: &rusqlite::Transaction<'_>,
+    job: &NewJob,
+    checked: &Checked,
+    now: &str,
+) -> Result<JobId> {
+    let co: Option<i64> = optional(tx.query_row(
+        "SELECT id FROM cm_cos WHERE id = ?1",
+        [job.co_id],
+        |r| r.get(0),
+    ))?;
+    if co.is_none() {
+        return Err(StoreError::NoCo(job.co_id));
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
+            retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
+            start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'Q', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?;
+    stmt.execute(params![
+        job.co_id,
+        job.job_type,
+        job.job_mode,
+        checked.params,
+        job.requeue_interval,
+        job.retry_interval,
+        job.max_retry,
+        checked.summary,
+        now,
+        job.start_after.map(format_time),
+        job.fuel_limit,
+        job.memory_limit_mib,
+        job.timeout_secs,
+        job.queued_by,
+    ])?;
+    Ok(JobId(tx.last_insert_rowid()))
+}

@@ -1,0 +1,121 @@
+//! The schema: an append-only list of migrations, tracked by
+//! `pragma user_version`.
+//!
+//! Never edit or remove an entry of [`MIGRATIONS`]; append a new one. Entry
+//! `i` moves a database from version `i` to `i + 1`. All pending entries are
+//! applied in one immediate transaction, so two processes opening a fresh
+//! file at once migrate it exactly once.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// The migrations, oldest first. Append only.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the seed's three tables, the runner's columns, the claim indexes.
+    r#"
+CREATE TABLE cm_cos (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        VARCHAR(128) NOT NULL,
+    description VARCHAR(256),
+    status      VARCHAR(2) NOT NULL DEFAULT 'A',
+    created     TIMESTAMP,
+    modified    TIMESTAMP
+);
+CREATE UNIQUE INDEX cm_cos_i1 ON cm_cos (name);
+INSERT INTO cm_cos (id, name, description, status, created, modified)
+    VALUES (1, 'default', 'The default CO', 'A', datetime('now'), datetime('now'));
+
+CREATE TABLE cm_co_jobs (
+    -- The seed's columns, in the seed's order, with the seed's types.
+    -- (job_type is varchar(64), not the seed's 32: DESIGN.md allows 64.)
+    id                      INTEGER PRIMARY KEY AUTOINCREMENT,
+    co_id                   INTEGER NOT NULL REFERENCES cm_cos (id),
+    job_type                VARCHAR(64) NOT NULL,
+    job_type_fk             INTEGER,
+    job_mode                VARCHAR(16),
+    job_params              TEXT,
+    requeue_interval        INTEGER,
+    retry_interval          INTEGER,
+    max_retry               INTEGER,
+    max_retry_count         INTEGER DEFAULT 0,
+    requeued_from_co_job_id INTEGER REFERENCES cm_co_jobs (id) ON DELETE SET NULL,
+    status                  VARCHAR(2) NOT NULL DEFAULT 'Q'
+                            CHECK (status IN ('Q', 'GO', 'OK', 'X', 'CX')),
+    register_summary        VARCHAR(256),
+    start_summary           VARCHAR(256),
+    finish_summary          VARCHAR(256),
+    queue_time              TIMESTAMP,
+    start_after_time        TIMESTAMP,
+    start_time              TIMESTAMP,
+    complete_time           TIMESTAMP,
+    percent_complete        INTEGER,
+    -- cojobs' own columns (all nullable, so the seed's SQL still works).
+    runner_id               TEXT,      -- the runner holding a GO row
+    lease_expires_at        TIMESTAMP, -- that runner's lease; rescued after
+    fuel_limit              INTEGER,   -- per-job limit overrides, NULL = default
+    memory_limit_mib        INTEGER,
+    timeout_secs            INTEGER,
+    fuel_used               INTEGER,   -- fuel the last run consumed
+    job_log                 TEXT,      -- captured plugin output, bounded by the runner
+    cancel_requested_by     TEXT,      -- a cancel of a GO row, for its runner to act on
+    cancel_requested_at     TIMESTAMP,
+    queued_by               TEXT,      -- who queued it ($USER, or the parent for successors)
+    status_line             VARCHAR(256) -- the plugin's latest progress summary
+);
+
+-- Claims: queued rows only, per CO, in due-time order. A row is due when
+-- coalesce(start_after_time, queue_time, '') <= now; '' keeps a plain-SQL
+-- row without queue_time claimable. Rows that are not queued, and queued
+-- rows due later, cost a claim nothing.
+CREATE INDEX cm_co_jobs_due_by_co ON cm_co_jobs
+    (co_id, coalesce(start_after_time, queue_time, ''), id) WHERE status = 'Q';
+-- The next due time over all COs (how long a runner may sleep).
+CREATE INDEX cm_co_jobs_due ON cm_co_jobs
+    (coalesce(start_after_time, queue_time, ''), id) WHERE status = 'Q';
+-- Running rows by runner and by lease (heartbeat, rescue, cancel checks).
+CREATE INDEX cm_co_jobs_running ON cm_co_jobs (runner_id) WHERE status = 'GO';
+CREATE INDEX cm_co_jobs_lease ON cm_co_jobs (lease_expires_at) WHERE status = 'GO';
+-- --unique: live rows of a type.
+CREATE INDEX cm_co_jobs_live ON cm_co_jobs (co_id, job_type) WHERE status IN ('Q', 'GO');
+-- Retry chains, and ON DELETE SET NULL when pruning.
+CREATE INDEX cm_co_jobs_requeued_from ON cm_co_jobs (requeued_from_co_job_id);
+-- list --status/--type and prune.
+CREATE INDEX cm_co_jobs_status ON cm_co_jobs (status, id);
+CREATE INDEX cm_co_jobs_complete ON cm_co_jobs (complete_time) WHERE status IN ('OK', 'X', 'CX');
+
+CREATE TABLE cm_co_job_history_records (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    co_job_id       INTEGER NOT NULL REFERENCES cm_co_jobs (id) ON DELETE CASCADE,
+    record_key      VARCHAR(256),
+    co_person_id    INTEGER,
+    org_identity_id INTEGER,
+    comment         VARCHAR(256),
+    status          VARCHAR(2) CHECK (status IN ('OK', 'X', 'GO', 'NT', 'Q')),
+    created         TIMESTAMP,
+    modified        TIMESTAMP
+);
+CREATE INDEX cm_co_job_history_records_i1 ON cm_co_job_history_records (co_job_id, id);
+"#,
+];
+
+/// Bring `conn` up to the newest schema, in one transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(version.max(0) as usize) {
+        tx.execute_batch(sql)?;
+    }
+    if version != known {
+        tx.pragma_update(None, "user_version", known)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! Integration tests: the real `cojobs` binary against a real database file.
+
+mod util;
+
+use util::Env;
+
+#[test]
+fn issue_example_queue_prints_id_alone() {
+    let env = Env::new();
+    let run = env.run(&[
+        "queue",
+        "hello",
+        "--params",
+        r#"{"name":"Ada"}"#,
+        "--mode",
+        "fast",
+        "--co",
+        "1",
+        "--retry-interval",
+        "60",
+        "--max-retry",
+        "3",
+        "--requeue-interval",
+        "3600",
+        "--delay",
+        "10",
+        "--summary",
+        "nightly hello",
+    ]);
+    assert_eq!(run.ok(), "1\n");
+    let conn = env.conn();
+    let row: (String, String, String, i64, i64, i64, String, String, i64) = conn
+        .query_row(
+            "SELECT job_type, job_mode, job_params, retry_interval, max_retry, requeue_interval, \
+                    register_summary, status, start_after_time > queue_time FROM cm_co_jobs WHERE id = 1",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            },
+        )
+        .expect("row");
+    assert_eq!(
+        row,
+        (
+            "hello".into(),
+            "fast".into(),
+            r#"{"name":"Ada"}"#.into(),
+            60,
+            3,
+            3600,
+            "nightly hello".into(),
+            "Q".into(),
+            1
+        )
+    );
+    assert_eq!(env.queue(&["hello"]), 2);
+}
+
+#[test]
+fn list_table_and_json() {
+    let env = Env::new();
+    env.queue(&["hello", "--summary", "first"]);
+    env.queue(&["other"]);
+    let out = env.run(&["list", "--status", "Q", "--type", "hello"]);
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("ID"), "{text}");
+    assert!(
+        lines[1].contains("hello") && lines[1].contains("first"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[0].find("TYPE"),
+        lines[1].find("hello"),
+        "not aligned:\n{text}"
+    );
+
+    let json = env.run(&["list", "--json"]);
+    let rows: Vec<serde_json::Value> = json
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], 2);
+    assert_eq!(rows[1]["job_type"], "hello");
+    assert_eq!(rows[1]["status"], "Q");
+    assert_eq!(env.run(&["list", "--status", "OK"]).ok().lines().count(), 1);
+    assert_eq!(
+        env.run(&["list", "--limit", "1", "--json"])
+            .ok()
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        env.run(&["list", "--co", "1", "--json"])
+            .ok()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn show_text_and_json() {
+    let env = Env::new();
+    let id = env.queue(&["hello", "--params", r#"{"a":1}"#, "--fuel", "1000"]);
+    env.sql(&format!(
+        "INSERT INTO cm_co_job_history_records (co_job_id, record_key, comment, status, created) \
+         VALUES ({id}, 'person-7', 'synced', 'OK', datetime('now'));"
+    ));
+    let text = env.run(&["show", &id.to_string()]).ok().to_string();
+    for want in [
+        "job_type",
+        "hello",
+        "fuel_limit",
+        "1000",
+        "queued_by",
+        "ada",
+        "history records:",
+        "person-7",
+        "synced",
+        "retry chain:",
+        &format!("{id}*"),
+        "log:",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(env.run(&["show", &id.to_string(), "--json"]).ok()).expect("json");
+    assert_eq!(json["job"]["id"], id);
+    assert_eq!(json["job"]["job_params"], r#"{"a":1}"#);
+    assert_eq!(json["history"][0]["comment"], "synced");
+    assert_eq!(json["chain"][0]["id"], id);
+}
+
+#[test]
+fn cancel_queued_then_again() {
+    let env = Env::new();
+    let id = env.queue(&["hello", "--retry-interval", "5"]);
+    let run = env.run(&["cancel", &id.to_string()]);
+    assert!(run.ok().contains("canceled"));
+    assert_eq!(
+        env.text("SELECT status FROM cm_co_jobs").as_deref(),
+        Some("CX")
+    );
+    assert_eq!(
+        env.text("SELECT finish_summary FROM cm_co_jobs").as_deref(),
+        Some("canceled by ada")
+    );
+    assert_eq!(
+        env.scalar("SELECT complete_time IS NOT NULL FROM cm_co_jobs"),
+        1
+    );
+    let again = env.run(&["cancel", &id.to_string()]);
+    again.fails(2, &format!("job {id} already ended (CX)"));
+    assert_eq!(env.job_count(), 1);
+}
+
+#[test]
+fn cancel_running_requests_stop() {
+    let env = Env::new();
+    let id = env.queue(&["hello"]);
+    env.sql("UPDATE cm_co_jobs SET status = 'GO', runner_id = 'r1'");
+    let run = env.run(&["cancel", &id.to_string()]);
+    assert!(run.ok().contains("asked its runner to stop"), "{run:?}");
+    assert_eq!(
+        env.text("SELECT status FROM cm_co_jobs").as_deref(),
+        Some("GO")
+    );
+    assert_eq!(
+        env.text("SELECT cancel_requested_by FROM cm_co_jobs")
+            .as_deref(),
+        Some("ada")
+    );
+}
+
+#[test]
+fn plain_sql_row_is_listed_shown_and_cancelable() {
+    let env = Env::new();
+    env.run(&["co", "list"]).ok(); // creates and migrates the db
+    env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, job_params, status, queue_time) \
+         VALUES (1, 'hello', '{}', 'Q', datetime('now'));
+         INSERT INTO cm_co_jobs (co_id, job_type, job_params, status, queue_time) \
+         VALUES (1, 'hello', NULL, 'Q', datetime('now'));",
+    );
+    let list = env.run(&["list", "--status", "Q"]);
+    assert_eq!(list.ok().lines().count(), 3, "{list:?}");
+    assert!(env.run(&["show", "1"]).ok().contains("hello"));
+    assert!(
+        env.run(&["show", "2", "--json"])
+            .ok()
+            .contains(r#""job_params":null"#)
+    );
+    env.run(&["cancel", "2"]).ok();
+    assert_eq!(
+        env.text("SELECT status FROM cm_co_jobs WHERE id = 2")
+            .as_deref(),
+        Some("CX")
+    );
+    assert_eq!(env.run(&["history", "1"]).ok().lines().count(), 1);
+}
+
+#[test]
+fn unique_refuses_duplicate_with_exit_3() {
+    let env = Env::new();
+    let id = env.queue(&["hello", "--params", r#"{"a":1,"b":2}"#, "--unique"]);
+    let dup = env.run(&[
+        "queue",
+        "hello",
+        "--params",
+        r#"{"b":2, "a":1}"#,
+        "--unique",
+    ]);
+    dup.fails(
+        3,
+        &format!("job {id} with the same CO, type, mode and params"),
+    );
+    assert_eq!(dup.stdout, format!("{id}\n"));
+    assert_eq!(env.job_count(), 1);
+    // Without --unique, or with another mode, a new row.
+    env.queue(&[
+        "hello",
+        "--params",
+        r#"{"a":1,"b":2}"#,
+        "--unique",
+        "--mode",
+        "m",
+    ]);
+    env.queue(&["hello", "--params", r#"{"a":1,"b":2}"#]);
+    assert_eq!(env.job_count(), 3);
+}
+
+#[test]
+fn start_after_forms() {
+    let env = Env::new();
+    env.queue(&["hello", "--start-after", "2030-01-02T03:04:05Z"]);
+    env.queue(&["hello", "--start-after", "2030-01-02 05:04:05+02:00"]);
+    env.queue(&["hello", "--start-after", "2030-01-02 03:04:05"]);
+    let conn = env.conn();
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT start_after_time FROM cm_co_jobs")
+        .expect("prepare");
+    let times: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(times, vec!["2030-01-02 03:04:05.000".to_string()]);
+}
+
+#[test]
+fn history_prune_and_cos() {
+    let env = Env::new();
+    assert_eq!(
+        env.run(&["co", "add", "research", "--description", "lab"])
+            .ok(),
+        "2\n"
+    );
+    let cos = env.run(&["co", "list"]).ok().to_string();
+    assert!(
+        cos.contains("default") && cos.contains("research") && cos.contains("lab"),
+        "{cos}"
+    );
+    env.run(&["co", "add", "research"])
+        .fails(2, "a CO named 'research' already exists");
+
+    let old = env.queue(&["hello", "--co", "2"]);
+    let recent = env.queue(&["hello"]);
+    let live = env.queue(&["hello"]);
+    env.sql(&format!(
+        "UPDATE cm_co_jobs SET status = 'OK', complete_time = '2000-01-01 00:00:00' WHERE id = {old};
+         UPDATE cm_co_jobs SET status = 'X', complete_time = datetime('now') WHERE id = {recent};
+         INSERT INTO cm_co_job_history_records (co_job_id, comment, status) VALUES ({old}, 'c', 'OK');"
+    ));
+    assert_eq!(
+        env.run(&["history", &old.to_string()]).ok().lines().count(),
+        2
+    );
+    assert_eq!(env.run(&["prune", "--older-than", "30d"]).ok(), "1\n");
+    assert_eq!(env.job_count(), 2);
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM cm_co_job_history_records"),
+        0
+    );
+    assert_eq!(
+        env.scalar(&format!(
+            "SELECT count(*) FROM cm_co_jobs WHERE id = {live}"
+        )),
+        1
+    );
+    assert_eq!(env.run(&["prune", "--older-than", "30d"]).ok(), "0\n");
+}
+
+#[test]
+fn global_options_from_env_and_after_subcommand() {
+    let env = Env::new();
+    let other = env.dir.path().join("other.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cojobs"))
+        .args(["queue", "hello"])
+        .env("COJOBS_DB", &other)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert!(other.exists());
+    assert!(!env.db.exists());
+}
+
+/// Every bad input: a clear message, the right exit code, nothing written.
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    let env = Env::new();
+    env.queue(&["hello"]);
+    let long = "a".repeat(65);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["queue", "hello", "--params", "{nope"],
+            2,
+            "job params are not valid JSON",
+        ),
+        (
+            vec!["queue", "hello", "--params", "[1,2]"],
+            2,
+            "job params must be a JSON object, not an array",
+        ),
+        (
+            vec!["queue", "hello", "--params", "\"x\""],
+            2,
+            "must be a JSON object, not a string",
+        ),
+        (vec!["queue", "../x"], 2, "invalid job type '../x'"),
+        (vec!["queue", ""], 2, "invalid job type ''"),
+        (vec!["queue", &long], 2, "invalid job type"),
+        (vec!["queue", "hello", "--co", "9"], 2, "no CO 9"),
+        (
+            vec!["queue", "hello", "--retry-interval", "-1"],
+            2,
+            "retry interval must not be negative (got -1)",
+        ),
+        (
+            vec!["queue", "hello", "--requeue-interval", "-5"],
+            2,
+            "requeue interval must not be negative",
+        ),
+        (
+            vec!["queue", "hello", "--max-retry", "-1"],
+            2,
+            "max retry must not be negative",
+        ),
+        (
+            vec!["queue", "hello", "--fuel", "-1"],
+            2,
+            "fuel limit must not be negative",
+        ),
+        (
+            vec!["queue", "hello", "--delay", "-3"],
+            2,
+            "invalid duration '-3'",
+        ),
+        (
+            vec!["queue", "hello", "--start-after", "tomorrow"],
+            2,
+            "cannot read time 'tomorrow'",
+        ),
+        (
+            vec![
+                "queue",
+                "hello",
+                "--start-after",
+                "2030-01-01",
+                "--delay",
+                "5",
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec!["queue", "hello", "--mode", "abcdefghijklmnopq"],
+            2,
+            "longer than 16",
+        ),
+        (
+            vec!["queue", "hello", "--retry-interval", "soon"],
+            2,
+            "invalid value 'soon'",
+        ),
+        (vec!["list", "--status", "Z"], 2, "unknown job status 'Z'"),
+        (vec!["show", "99"], 2, "no job 99"),
+        (vec!["cancel", "99"], 2, "no job 99"),
+        (vec!["history", "99"], 2, "no job 99"),
+        (
+            vec!["prune", "--older-than", "30x"],
+            2,
+            "invalid duration '30x'",
+        ),
+        (
+            vec!["prune", "--older-than", "-1d"],
+            2,
+            "invalid duration '-1d'",
+        ),
+        (vec!["queue"], 2, "required"),
+        (vec!["frobnicate"], 2, "unrecognized subcommand"),
+    ];
+    for (args, code, msg) in cases {
+        let run = env.run(&args);
+        assert_eq!(run.code, code, "{args:?}: {run:#?}");
+        assert!(
+            run.stderr.contains(msg),
+            "{args:?}: stderr lacks {msg:?}: {run:#?}"
+        );
+        if code == 2 && !run.stderr.starts_with("error:") {
+            assert!(run.stderr.starts_with("cojobs: "), "{args:?}: {run:#?}");
+        }
+        assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+        assert_eq!(env.job_count(), 1, "{args:?} wrote a row");
+    }
+    assert_eq!(env.scalar("SELECT count(*) FROM cm_cos"), 1);
+}
+
+#[test]
+fn long_summary_is_cut_not_refused() {
+    let env = Env::new();
+    let summary = "ü".repeat(300);
+    let id = env.queue(&["hello", "--summary", &summary]);
+    let stored = env
+        .text(&format!(
+            "SELECT register_summary FROM cm_co_jobs WHERE id = {id}"
+        ))
+        .expect("summary");
+    assert_eq!(stored.chars().count(), 256);
+}
