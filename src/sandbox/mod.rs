@@ -48,8 +48,8 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub enum SandboxError {
     #[error("no plugin named '{name}' in {dir}")]
     NoPlugin { name: String, dir: String },
-    #[error("'{name}' is not a valid plugin name (letters, digits, '_', '.', '-'; at most 64)")]
-    BadName { name: String },
+    #[error("{0}")]
+    BadName(#[from] crate::job::InvalidJobType),
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
     #[error("{} is {message}", path.display())]
@@ -106,15 +106,8 @@ pub struct Sandbox {
     _ticker: engine::Ticker,
 }
 
-/// Is `name` a valid job type / plugin name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`?
-pub fn valid_plugin_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+fn valid_plugin_name(name: &str) -> bool {
+    crate::job::validate_job_type(name).is_ok()
 }
 
 impl Sandbox {
@@ -144,11 +137,7 @@ impl Sandbox {
 
     /// The component file for a job type.
     pub fn plugin_path(&self, name: &str) -> Result<PathBuf, SandboxError> {
-        if !valid_plugin_name(name) {
-            return Err(SandboxError::BadName {
-                name: name.to_string(),
-            });
-        }
+        crate::job::validate_job_type(name)?;
         Ok(self.config.plugins_dir.join(format!("{name}.wasm")))
     }
 
