@@ -11,6 +11,7 @@ mod history;
 mod list;
 mod prune;
 mod queue;
+mod run;
 mod show;
 mod time;
 
@@ -64,6 +65,8 @@ pub enum Command {
     History(history::Args),
     /// Delete ended jobs (OK, X, CX) that ended before a given age.
     Prune(prune::Args),
+    /// Run due jobs: the daemon (until SIGINT/SIGTERM) or, with --once, cron mode.
+    Run(run::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -84,6 +87,10 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Runner(#[from] crate::runner::RunnerError),
 }
 
 impl Error {
@@ -115,6 +122,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::History(args) => history::run(g, args, out),
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
+        Command::Run(args) => run::run(g, args, out),
     }
 }
 
