@@ -12,6 +12,7 @@ mod list;
 mod prune;
 mod queue;
 mod run;
+mod watch;
 mod show;
 mod time;
 
@@ -67,6 +68,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Run due jobs: the daemon (until SIGINT/SIGTERM) or, with --once, cron mode.
     Run(run::Args),
+    /// Watch running jobs live: a progress bar each, counts by status.
+    Watch(watch::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -123,6 +126,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
         Command::Run(args) => run::run(g, args, out),
+        Command::Watch(args) => watch::run(g, args, out),
     }
 }
 
