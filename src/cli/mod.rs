@@ -12,9 +12,9 @@ mod list;
 mod prune;
 mod queue;
 mod run;
-mod watch;
 mod show;
 mod time;
+mod watch;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

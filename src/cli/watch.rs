@@ -46,7 +46,11 @@ fn snapshot(store: &Store) -> Result<Snapshot, Error> {
 fn counts_line(s: &Snapshot) -> String {
     let mut parts = Vec::new();
     for st in JobStatus::ALL {
-        let n = s.counts.iter().find(|(c, _)| *c == st).map_or(0, |(_, n)| *n);
+        let n = s
+            .counts
+            .iter()
+            .find(|(c, _)| *c == st)
+            .map_or(0, |(_, n)| *n);
         parts.push(format!("{}={n}", st.code()));
     }
     parts.join("  ")
@@ -60,7 +64,9 @@ fn elapsed(job: &Job) -> String {
     else {
         return "-".to_string();
     };
-    let secs = (chrono::Utc::now().naive_utc() - start).num_seconds().max(0);
+    let secs = (chrono::Utc::now().naive_utc() - start)
+        .num_seconds()
+        .max(0);
     format!("{}:{:02}", secs / 60, secs % 60)
 }
 
@@ -76,7 +82,9 @@ fn label(job: &Job) -> String {
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     if !(args.interval.is_finite() && args.interval > 0.0) {
-        return Err(Error::Input("--interval must be a positive number of seconds".into()));
+        return Err(Error::Input(
+            "--interval must be a positive number of seconds".into(),
+        ));
     }
     let store = g.open_store()?;
     let interval = Duration::from_secs_f64(args.interval);
@@ -102,14 +110,19 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     }
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
     let header = multi.add(ProgressBar::new_spinner());
-    header.set_style(ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    header.set_style(
+        ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     let style = ProgressStyle::with_template("{prefix:>7} [{bar:30}] {pos:>3}% {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     let mut bars: HashMap<JobId, ProgressBar> = HashMap::new();
     loop {
         let s = snapshot(&store)?;
-        header.set_message(format!("cojobs watch  {}  (Ctrl-C to quit)", counts_line(&s)));
+        header.set_message(format!(
+            "cojobs watch  {}  (Ctrl-C to quit)",
+            counts_line(&s)
+        ));
         let live: Vec<JobId> = s.running.iter().map(|j| j.id).collect();
         bars.retain(|id, bar| {
             let keep = live.contains(id);
@@ -125,7 +138,9 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
                 b.set_style(style.clone());
                 b
             });
-            bar.set_position(u64::try_from(job.percent_complete.unwrap_or(0).clamp(0, 100)).unwrap_or(0));
+            bar.set_position(
+                u64::try_from(job.percent_complete.unwrap_or(0).clamp(0, 100)).unwrap_or(0),
+            );
             bar.set_prefix(elapsed(job));
             bar.set_message(label(job));
         }
