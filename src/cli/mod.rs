@@ -5,6 +5,7 @@
 //! `run(ctx, args, out)` function, a variant in [`Command`], an arm in
 //! [`run`].
 
+mod bench;
 mod cancel;
 mod co;
 mod history;
@@ -70,6 +71,8 @@ pub enum Command {
     Run(run::Args),
     /// Watch running jobs live: a progress bar each, counts by status.
     Watch(watch::Args),
+    /// Measure throughput and latency end to end against the sandbox alone.
+    Bench(bench::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -127,6 +130,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Co(cmd) => co::run(g, cmd, out),
         Command::Run(args) => run::run(g, args, out),
         Command::Watch(args) => watch::run(g, args, out),
+        Command::Bench(args) => bench::run(g, args, out),
     }
 }
 

@@ -160,6 +160,31 @@ impl Store {
         Ok(id)
     }
 
+    /// Queue many jobs in one transaction: all or nothing. Every job is
+    /// checked before anything is written; on error nothing is written and
+    /// [`StoreError::InBatch`] says which job (0-based) was wrong.
+    pub fn queue_many(&mut self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        let in_batch = |index: usize, e: StoreError| StoreError::InBatch {
+            index,
+            source: Box::new(e),
+        };
+        let checked: Vec<Checked> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| check(j).map_err(|e| in_batch(i, e)))
+            .collect::<Result<_>>()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = format_time((self.clock)());
+        let mut ids = Vec::with_capacity(jobs.len());
+        for (i, (job, checked)) in jobs.iter().zip(&checked).enumerate() {
+            ids.push(insert_job(&tx, job, checked, &now).map_err(|e| in_batch(i, e))?);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// Queue a job unless a live (`Q` or `GO`) row with the same co, type,
     /// mode and params exists (the seed's non-concurrent mode). Params are
     /// compared as JSON values, so key order and spacing do not matter.

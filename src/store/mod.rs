@@ -103,6 +103,12 @@ pub enum StoreError {
     BadStatus { id: JobId, status: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// One job of a [`Store::queue_many`] batch was wrong (0-based index).
+    #[error("job {} of the batch: {source}", index + 1)]
+    InBatch {
+        index: usize,
+        source: Box<StoreError>,
+    },
     /// The store could not be reached (a runner's database thread is gone,
     /// or a whole batch failed); the message says why.
     #[error("database unavailable: {0}")]
@@ -113,6 +119,9 @@ impl StoreError {
     /// True when the caller's input was wrong (bad type, params, CO, id...),
     /// false when the store itself failed.
     pub fn is_input(&self) -> bool {
+        if let StoreError::InBatch { source, .. } = self {
+            return source.is_input();
+        }
         matches!(
             self,
             StoreError::NoJob(_)
