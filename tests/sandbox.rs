@@ -435,10 +435,7 @@ async fn bad_plugins_are_clear_errors() {
         "{}",
         err("badgrant")
     );
-    assert!(matches!(
-        sb.plugin("../x"),
-        Err(SandboxError::BadName(_))
-    ));
+    assert!(matches!(sb.plugin("../x"), Err(SandboxError::BadName(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -477,7 +474,12 @@ async fn compiled_code_is_cached_on_disk() {
 async fn python_and_javascript_plugins() {
     for (lang, name) in [("Python", "python-hello"), ("JavaScript", "js-hello")] {
         let (ok, rec) = run(name, r#"{"name":"Ada"}"#, LimitOverrides::default()).await;
-        assert_eq!(ok.end, RunEnd::Ok(format!("hello, Ada from {lang}")), "{}", ok.log);
+        assert_eq!(
+            ok.end,
+            RunEnd::Ok(format!("hello, Ada from {lang}")),
+            "{}",
+            ok.log
+        );
         {
             let seen = rec.seen.lock().expect("lock");
             assert_eq!(seen.progress.last().map(|p| p.0), Some(100), "{name}");
@@ -487,7 +489,12 @@ async fn python_and_javascript_plugins() {
         assert_eq!(failed(&r).0, FailKind::Retry, "{name}");
         let (d, _) = run(name, r#"{"outcome":"discard"}"#, LimitOverrides::default()).await;
         assert_eq!(failed(&d).0, FailKind::Discard, "{name}");
-        let (x, _) = run(name, r#"{"outcome":"raise","name":"Ada"}"#, LimitOverrides::default()).await;
+        let (x, _) = run(
+            name,
+            r#"{"outcome":"raise","name":"Ada"}"#,
+            LimitOverrides::default(),
+        )
+        .await;
         let (kind, msg) = failed(&x);
         assert_eq!(kind, FailKind::Trap, "{name}");
         assert!(msg.contains("exploded: Ada"), "{name}: {msg}\n{}", x.log);
