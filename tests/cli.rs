@@ -452,22 +452,22 @@ fn bad_input_is_refused_and_writes_nothing() {
         (
             vec!["queue", "--no-check", "hello", "--memory", "4097"],
             2,
-            "memory limit must be between 1 and 4096 MiB (got 4097)",
+            "--memory 4097 is above the most a job can have (4096 MiB)",
         ),
         (
             vec!["queue", "hello", "--memory", "0"],
             2,
-            "memory limit must be between 1 and 4096 MiB",
+            "--memory must be greater than 0",
         ),
         (
             vec!["queue", "hello", "--fuel", "0"],
             2,
-            "fuel limit must be at least 1",
+            "--fuel must be greater than 0",
         ),
         (
             vec!["queue", "hello", "--timeout", "0"],
             2,
-            "timeout must be at least 1 s",
+            "--timeout must be greater than 0",
         ),
         (vec!["list", "--status", "Z"], 2, "unknown job status 'Z'"),
         (vec!["show", "99"], 2, "no job 99"),

@@ -26,8 +26,8 @@ use serde_json::Value;
 
 use super::{Error, Global, runtime};
 use crate::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel,
-    MAX_MEMORY_MIB, RunEnd, RunReport, SandboxError,
+    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RunEnd, RunReport,
+    SandboxError,
 };
 
 #[derive(Debug, clap::Args)]
@@ -43,13 +43,13 @@ pub struct Args {
     #[arg(long, value_name = "M")]
     mode: Option<String>,
     /// Fuel budget (default: the plugin's side file, else the runner's).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N")]
     fuel: Option<u64>,
     /// Memory limit in MiB (at most 4096).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=MAX_MEMORY_MIB))]
+    #[arg(long, value_name = "MIB")]
     memory: Option<u64>,
     /// Wall-clock limit in seconds.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
     /// Do not check the mode and params against what the plugin declares.
     #[arg(long)]
@@ -62,6 +62,7 @@ fn is_file(arg: &str) -> bool {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
+    let overrides = super::run::check_limits(args.fuel, args.memory, args.timeout)?;
     let params = match &args.params {
         Some(text) => crate::store::parse_params(text)?,
         None => serde_json::Map::new(),
@@ -85,14 +86,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             desc.check(args.mode.as_deref(), &params)
                 .map_err(|e| Error::Input(e.to_string()))?
         };
-        let limits = sandbox.limits_for(
-            &plugin,
-            &LimitOverrides {
-                fuel: args.fuel,
-                memory_mib: args.memory,
-                timeout_secs: args.timeout,
-            },
-        );
+        let limits = sandbox.limits_for(&plugin, &overrides);
         let job = JobInput {
             id: 0,
             co_id: 1,

@@ -13,6 +13,7 @@ mod list;
 mod plugins;
 mod prune;
 mod queue;
+mod run;
 mod show;
 mod time;
 
@@ -90,6 +91,8 @@ pub enum Command {
     History(history::Args),
     /// Delete ended jobs (OK, X, CX) that ended before a given age.
     Prune(prune::Args),
+    /// Run due jobs: the daemon (until SIGINT/SIGTERM) or, with --once, cron mode.
+    Run(run::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -123,6 +126,8 @@ pub enum Error {
     /// ended, so `main` prints nothing more (exit 1).
     #[error("the job did not end OK")]
     JobFailed,
+    #[error(transparent)]
+    Runner(#[from] crate::runner::RunnerError),
 }
 
 impl Error {
@@ -161,6 +166,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Co(cmd) => co::run(g, cmd, out),
         Command::Exec(args) => exec::run(g, args, out),
         Command::Plugins(args) => plugins::run(g, args, out),
+        Command::Run(args) => run::run(g, args, out),
     }
 }
 

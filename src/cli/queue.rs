@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use serde_json::Value;
 
 use super::{Error, Global, current_user, runtime, time};
-use crate::sandbox::{MAX_MEMORY_MIB, SandboxError};
+use crate::sandbox::SandboxError;
 use crate::store::{NewJob, Queued};
 
 #[derive(Debug, clap::Args)]
@@ -129,23 +129,17 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// Limits the sandbox could not honour. Negative numbers are left to the
-/// store, which refuses them for every numeric field alike.
+/// Limits the sandbox could not honour (zero, more memory than a job can
+/// have), refused as `run` and `exec` refuse them. Negative numbers are
+/// left to the store, which refuses them for every numeric field alike.
 fn check_limits(args: &Args) -> Result<(), Error> {
-    if args.fuel == Some(0) {
-        return Err(Error::Input("fuel limit must be at least 1".into()));
-    }
-    if args.timeout == Some(0) {
-        return Err(Error::Input("timeout must be at least 1 s".into()));
-    }
-    if let Some(mib) = args.memory
-        && (mib == 0 || mib > MAX_MEMORY_MIB as i64)
-    {
-        return Err(Error::Input(format!(
-            "memory limit must be between 1 and {MAX_MEMORY_MIB} MiB (got {mib})"
-        )));
-    }
-    Ok(())
+    let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    super::run::check_limits(
+        unsigned(args.fuel),
+        unsigned(args.memory),
+        unsigned(args.timeout),
+    )
+    .map(drop)
 }
 
 /// Check the job's mode and params against what its plugin

@@ -69,10 +69,14 @@ impl Interrupt {
 
     async fn fired(&self) -> String {
         let mut rx = self.tx.subscribe();
-        match rx.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().unwrap_or_default(),
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(r) => r,
             // The sender lives in `self`: it cannot be gone while we wait.
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
     }
 }

@@ -262,23 +262,7 @@ impl Store {
     /// Add a history record; key and comment are cut to 256 characters.
     pub fn add_history(&mut self, rec: &NewHistoryRecord) -> Result<i64> {
         let now = self.now_text();
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO cm_co_job_history_records \
-               (co_job_id, record_key, co_person_id, org_identity_id, comment, status, created, modified) \
-             SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?7 FROM cm_co_jobs WHERE id = ?1",
-        )?;
-        let n = stmt.execute(params![
-            rec.co_job_id,
-            rec.record_key.as_deref().map(job::truncate_summary),
-            rec.co_person_id,
-            rec.org_identity_id,
-            job::truncate_summary(&rec.comment),
-            rec.status.code(),
-            now,
-        ])?;
-        if n == 0 {
-            return Err(StoreError::NoJob(rec.co_job_id));
-        }
+        insert_history(&self.conn, &now, rec)?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -479,4 +463,31 @@ fn insert_job(
         job.queued_by,
     ])?;
     Ok(JobId(tx.last_insert_rowid()))
+}
+
+/// Insert one history record (key and comment cut to 256 characters) on
+/// `conn`, which may be inside a transaction.
+pub(super) fn insert_history(
+    conn: &rusqlite::Connection,
+    now: &str,
+    rec: &NewHistoryRecord,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO cm_co_job_history_records \
+           (co_job_id, record_key, co_person_id, org_identity_id, comment, status, created, modified) \
+         SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?7 FROM cm_co_jobs WHERE id = ?1",
+    )?;
+    let n = stmt.execute(params![
+        rec.co_job_id,
+        rec.record_key.as_deref().map(job::truncate_summary),
+        rec.co_person_id,
+        rec.org_identity_id,
+        job::truncate_summary(&rec.comment),
+        rec.status.code(),
+        now,
+    ])?;
+    if n == 0 {
+        return Err(StoreError::NoJob(rec.co_job_id));
+    }
+    Ok(())
 }

@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::job::{self, JobStatus};
 
 pub use jobs::{CancelResult, Co, HistoryRecord, ListFilter, NewHistoryRecord, NewJob, Queued};
+pub use runner::Finish;
 
 /// How long a statement waits for another connection's write lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,6 +103,10 @@ pub enum StoreError {
     BadStatus { id: JobId, status: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store could not be reached (a runner's database thread is gone,
+    /// or a whole batch failed); the message says why.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -188,6 +193,15 @@ impl Store {
 
     fn now_text(&self) -> String {
         format_time(self.now())
+    }
+
+    /// SQLite's `PRAGMA data_version`: it changes whenever another
+    /// connection commits to the database, so a runner can notice newly
+    /// queued jobs without running its claim query.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// The schema version of the open database.

@@ -147,26 +147,48 @@ impl Store {
         fuel_used: Option<i64>,
         log: Option<&str>,
     ) -> Result<Option<JobId>> {
+        let item = Finish {
+            id,
+            outcome: outcome.clone(),
+            fuel_used,
+            log: log.map(str::to_string),
+            history: Vec::new(),
+        };
+        self.finish_batch(runner_id, std::slice::from_ref(&item))?
+            .pop()
+            .unwrap_or(Err(StoreError::NoJob(id)))
+    }
+
+    /// [`Store::finish`] for many rows in ONE transaction (group commit:
+    /// one fsync for the batch), each with the history records its run
+    /// produced, written only if the row is still ours — so a run whose
+    /// lease was lost records nothing. One result per item, in order; the
+    /// outer error is for the transaction itself.
+    pub fn finish_batch(
+        &mut self,
+        runner_id: &str,
+        items: &[Finish],
+    ) -> Result<Vec<Result<Option<JobId>>>> {
         let now = self.now();
-        let tx = self
+        let now_text = format_time(now);
+        let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let job = optional(tx.query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id = ?1"),
-            [id],
-            Job::from_row,
-        ))?
-        .ok_or(StoreError::NoJob(id))?;
-        if job.status != JobStatus::InProgress || job.runner_id.as_deref() != Some(runner_id) {
-            return Err(StoreError::NotOurs {
-                id,
-                runner_id: runner_id.to_string(),
-                status: job.status,
-            });
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            // A savepoint per item: one row's failure leaves no half-write
+            // and does not undo the others.
+            let sp = tx.savepoint()?;
+            let r = finish_one(&sp, runner_id, item, now, &now_text);
+            if r.is_ok() {
+                sp.commit()?;
+            } else {
+                sp.finish()?;
+            }
+            results.push(r);
         }
-        let successor = end_row(&tx, &job, outcome, now, fuel_used, log)?;
         tx.commit()?;
-        Ok(successor)
+        Ok(results)
     }
 
     /// Extend the lease of every `GO` row of `runner_id` to now + `lease`.
@@ -303,9 +325,55 @@ impl Store {
     }
 }
 
+/// How one run ended, for [`Store::finish_batch`].
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: JobId,
+    pub outcome: Outcome,
+    pub fuel_used: Option<i64>,
+    /// The run's captured log (bounded by the caller).
+    pub log: Option<String>,
+    /// History records the plugin made during the run.
+    pub history: Vec<super::NewHistoryRecord>,
+}
+
+fn finish_one(
+    tx: &rusqlite::Connection,
+    runner_id: &str,
+    item: &Finish,
+    now: DateTime<Utc>,
+    now_text: &str,
+) -> Result<Option<JobId>> {
+    let job = optional(tx.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id = ?1"),
+        [item.id],
+        Job::from_row,
+    ))?
+    .ok_or(StoreError::NoJob(item.id))?;
+    if job.status != JobStatus::InProgress || job.runner_id.as_deref() != Some(runner_id) {
+        return Err(StoreError::NotOurs {
+            id: item.id,
+            runner_id: runner_id.to_string(),
+            status: job.status,
+        });
+    }
+    let successor = end_row(
+        tx,
+        &job,
+        &item.outcome,
+        now,
+        item.fuel_used,
+        item.log.as_deref(),
+    )?;
+    for rec in &item.history {
+        super::jobs::insert_history(tx, now_text, rec)?;
+    }
+    Ok(successor)
+}
+
 /// End a `GO` row per `outcome` and insert its successor, inside `tx`.
 fn end_row(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     job: &Job,
     outcome: &Outcome,
     now: DateTime<Utc>,

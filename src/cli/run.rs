@@ -1,0 +1,151 @@
+//! `cojobs run`: the daemon. Claims due jobs and runs them in the sandbox
+//! until SIGINT/SIGTERM (or, with `--once`, until nothing is due).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Error, Global};
+use crate::runner::{Runner, RunnerConfig};
+use crate::sandbox::{LimitOverrides, MAX_MEMORY_MIB, Sandbox, SandboxConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs run at once [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Run every due job (and successors falling due within a minute),
+    /// then exit: the cron mode.
+    #[arg(long)]
+    once: bool,
+    /// Look for due jobs at least this often (newly queued jobs are
+    /// noticed within ~20 ms anyway).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    poll_interval: f64,
+    /// A running job's row stays this runner's this long without a
+    /// heartbeat; a runner that died is detected after it.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    lease: u64,
+    /// After SIGINT/SIGTERM, running jobs get this long to finish before
+    /// they are interrupted and put back in the queue.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    grace: u64,
+    /// At most this many jobs of one CO run at once in this process.
+    #[arg(long, value_name = "N")]
+    per_co: Option<usize>,
+    /// Default fuel budget per job [default: 10000000000].
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Default memory limit per job, MiB [default: 256].
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u64>,
+    /// Default wall-clock limit per job, seconds [default: 300].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+}
+
+/// Check the limit options every command that runs plugins takes.
+pub(crate) fn check_limits(
+    fuel: Option<u64>,
+    memory: Option<u64>,
+    timeout: Option<u64>,
+) -> Result<LimitOverrides, Error> {
+    let positive = |name: &str, v: Option<u64>| match v {
+        Some(0) => Err(Error::Input(format!("--{name} must be greater than 0"))),
+        _ => Ok(v),
+    };
+    let memory = positive("memory", memory)?;
+    if let Some(m) = memory.filter(|m| *m > MAX_MEMORY_MIB) {
+        return Err(Error::Input(format!(
+            "--memory {m} is above the most a job can have ({MAX_MEMORY_MIB} MiB)"
+        )));
+    }
+    Ok(LimitOverrides {
+        fuel: positive("fuel", fuel)?,
+        memory_mib: memory,
+        timeout_secs: positive("timeout", timeout)?,
+    })
+}
+
+/// Send the daemon's log to stderr; `RUST_LOG` sets the level (info).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
+    let overrides = check_limits(args.fuel, args.memory, args.timeout)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = args.workers.unwrap_or(cores);
+    if workers == 0 {
+        return Err(Error::Input("--workers must be at least 1".into()));
+    }
+    if !(args.poll_interval.is_finite() && args.poll_interval > 0.0) {
+        return Err(Error::Input(
+            "--poll-interval must be a positive number of seconds".into(),
+        ));
+    }
+    if args.lease == 0 {
+        return Err(Error::Input("--lease must be at least 1 second".into()));
+    }
+    if args.per_co == Some(0) {
+        return Err(Error::Input("--per-co must be at least 1".into()));
+    }
+    init_tracing();
+    let store = g.open_store()?;
+    let mut sandbox_config = SandboxConfig::new(&g.plugins);
+    sandbox_config.defaults = overrides.apply(sandbox_config.defaults);
+    sandbox_config.max_instances = u32::try_from(workers.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(8);
+    let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
+    let mut config = RunnerConfig::new(workers);
+    config.once = args.once;
+    config.poll_interval = Duration::from_secs_f64(args.poll_interval);
+    config.lease = Duration::from_secs(args.lease);
+    config.grace = Duration::from_secs(args.grace);
+    config.per_co = args.per_co;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.max(2))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        tracing::info!(
+            runner = %config.runner_id,
+            workers,
+            pooling = sandbox.pooling(),
+            plugins = %g.plugins.display(),
+            db = %g.db.display(),
+            "runner started"
+        );
+        let signals = forward_signals()?;
+        let runner = Runner::new(config, store, sandbox)?;
+        runner.run(signals).await?;
+        Ok(())
+    })
+}
+
+/// SIGINT and SIGTERM, each as one message.
+fn forward_signals() -> Result<tokio::sync::mpsc::UnboundedReceiver<()>, Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}

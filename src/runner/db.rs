@@ -1,0 +1,203 @@
+//! The runner's one database connection, owned by a dedicated thread.
+//!
+//! SQLite takes one writer at a time, and rusqlite's `Connection` is not
+//! `Sync`: so every store call of the runner goes through this thread as a
+//! message, never blocking the async runtime. Finishes that arrive together
+//! are written in one transaction (group commit), which is what makes the
+//! runner's database cost per job small.
+//!
+//! The thread ends when every [`Db`] handle is dropped.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::store::{Finish, Job, JobId, Store, StoreError};
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Cmd {
+    Claim {
+        max: usize,
+        per_co: Option<usize>,
+        reply: Reply<Vec<Job>>,
+    },
+    Finish {
+        item: Finish,
+        reply: Reply<Option<JobId>>,
+    },
+    Release {
+        id: JobId,
+        summary: String,
+        reply: Reply<()>,
+    },
+    Progress {
+        updates: Vec<(JobId, u8, Option<String>)>,
+    },
+    Heartbeat {
+        reply: Reply<usize>,
+    },
+    Rescue {
+        reply: Reply<Vec<(JobId, Option<JobId>)>>,
+    },
+    CancelRequests {
+        reply: Reply<Vec<(JobId, String)>>,
+    },
+    NextDue {
+        reply: Reply<Option<String>>,
+    },
+    DataVersion {
+        reply: Reply<i64>,
+    },
+}
+
+/// A handle to the database thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// The database thread is gone (it only stops when the runner does).
+fn gone() -> StoreError {
+    StoreError::Unavailable("the runner's database thread stopped".to_string())
+}
+
+/// Most finishes written in one transaction.
+const MAX_GROUP: usize = 512;
+
+impl Db {
+    /// Start the thread with an open store.
+    pub fn start(store: Store, runner_id: String, lease: Duration) -> std::io::Result<Db> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("cojobs-db".into())
+            .spawn(move || serve(store, &runner_id, lease, rx))?;
+        Ok(Db { tx })
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn claim(&self, max: usize, per_co: Option<usize>) -> Result<Vec<Job>, StoreError> {
+        self.ask(|reply| Cmd::Claim { max, per_co, reply }).await
+    }
+
+    pub async fn finish(&self, item: Finish) -> Result<Option<JobId>, StoreError> {
+        self.ask(|reply| Cmd::Finish { item, reply }).await
+    }
+
+    pub async fn release(&self, id: JobId, summary: String) -> Result<(), StoreError> {
+        self.ask(|reply| Cmd::Release { id, summary, reply }).await
+    }
+
+    /// Fire and forget: progress is advisory, the next flush repeats it.
+    pub fn progress(&self, updates: Vec<(JobId, u8, Option<String>)>) {
+        let _ = self.tx.send(Cmd::Progress { updates });
+    }
+
+    pub async fn heartbeat(&self) -> Result<usize, StoreError> {
+        self.ask(|reply| Cmd::Heartbeat { reply }).await
+    }
+
+    pub async fn rescue(&self) -> Result<Vec<(JobId, Option<JobId>)>, StoreError> {
+        self.ask(|reply| Cmd::Rescue { reply }).await
+    }
+
+    pub async fn cancel_requests(&self) -> Result<Vec<(JobId, String)>, StoreError> {
+        self.ask(|reply| Cmd::CancelRequests { reply }).await
+    }
+
+    pub async fn next_due(&self) -> Result<Option<String>, StoreError> {
+        self.ask(|reply| Cmd::NextDue { reply }).await
+    }
+
+    /// SQLite's `data_version`: changes when another connection commits,
+    /// so polling it is a cheap way to notice newly queued jobs.
+    pub async fn data_version(&self) -> Result<i64, StoreError> {
+        self.ask(|reply| Cmd::DataVersion { reply }).await
+    }
+}
+
+fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<Cmd>) {
+    let mut pending = Vec::new();
+    while let Ok(first) = rx.recv() {
+        pending.push(first);
+        while pending.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(c) => pending.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut finishes = Vec::new();
+        let mut replies = Vec::new();
+        for cmd in pending.drain(..) {
+            match cmd {
+                Cmd::Finish { item, reply } => {
+                    finishes.push(item);
+                    replies.push(reply);
+                }
+                other => handle(&mut store, runner_id, lease, other),
+            }
+        }
+        if !finishes.is_empty() {
+            match store.finish_batch(runner_id, &finishes) {
+                Ok(results) => {
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
+    match cmd {
+        Cmd::Claim { max, per_co, reply } => {
+            let _ = reply.send(store.claim_capped(runner_id, max, lease, per_co));
+        }
+        Cmd::Finish { item, reply } => {
+            let r = store
+                .finish_batch(runner_id, std::slice::from_ref(&item))
+                .and_then(|mut v| v.pop().unwrap_or(Err(StoreError::NoJob(item.id))));
+            let _ = reply.send(r);
+        }
+        Cmd::Release { id, summary, reply } => {
+            let _ = reply.send(store.release(id, runner_id, &summary));
+        }
+        Cmd::Progress { updates } => {
+            for (id, percent, line) in updates {
+                if let Err(e) =
+                    store.set_progress(id, runner_id, i64::from(percent), line.as_deref())
+                {
+                    tracing::warn!(job = id.0, "could not record progress: {e}");
+                }
+            }
+        }
+        Cmd::Heartbeat { reply } => {
+            let _ = reply.send(store.heartbeat(runner_id, lease));
+        }
+        Cmd::Rescue { reply } => {
+            let _ = reply.send(store.rescue_expired());
+        }
+        Cmd::CancelRequests { reply } => {
+            let _ = reply.send(store.cancel_requests(runner_id));
+        }
+        Cmd::NextDue { reply } => {
+            let _ = reply.send(store.next_due());
+        }
+        Cmd::DataVersion { reply } => {
+            let _ = reply.send(store.data_version());
+        }
+    }
+}

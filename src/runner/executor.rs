@@ -1,0 +1,275 @@
+//! Running one claimed job: the sandbox run, then its end recorded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{CANCEL_PREFIX, Runner, Running, SHUTDOWN};
+use crate::job::{self, Outcome, RecordStatus};
+use crate::sandbox::{
+    HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel, RunEnd,
+};
+use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
+
+/// Progress of a running job, kept in memory and written by maintenance
+/// at a bounded rate.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    pub percent: u8,
+    pub line: Option<String>,
+    pub dirty: bool,
+}
+
+/// What the job's host calls and the runner share.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    pub progress: Mutex<Progress>,
+    pub cancel: AtomicBool,
+    /// Who asked for the cancel (set with `cancel`).
+    pub cancel_by: Mutex<Option<String>>,
+    history: Mutex<Vec<NewHistoryRecord>>,
+}
+
+impl Shared {
+    /// The dirty progress, if any, marking it clean.
+    pub fn take_progress(&self) -> Option<(u8, Option<String>)> {
+        let mut p = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        if !p.dirty {
+            return None;
+        }
+        p.dirty = false;
+        Some((p.percent, p.line.clone()))
+    }
+}
+
+/// The runner's [`HostEvents`]: nothing here touches the database.
+struct Events {
+    job: JobId,
+    shared: Arc<Shared>,
+}
+
+impl HostEvents for Events {
+    fn progress(&mut self, percent: u8, summary: Option<String>) {
+        let mut p = self
+            .shared
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        p.percent = percent;
+        if summary.is_some() {
+            p.line = summary;
+        }
+        p.dirty = true;
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        let job = self.job.0;
+        match level {
+            LogLevel::Error => tracing::error!(job, "plugin: {message}"),
+            LogLevel::Warn => tracing::warn!(job, "plugin: {message}"),
+            LogLevel::Info => tracing::info!(job, "plugin: {message}"),
+            LogLevel::Debug => tracing::debug!(job, "plugin: {message}"),
+            LogLevel::Trace => tracing::trace!(job, "plugin: {message}"),
+        }
+    }
+
+    fn cancel_requested(&mut self) -> bool {
+        self.shared.cancel.load(Ordering::Relaxed)
+    }
+
+    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
+        let status = match status {
+            HistoryStatus::Ok => RecordStatus::Ok,
+            HistoryStatus::Failed => RecordStatus::Failed,
+            HistoryStatus::InProgress => RecordStatus::InProgress,
+            HistoryStatus::Notice => RecordStatus::Notice,
+            HistoryStatus::Queued => RecordStatus::Queued,
+        };
+        self.shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(NewHistoryRecord {
+                co_job_id: self.job,
+                record_key: key,
+                co_person_id: None,
+                org_identity_id: None,
+                comment,
+                status,
+            });
+    }
+}
+
+fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// Run `job` and record how it ended. Holds `_permit` (a worker slot)
+/// until done.
+pub(super) async fn execute(runner: Arc<Runner>, job: Job, _permit: OwnedSemaphorePermit) {
+    let started = Instant::now();
+    let shared = Arc::new(Shared::default());
+    let interrupt = Interrupt::new();
+    runner.running().insert(
+        job.id,
+        Arc::new(Running {
+            shared: Arc::clone(&shared),
+            interrupt: interrupt.clone(),
+            cancel_seen: Mutex::new(None),
+        }),
+    );
+    let (end, fuel_used, log) = run_job(&runner, &job, &shared, &interrupt).await;
+    runner.running().remove(&job.id);
+
+    let outcome = match &end {
+        RunEnd::Interrupted(reason) if reason == SHUTDOWN => {
+            let summary = format!(
+                "returned to the queue: runner {} shut down before the job ended",
+                runner.config.runner_id
+            );
+            match runner.db.release(job.id, summary).await {
+                Ok(()) => {
+                    runner.stats.released.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(job = job.id.0, job_type = %job.job_type, "returned to the queue at shutdown");
+                }
+                Err(e) => {
+                    tracing::warn!(job = job.id.0, "could not return the job to the queue: {e}")
+                }
+            }
+            return;
+        }
+        RunEnd::Interrupted(reason) => Outcome::Canceled {
+            summary: format!(
+                "canceled by {}",
+                reason.strip_prefix(CANCEL_PREFIX).unwrap_or(reason)
+            ),
+        },
+        other => other.outcome().unwrap_or_else(|| Outcome::Failed {
+            summary: "the run ended without an outcome".to_string(),
+            retryable: true,
+        }),
+    };
+    // A cooperative plugin that stopped because it was asked to: the row
+    // ends `CX`, whatever the plugin returned.
+    let outcome = match (&outcome, cancel_who(&shared)) {
+        (Outcome::Canceled { .. }, _) | (_, None) => outcome,
+        (_, Some(who)) => Outcome::Canceled {
+            summary: format!("canceled by {who}"),
+        },
+    };
+    let history = std::mem::take(
+        &mut *shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    let fuel = i64::try_from(fuel_used).unwrap_or(i64::MAX);
+    let status = outcome.status();
+    let successor_delay = job::successor(&job.policy(), &outcome).map(|s| s.delay_secs);
+    let finish = Finish {
+        id: job.id,
+        outcome,
+        fuel_used: Some(fuel),
+        log: Some(log),
+        history,
+    };
+    let summary = finish.outcome.summary().to_string();
+    match runner.db.finish(finish).await {
+        Ok(successor) => {
+            let counter = match status {
+                job::JobStatus::Complete => &runner.stats.ok,
+                job::JobStatus::Canceled => &runner.stats.canceled,
+                _ => &runner.stats.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let (Some(_), Some(delay)) = (successor, successor_delay) {
+                runner.note_successor(delay);
+            }
+            tracing::info!(
+                job = job.id.0,
+                job_type = %job.job_type,
+                co = job.co_id,
+                status = %status,
+                seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+                fuel = fuel_used,
+                successor = successor.map(|s| s.0),
+                "{summary}"
+            );
+        }
+        Err(StoreError::NotOurs { status, .. }) => {
+            runner.stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                job = job.id.0,
+                "result dropped: the row is no longer this runner's (now {status})"
+            );
+        }
+        Err(e) => tracing::error!(job = job.id.0, "could not record the job's end: {e}"),
+    }
+}
+
+/// Who asked to cancel this job, if a cancel request reached it.
+fn cancel_who(shared: &Shared) -> Option<String> {
+    if !shared.cancel.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(
+        shared
+            .cancel_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "unknown".to_string()),
+    )
+}
+
+/// Load the plugin and run the job; (end, fuel used, captured log).
+async fn run_job(
+    runner: &Runner,
+    job: &Job,
+    shared: &Arc<Shared>,
+    interrupt: &Interrupt,
+) -> (RunEnd, u64, String) {
+    let params = match job.params() {
+        Ok(m) => serde_json::Value::Object(m).to_string(),
+        Err(e) => {
+            return (
+                RunEnd::Failed {
+                    kind: crate::sandbox::FailKind::Discard,
+                    message: format!("invalid job_params: {e}"),
+                },
+                0,
+                String::new(),
+            );
+        }
+    };
+    let plugin = match runner.sandbox.plugin_async(&job.job_type).await {
+        Ok(p) => p,
+        Err(e) => return (RunEnd::load_failed(&e), 0, String::new()),
+    };
+    let overrides = LimitOverrides {
+        fuel: to_u64(job.fuel_limit),
+        memory_mib: to_u64(job.memory_limit_mib),
+        timeout_secs: to_u64(job.timeout_secs),
+    };
+    let limits = runner.sandbox.limits_for(&plugin, &overrides);
+    let input = JobInput {
+        id: job.id.0,
+        co_id: job.co_id,
+        job_type: job.job_type.clone(),
+        mode: job.job_mode.clone(),
+        params,
+        retry_count: u32::try_from(job.max_retry_count.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
+        requeued_from: job.requeued_from_co_job_id.map(|j| j.0),
+    };
+    let events = Events {
+        job: job.id,
+        shared: Arc::clone(shared),
+    };
+    let report = runner
+        .sandbox
+        .run(&plugin, &input, limits, Box::new(events), interrupt)
+        .await;
+    (report.end, report.fuel_used, report.log)
+}

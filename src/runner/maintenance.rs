@@ -1,0 +1,108 @@
+//! The runner's housekeeping loop: heartbeat, rescue, progress, cancels.
+//!
+//! Every [`TICK`]: write the progress that changed (so a plugin calling
+//! `progress` a million times costs at most one write per job per tick)
+//! and look for cancel requests on this runner's jobs. A cancel first makes
+//! the plugin's `cancel-requested` true; a plugin still running
+//! [`CANCEL_GRACE`] later is interrupted. Every third of the lease: extend
+//! this runner's leases and rescue rows whose runner stopped responding.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::{CANCEL_PREFIX, Runner};
+
+/// How often progress is written and cancel requests are read.
+pub const TICK: Duration = Duration::from_millis(500);
+/// How long a canceled plugin may take to stop by itself.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
+
+pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
+    let lease_every = (runner.config.lease / 3).max(Duration::from_millis(200));
+    let mut last_lease = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+        flush_progress(&runner);
+        if let Err(e) = cancels(&runner).await {
+            tracing::warn!("cannot read cancel requests: {e}");
+        }
+        if last_lease.elapsed() >= lease_every {
+            last_lease = Instant::now();
+            if let Err(e) = runner.db.heartbeat().await {
+                tracing::warn!("heartbeat failed: {e}");
+            }
+            match runner.db.rescue().await {
+                Ok(rescued) if !rescued.is_empty() => {
+                    runner
+                        .stats
+                        .rescued
+                        .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+                    for (id, successor) in rescued {
+                        tracing::warn!(
+                            job = id.0,
+                            successor = successor.map(|s| s.0),
+                            "rescued a job whose runner stopped responding"
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("rescue failed: {e}"),
+            }
+        }
+    }
+}
+
+fn flush_progress(runner: &Runner) {
+    let updates: Vec<_> = runner
+        .running()
+        .iter()
+        .filter_map(|(id, r)| r.shared.take_progress().map(|(p, l)| (*id, p, l)))
+        .collect();
+    if !updates.is_empty() {
+        runner.db.progress(updates);
+    }
+}
+
+async fn cancels(runner: &Runner) -> Result<(), crate::store::StoreError> {
+    if runner.running().is_empty() {
+        return Ok(());
+    }
+    let requests = runner.db.cancel_requests().await?;
+    let running = runner.running();
+    for (id, who) in requests {
+        let Some(r) = running.get(&id) else { continue };
+        let mut seen = r
+            .cancel_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*seen {
+            None => {
+                *r.shared
+                    .cancel_by
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(who.clone());
+                r.shared.cancel.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    job = id.0,
+                    "cancel requested by {who}: asking the plugin to stop"
+                );
+                *seen = Some((Instant::now(), who));
+            }
+            Some((at, who)) if at.elapsed() >= CANCEL_GRACE => {
+                tracing::info!(
+                    job = id.0,
+                    "plugin did not stop within {CANCEL_GRACE:?}: interrupting it"
+                );
+                r.interrupt.fire(format!("{CANCEL_PREFIX}{who}"));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
