@@ -126,14 +126,14 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
 /// How the run ended, on stdout: the outcome line, then fuel and time.
 fn write_outcome(out: &mut dyn Write, report: &RunReport, fuel_limit: u64) -> io::Result<()> {
     match &report.end {
-        RunEnd::Ok(summary) => writeln!(out, "OK: {summary}")?,
+        RunEnd::Ok(summary) => writeln!(out, "OK: {}", bounded(summary))?,
         RunEnd::Failed { kind, message } => {
             let fate = if *kind == FailKind::Discard {
                 "discarded"
             } else {
                 "retryable"
             };
-            writeln!(out, "X: {message} ({fate})")?;
+            writeln!(out, "X: {} ({fate})", bounded(message))?;
         }
         RunEnd::Interrupted(reason) => writeln!(out, "interrupted: {reason}")?,
     }
@@ -144,6 +144,22 @@ fn write_outcome(out: &mut dyn Write, report: &RunReport, fuel_limit: u64) -> io
         fuel_limit,
         report.elapsed.as_secs_f64()
     )
+}
+
+/// Most of a summary or failure message shown (a plugin may return
+/// megabytes; the store keeps 256 characters of it anyway).
+const MAX_SHOWN: usize = 4096;
+
+/// `text`, cut at [`MAX_SHOWN`] bytes with a note saying so.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_SHOWN {
+        return text.into();
+    }
+    let mut end = MAX_SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [{} bytes in all]", &text[..end], text.len()).into()
 }
 
 /// Plain progress lines printed before they are rate-limited: a chatty
@@ -315,6 +331,15 @@ mod tests {
         assert!(is_file("/tmp/x/hello.wasm"));
         assert!(!is_file("hello"));
         assert!(!is_file("python-hello"));
+    }
+
+    #[test]
+    fn long_summaries_are_cut() {
+        assert_eq!(bounded("short"), "short");
+        let long = "ü".repeat(3000);
+        let shown = bounded(&long);
+        assert!(shown.len() < MAX_SHOWN + 40, "{}", shown.len());
+        assert!(shown.ends_with("... [6000 bytes in all]"), "{shown}");
     }
 
     #[test]
