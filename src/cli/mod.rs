@@ -16,6 +16,7 @@ mod queue;
 mod run;
 mod show;
 mod time;
+mod watch;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -93,6 +94,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Run due jobs: the daemon (until SIGINT/SIGTERM) or, with --once, cron mode.
     Run(run::Args),
+    /// Watch running jobs live: a progress bar each, counts by status.
+    Watch(watch::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -167,6 +170,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Exec(args) => exec::run(g, args, out),
         Command::Plugins(args) => plugins::run(g, args, out),
         Command::Run(args) => run::run(g, args, out),
+        Command::Watch(args) => watch::run(g, args, out),
     }
 }
 

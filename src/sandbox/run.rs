@@ -188,10 +188,10 @@ fn panic_message(stderr: &str) -> Option<String> {
             let msg = &rest[nl + 1..];
             let end = msg.find("\nnote: ").unwrap_or(msg.len());
             let msg = msg[..end].trim();
-            if msg.starts_with("Python function threw") {
-                if let Some(m) = last_line(before) {
-                    return Some(m);
-                }
+            if msg.starts_with("Python function threw")
+                && let Some(m) = last_line(before)
+            {
+                return Some(m);
             }
             if !msg.is_empty() {
                 return Some(msg.to_string());
