@@ -17,6 +17,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(err) if err.is_reported() => {
+            let _ = out.flush();
+            ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
+        }
         Err(err) => {
             let _ = out.flush();
             eprintln!("cojobs: {err:#}");

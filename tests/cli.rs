@@ -1,4 +1,8 @@
 //! Integration tests: the real `cojobs` binary against a real database file.
+//!
+//! These test the queue and the store, not plugins: jobs are queued with
+//! `--no-check`, so no plugin is needed (`tests/plugins_cli.rs` tests the
+//! checks against real components).
 
 mod util;
 
@@ -9,6 +13,7 @@ fn issue_example_queue_prints_id_alone() {
     let env = Env::new();
     let run = env.run(&[
         "queue",
+        "--no-check",
         "hello",
         "--params",
         r#"{"name":"Ada"}"#,
@@ -63,14 +68,14 @@ fn issue_example_queue_prints_id_alone() {
             1
         )
     );
-    assert_eq!(env.queue(&["hello"]), 2);
+    assert_eq!(env.queue(&["--no-check", "hello"]), 2);
 }
 
 #[test]
 fn list_table_and_json() {
     let env = Env::new();
-    env.queue(&["hello", "--summary", "first"]);
-    env.queue(&["other"]);
+    env.queue(&["--no-check", "hello", "--summary", "first"]);
+    env.queue(&["--no-check", "other"]);
     let out = env.run(&["list", "--status", "Q", "--type", "hello"]);
     let text = out.ok();
     let lines: Vec<&str> = text.lines().collect();
@@ -116,7 +121,14 @@ fn list_table_and_json() {
 #[test]
 fn show_text_and_json() {
     let env = Env::new();
-    let id = env.queue(&["hello", "--params", r#"{"a":1}"#, "--fuel", "1000"]);
+    let id = env.queue(&[
+        "--no-check",
+        "hello",
+        "--params",
+        r#"{"a":1}"#,
+        "--fuel",
+        "1000",
+    ]);
     env.sql(&format!(
         "INSERT INTO cm_co_job_history_records (co_job_id, record_key, comment, status, created) \
          VALUES ({id}, 'person-7', 'synced', 'OK', datetime('now'));"
@@ -149,7 +161,7 @@ fn show_text_and_json() {
 #[test]
 fn cancel_queued_then_again() {
     let env = Env::new();
-    let id = env.queue(&["hello", "--retry-interval", "5"]);
+    let id = env.queue(&["--no-check", "hello", "--retry-interval", "5"]);
     let run = env.run(&["cancel", &id.to_string()]);
     assert!(run.ok().contains("canceled"));
     assert_eq!(
@@ -172,7 +184,7 @@ fn cancel_queued_then_again() {
 #[test]
 fn cancel_running_requests_stop() {
     let env = Env::new();
-    let id = env.queue(&["hello"]);
+    let id = env.queue(&["--no-check", "hello"]);
     env.sql("UPDATE cm_co_jobs SET status = 'GO', runner_id = 'r1'");
     let run = env.run(&["cancel", &id.to_string()]);
     assert!(run.ok().contains("asked its runner to stop"), "{run:?}");
@@ -217,9 +229,16 @@ fn plain_sql_row_is_listed_shown_and_cancelable() {
 #[test]
 fn unique_refuses_duplicate_with_exit_3() {
     let env = Env::new();
-    let id = env.queue(&["hello", "--params", r#"{"a":1,"b":2}"#, "--unique"]);
+    let id = env.queue(&[
+        "--no-check",
+        "hello",
+        "--params",
+        r#"{"a":1,"b":2}"#,
+        "--unique",
+    ]);
     let dup = env.run(&[
         "queue",
+        "--no-check",
         "hello",
         "--params",
         r#"{"b":2, "a":1}"#,
@@ -233,6 +252,7 @@ fn unique_refuses_duplicate_with_exit_3() {
     assert_eq!(env.job_count(), 1);
     // Without --unique, or with another mode, a new row.
     env.queue(&[
+        "--no-check",
         "hello",
         "--params",
         r#"{"a":1,"b":2}"#,
@@ -240,16 +260,31 @@ fn unique_refuses_duplicate_with_exit_3() {
         "--mode",
         "m",
     ]);
-    env.queue(&["hello", "--params", r#"{"a":1,"b":2}"#]);
+    env.queue(&["--no-check", "hello", "--params", r#"{"a":1,"b":2}"#]);
     assert_eq!(env.job_count(), 3);
 }
 
 #[test]
 fn start_after_forms() {
     let env = Env::new();
-    env.queue(&["hello", "--start-after", "2030-01-02T03:04:05Z"]);
-    env.queue(&["hello", "--start-after", "2030-01-02 05:04:05+02:00"]);
-    env.queue(&["hello", "--start-after", "2030-01-02 03:04:05"]);
+    env.queue(&[
+        "--no-check",
+        "hello",
+        "--start-after",
+        "2030-01-02T03:04:05Z",
+    ]);
+    env.queue(&[
+        "--no-check",
+        "hello",
+        "--start-after",
+        "2030-01-02 05:04:05+02:00",
+    ]);
+    env.queue(&[
+        "--no-check",
+        "hello",
+        "--start-after",
+        "2030-01-02 03:04:05",
+    ]);
     let conn = env.conn();
     let mut stmt = conn
         .prepare("SELECT DISTINCT start_after_time FROM cm_co_jobs")
@@ -278,9 +313,9 @@ fn history_prune_and_cos() {
     env.run(&["co", "add", "research"])
         .fails(2, "a CO named 'research' already exists");
 
-    let old = env.queue(&["hello", "--co", "2"]);
-    let recent = env.queue(&["hello"]);
-    let live = env.queue(&["hello"]);
+    let old = env.queue(&["--no-check", "hello", "--co", "2"]);
+    let recent = env.queue(&["--no-check", "hello"]);
+    let live = env.queue(&["--no-check", "hello"]);
     env.sql(&format!(
         "UPDATE cm_co_jobs SET status = 'OK', complete_time = '2000-01-01 00:00:00' WHERE id = {old};
          UPDATE cm_co_jobs SET status = 'X', complete_time = datetime('now') WHERE id = {recent};
@@ -310,7 +345,7 @@ fn global_options_from_env_and_after_subcommand() {
     let env = Env::new();
     let other = env.dir.path().join("other.db");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cojobs"))
-        .args(["queue", "hello"])
+        .args(["queue", "--no-check", "hello"])
         .env("COJOBS_DB", &other)
         .current_dir(env.dir.path())
         .output()
@@ -324,61 +359,70 @@ fn global_options_from_env_and_after_subcommand() {
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
     let env = Env::new();
-    env.queue(&["hello"]);
+    env.queue(&["--no-check", "hello"]);
     let long = "a".repeat(65);
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
-            vec!["queue", "hello", "--params", "{nope"],
+            vec!["queue", "--no-check", "hello", "--params", "{nope"],
             2,
             "job params are not valid JSON",
         ),
         (
-            vec!["queue", "hello", "--params", "[1,2]"],
+            vec!["queue", "--no-check", "hello", "--params", "[1,2]"],
             2,
             "job params must be a JSON object, not an array",
         ),
         (
-            vec!["queue", "hello", "--params", "\"x\""],
+            vec!["queue", "--no-check", "hello", "--params", "\"x\""],
             2,
             "must be a JSON object, not a string",
         ),
-        (vec!["queue", "../x"], 2, "invalid job type '../x'"),
-        (vec!["queue", ""], 2, "invalid job type ''"),
-        (vec!["queue", &long], 2, "invalid job type"),
-        (vec!["queue", "hello", "--co", "9"], 2, "no CO 9"),
         (
-            vec!["queue", "hello", "--retry-interval", "-1"],
+            vec!["queue", "--no-check", "../x"],
+            2,
+            "invalid job type '../x'",
+        ),
+        (vec!["queue", "--no-check", ""], 2, "invalid job type ''"),
+        (vec!["queue", "--no-check", &long], 2, "invalid job type"),
+        (
+            vec!["queue", "--no-check", "hello", "--co", "9"],
+            2,
+            "no CO 9",
+        ),
+        (
+            vec!["queue", "--no-check", "hello", "--retry-interval", "-1"],
             2,
             "retry interval must not be negative (got -1)",
         ),
         (
-            vec!["queue", "hello", "--requeue-interval", "-5"],
+            vec!["queue", "--no-check", "hello", "--requeue-interval", "-5"],
             2,
             "requeue interval must not be negative",
         ),
         (
-            vec!["queue", "hello", "--max-retry", "-1"],
+            vec!["queue", "--no-check", "hello", "--max-retry", "-1"],
             2,
             "max retry must not be negative",
         ),
         (
-            vec!["queue", "hello", "--fuel", "-1"],
+            vec!["queue", "--no-check", "hello", "--fuel", "-1"],
             2,
             "fuel limit must not be negative",
         ),
         (
-            vec!["queue", "hello", "--delay", "-3"],
+            vec!["queue", "--no-check", "hello", "--delay", "-3"],
             2,
             "invalid duration '-3'",
         ),
         (
-            vec!["queue", "hello", "--start-after", "tomorrow"],
+            vec!["queue", "--no-check", "hello", "--start-after", "tomorrow"],
             2,
             "cannot read time 'tomorrow'",
         ),
         (
             vec![
                 "queue",
+                "--no-check",
                 "hello",
                 "--start-after",
                 "2030-01-01",
@@ -389,14 +433,41 @@ fn bad_input_is_refused_and_writes_nothing() {
             "cannot be used with",
         ),
         (
-            vec!["queue", "hello", "--mode", "abcdefghijklmnopq"],
+            vec![
+                "queue",
+                "--no-check",
+                "hello",
+                "--mode",
+                "abcdefghijklmnopq",
+            ],
             2,
             "longer than 16",
         ),
         (
-            vec!["queue", "hello", "--retry-interval", "soon"],
+            vec!["queue", "--no-check", "hello", "--retry-interval", "soon"],
             2,
             "invalid value 'soon'",
+        ),
+        // Limits the sandbox cannot honour, checked with or without --no-check.
+        (
+            vec!["queue", "--no-check", "hello", "--memory", "4097"],
+            2,
+            "--memory 4097 is above the most a job can have (4096 MiB)",
+        ),
+        (
+            vec!["queue", "hello", "--memory", "0"],
+            2,
+            "--memory must be greater than 0",
+        ),
+        (
+            vec!["queue", "hello", "--fuel", "0"],
+            2,
+            "--fuel must be greater than 0",
+        ),
+        (
+            vec!["queue", "hello", "--timeout", "0"],
+            2,
+            "--timeout must be greater than 0",
         ),
         (vec!["list", "--status", "Z"], 2, "unknown job status 'Z'"),
         (vec!["show", "99"], 2, "no job 99"),
@@ -435,7 +506,7 @@ fn bad_input_is_refused_and_writes_nothing() {
 fn long_summary_is_cut_not_refused() {
     let env = Env::new();
     let summary = "ü".repeat(300);
-    let id = env.queue(&["hello", "--summary", &summary]);
+    let id = env.queue(&["--no-check", "hello", "--summary", &summary]);
     let stored = env
         .text(&format!(
             "SELECT register_summary FROM cm_co_jobs WHERE id = {id}"

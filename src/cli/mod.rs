@@ -8,8 +8,10 @@
 mod bench;
 mod cancel;
 mod co;
+mod exec;
 mod history;
 mod list;
+mod plugins;
 mod prune;
 mod queue;
 mod run;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{JobId, Store, StoreError};
 
 /// A durable background-job runner whose jobs run as sandboxed
@@ -51,6 +54,29 @@ impl Global {
     pub fn open_store(&self) -> Result<Store, Error> {
         Ok(Store::open(&self.db)?)
     }
+
+    /// A sandbox over the `--plugins` folder, for commands that load
+    /// plugins once (`queue`, `exec`, `plugins`). Sized for a couple of
+    /// instances; the compiled-code cache is used only when the folder
+    /// exists (`exec FILE.wasm` must not create a `plugins/` folder).
+    pub fn sandbox(&self) -> Result<Sandbox, Error> {
+        let mut config = SandboxConfig::new(&self.plugins);
+        config.max_instances = 2;
+        if !self.plugins.is_dir() {
+            config.cache_dir = None;
+        }
+        Ok(Sandbox::new(config)?)
+    }
+}
+
+/// The tokio runtime a command that calls into the (async) sandbox blocks
+/// on: two workers, enough for a guest and a signal handler.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| SandboxError::Engine(format!("cannot start the async runtime: {e}")))?)
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +102,12 @@ pub enum Command {
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
+    /// Run one job now, without the queue or the database (for plugin
+    /// authors); exits 0 when it ends OK.
+    Exec(exec::Args),
+    /// List the plugins in the plugins folder, or show one's modes and
+    /// parameters.
+    Plugins(plugins::Args),
 }
 
 /// Why a command failed, and so which exit code it gets.
@@ -93,8 +125,13 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A plugin could not be loaded or described (exit 1).
     #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] SandboxError),
+    /// `exec`'s job did not end OK; the command already printed how it
+    /// ended, so `main` prints nothing more (exit 1).
+    #[error("the job did not end OK")]
+    JobFailed,
     #[error(transparent)]
     Runner(#[from] crate::runner::RunnerError),
 }
@@ -108,6 +145,11 @@ impl Error {
             Error::Store(e) if e.is_input() => 2,
             _ => 1,
         }
+    }
+
+    /// True when the command has already told the user what went wrong.
+    pub fn is_reported(&self) -> bool {
+        matches!(self, Error::JobFailed)
     }
 
     /// True when output went to a closed pipe (`cojobs list | head`):
@@ -128,6 +170,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::History(args) => history::run(g, args, out),
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
+        Command::Exec(args) => exec::run(g, args, out),
+        Command::Plugins(args) => plugins::run(g, args, out),
         Command::Run(args) => run::run(g, args, out),
         Command::Watch(args) => watch::run(g, args, out),
         Command::Bench(args) => bench::run(g, args, out),

@@ -1,10 +1,13 @@
 //! `cojobs queue TYPE ...`: queue a job, print its id alone on stdout.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use chrono::TimeDelta;
+use serde_json::Value;
 
-use super::{Error, Global, current_user, time};
+use super::{Error, Global, current_user, runtime, time};
+use crate::sandbox::SandboxError;
 use crate::store::{NewJob, Queued};
 
 #[derive(Debug, clap::Args)]
@@ -62,7 +65,8 @@ pub struct Args {
     /// Wall-clock limit in seconds for this job.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     timeout: Option<i64>,
-    /// Do not check the params against the plugin's parameter specs.
+    /// Queue without asking the plugin: for a job type whose plugin is not
+    /// installed yet, or mode and params it does not (yet) declare.
     #[arg(long)]
     no_check: bool,
 }
@@ -71,6 +75,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     // Everything the command line itself can get wrong is checked before
     // the database is opened; the store checks the rest (type, params,
     // CO, negative numbers) before writing.
+    check_limits(&args)?;
     let delay = args
         .delay
         .as_deref()
@@ -91,7 +96,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         ),
         None => start_after,
     };
-    let job = NewJob {
+    let mut job = NewJob {
         co_id: args.co,
         job_type: args.job_type,
         job_mode: args.mode,
@@ -107,7 +112,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         queued_by: Some(current_user()),
     };
     if !args.no_check {
-        check_params(g, &job)?;
+        check_params(g, &mut job)?;
     }
     if args.unique {
         match store.queue_unique(&job)? {
@@ -124,10 +129,45 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// HOOK(plugins): check `job.job_params` against the parameter specs the
-/// plugin `g.plugins/<job_type>` declares in `describe` (required, types,
-/// choices), returning `Error::Input` with the plugin's words. `--no-check`
-/// skips it. Until the sandbox lands there is nothing to check against.
-fn check_params(_g: &Global, _job: &NewJob) -> Result<(), Error> {
+/// Limits the sandbox could not honour (zero, more memory than a job can
+/// have), refused as `run` and `exec` refuse them. Negative numbers are
+/// left to the store, which refuses them for every numeric field alike.
+fn check_limits(args: &Args) -> Result<(), Error> {
+    let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    super::run::check_limits(
+        unsigned(args.fuel),
+        unsigned(args.memory),
+        unsigned(args.timeout),
+    )
+    .map(drop)
+}
+
+/// Check the job's mode and params against what its plugin
+/// (`<plugins>/<job_type>.wasm`) declares in `describe`, and fill in the
+/// defaults of absent parameters. Every refusal is `Error::Input` (exit 2)
+/// naming the parameter or mode; a plugin that is missing or broken is
+/// refused too, with a hint at `--no-check`.
+fn check_params(g: &Global, job: &mut NewJob) -> Result<(), Error> {
+    // Params that are not a JSON object: the store's own refusal.
+    let params = match &job.job_params {
+        Some(text) => crate::store::parse_params(text)?,
+        None => serde_json::Map::new(),
+    };
+    let sandbox = Arc::new(g.sandbox()?);
+    let desc = runtime()?
+        .block_on(async {
+            let plugin = sandbox.plugin_async(&job.job_type).await?;
+            sandbox.describe(&plugin).await
+        })
+        .map_err(|e| match e {
+            SandboxError::BadName(e) => Error::Input(e.to_string()),
+            e => Error::Input(format!("{e} (use --no-check to queue it anyway)")),
+        })?;
+    let checked = desc
+        .check(job.job_mode.as_deref(), &params)
+        .map_err(|e| Error::Input(e.to_string()))?;
+    if checked != params {
+        job.job_params = Some(Value::Object(checked).to_string());
+    }
     Ok(())
 }

@@ -1,0 +1,352 @@
+//! `cojobs exec NAME|FILE.wasm ...`: run one job right now, without the
+//! queue or the database, for plugin authors trying a component.
+//!
+//! What the plugin does as it runs goes to stderr as it happens: progress
+//! (a live bar on a terminal, `progress 50% <status>` lines otherwise), its
+//! log lines (`[info] ...`) and history records (`history OK <key>
+//! <comment>`); then whatever else it wrote to stdout or stderr, under a
+//! `--- plugin output ---` header. How the job ended goes to stdout:
+//!
+//! ```text
+//! OK: hello, Ada
+//! fuel used: 1234567 of 10000000000, elapsed 0.004 s
+//! ```
+//!
+//! Exit 0 when the job ended OK, 1 when it failed or was interrupted
+//! (Ctrl-C), 2 when `--mode`/`--params` do not fit the plugin (nothing
+//! run).
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use super::{Error, Global, runtime};
+use crate::sandbox::{
+    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RunEnd, RunReport,
+    SandboxError,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plugin: a name in the plugins folder, or a component file (an
+    /// argument ending in .wasm or containing '/').
+    #[arg(value_name = "NAME|FILE.wasm")]
+    plugin: String,
+    /// Parameters for the plugin, a JSON object.
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    /// The job mode (passed to the plugin).
+    #[arg(long, value_name = "M")]
+    mode: Option<String>,
+    /// Fuel budget (default: the plugin's side file, else the runner's).
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Memory limit in MiB (at most 4096).
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u64>,
+    /// Wall-clock limit in seconds.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Do not check the mode and params against what the plugin declares.
+    #[arg(long)]
+    no_check: bool,
+}
+
+/// Is the argument a file rather than a plugin name?
+fn is_file(arg: &str) -> bool {
+    arg.ends_with(".wasm") || arg.contains('/')
+}
+
+pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
+    let overrides = super::run::check_limits(args.fuel, args.memory, args.timeout)?;
+    let params = match &args.params {
+        Some(text) => crate::store::parse_params(text)?,
+        None => serde_json::Map::new(),
+    };
+    let sandbox = Arc::new(g.sandbox()?);
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let plugin = if is_file(&args.plugin) {
+            let sb = Arc::clone(&sandbox);
+            let path = args.plugin.clone();
+            tokio::task::spawn_blocking(move || sb.plugin_from_file(Path::new(&path)))
+                .await
+                .map_err(|e| SandboxError::Engine(format!("plugin loader stopped: {e}")))??
+        } else {
+            sandbox.plugin_async(&args.plugin).await?
+        };
+        let params = if args.no_check {
+            params
+        } else {
+            let desc = sandbox.describe(&plugin).await?;
+            desc.check(args.mode.as_deref(), &params)
+                .map_err(|e| Error::Input(e.to_string()))?
+        };
+        let limits = sandbox.limits_for(&plugin, &overrides);
+        let job = JobInput {
+            id: 0,
+            co_id: 1,
+            job_type: plugin.name.clone(),
+            mode: args.mode.clone(),
+            params: Value::Object(params).to_string(),
+            retry_count: 0,
+            requeued_from: None,
+        };
+        let interrupt = Interrupt::new();
+        // Registered only now, so Ctrl-C during a long compile still kills
+        // the process the ordinary way.
+        let on_ctrl_c = {
+            let interrupt = interrupt.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    interrupt.fire("interrupted by Ctrl-C");
+                }
+            })
+        };
+        let console = Console::new(io::IsTerminal::is_terminal(&io::stderr()));
+        let report = sandbox
+            .run(&plugin, &job, limits, Box::new(console.clone()), &interrupt)
+            .await;
+        on_ctrl_c.abort();
+        console.finish(&report);
+        Ok::<_, Error>((report, limits.fuel))
+    })?;
+    let (report, fuel_limit) = report;
+    write_outcome(out, &report, fuel_limit)?;
+    match report.end {
+        RunEnd::Ok(_) => Ok(()),
+        _ => Err(Error::JobFailed),
+    }
+}
+
+/// How the run ended, on stdout: the outcome line, then fuel and time.
+fn write_outcome(out: &mut dyn Write, report: &RunReport, fuel_limit: u64) -> io::Result<()> {
+    match &report.end {
+        RunEnd::Ok(summary) => writeln!(out, "OK: {}", bounded(summary))?,
+        RunEnd::Failed { kind, message } => {
+            let fate = if *kind == FailKind::Discard {
+                "discarded"
+            } else {
+                "retryable"
+            };
+            writeln!(out, "X: {} ({fate})", bounded(message))?;
+        }
+        RunEnd::Interrupted(reason) => writeln!(out, "interrupted: {reason}")?,
+    }
+    writeln!(
+        out,
+        "fuel used: {} of {}, elapsed {:.3} s",
+        report.fuel_used,
+        fuel_limit,
+        report.elapsed.as_secs_f64()
+    )
+}
+
+/// Most of a summary or failure message shown (a plugin may return
+/// megabytes; the store keeps 256 characters of it anyway).
+const MAX_SHOWN: usize = 4096;
+
+/// `text`, cut at [`MAX_SHOWN`] bytes with a note saying so.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_SHOWN {
+        return text.into();
+    }
+    let mut end = MAX_SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [{} bytes in all]", &text[..end], text.len()).into()
+}
+
+/// Plain progress lines printed before they are rate-limited: a chatty
+/// plugin must not flood a log file.
+const PLAIN_PROGRESS_LINES: u32 = 200;
+/// After that, at most one progress line per this long.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Where `exec` shows the plugin's host calls: stderr, through the live
+/// bar when there is one (so lines print above it, not through it).
+#[derive(Clone)]
+struct Console {
+    bar: Option<ProgressBar>,
+    /// Shared with the copy the sandbox holds (it runs on the guest's
+    /// thread); a std mutex, held only to print a line or record one.
+    state: Arc<Mutex<Shown>>,
+}
+
+#[derive(Default)]
+struct Shown {
+    /// The log lines already printed, as the captured log has them
+    /// (`[level] message\n`), to leave out of the output shown at the end.
+    logs: Vec<String>,
+    /// The last progress shown, and one held back by the rate limit.
+    last_progress: Option<(u8, Option<String>)>,
+    held_progress: Option<(u8, Option<String>)>,
+    progress_lines: u32,
+    last_progress_at: Option<Instant>,
+}
+
+fn progress_line(percent: u8, summary: Option<&str>) -> String {
+    match summary {
+        Some(s) => format!("progress {percent}% {s}"),
+        None => format!("progress {percent}%"),
+    }
+}
+
+impl Console {
+    fn new(terminal: bool) -> Self {
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::new(100);
+            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos:>3}% {wide_msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Console {
+            bar,
+            state: Arc::new(Mutex::new(Shown::default())),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Shown> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            // A closed stderr is no reason to fail the job.
+            None => {
+                let _ = writeln!(io::stderr(), "{text}");
+            }
+        }
+    }
+
+    /// End of the run: clear the bar, print the last progress held back,
+    /// then what the plugin wrote beyond the log lines already shown.
+    fn finish(&self, report: &RunReport) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let (held, logs) = {
+            let mut s = self.state();
+            (s.held_progress.take(), std::mem::take(&mut s.logs))
+        };
+        if let Some((percent, summary)) = held {
+            self.line(&progress_line(percent, summary.as_deref()));
+        }
+        let rest = unshown_output(&report.log, &logs);
+        if !rest.trim().is_empty() {
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "--- plugin output ---");
+            let _ = write!(err, "{rest}");
+            if !rest.ends_with('\n') {
+                let _ = writeln!(err);
+            }
+        }
+    }
+}
+
+/// The captured log without the log lines already printed (each removed
+/// once, in order): what the plugin wrote to stdout and stderr, and any
+/// note the host added.
+fn unshown_output(log: &str, shown: &[String]) -> String {
+    let mut rest = String::with_capacity(log.len());
+    let mut from = 0;
+    for block in shown {
+        if let Some(at) = log[from..].find(block.as_str()) {
+            rest.push_str(&log[from..from + at]);
+            from += at + block.len();
+        }
+    }
+    rest.push_str(&log[from..]);
+    rest
+}
+
+impl HostEvents for Console {
+    fn progress(&mut self, percent: u8, summary: Option<String>) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(u64::from(percent));
+            if let Some(s) = summary {
+                bar.set_message(s.replace(['\n', '\r'], " "));
+            }
+            return;
+        }
+        let now = Instant::now();
+        let print = {
+            let mut s = self.state();
+            let new = (percent, summary);
+            if s.last_progress.as_ref() == Some(&new) {
+                return;
+            }
+            let limited = s.progress_lines >= PLAIN_PROGRESS_LINES
+                && s.last_progress_at
+                    .is_some_and(|t| now.duration_since(t) < PLAIN_PROGRESS_EVERY);
+            if limited {
+                s.held_progress = Some(new);
+                return;
+            }
+            s.progress_lines = s.progress_lines.saturating_add(1);
+            s.last_progress_at = Some(now);
+            s.held_progress = None;
+            s.last_progress = Some(new.clone());
+            new
+        };
+        self.line(&progress_line(print.0, print.1.as_deref()));
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        let line = format!("[{}] {}", level.as_str(), message);
+        self.line(&line);
+        self.state().logs.push(line + "\n");
+    }
+
+    fn cancel_requested(&mut self) -> bool {
+        false
+    }
+
+    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
+        self.line(&format!(
+            "history {} {} {}",
+            status.code(),
+            key.as_deref().unwrap_or("-"),
+            comment
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_or_name() {
+        assert!(is_file("hello.wasm"));
+        assert!(is_file("./hello"));
+        assert!(is_file("/tmp/x/hello.wasm"));
+        assert!(!is_file("hello"));
+        assert!(!is_file("python-hello"));
+    }
+
+    #[test]
+    fn long_summaries_are_cut() {
+        assert_eq!(bounded("short"), "short");
+        let long = "ü".repeat(3000);
+        let shown = bounded(&long);
+        assert!(shown.len() < MAX_SHOWN + 40, "{}", shown.len());
+        assert!(shown.ends_with("... [6000 bytes in all]"), "{shown}");
+    }
+
+    #[test]
+    fn shown_log_lines_are_left_out_once() {
+        let log = "[info] a\nprinted\n[info] a\n[warn] b\ntail";
+        let shown = vec!["[info] a\n".to_string(), "[warn] b\n".to_string()];
+        assert_eq!(unshown_output(log, &shown), "printed\n[info] a\ntail");
+        assert_eq!(unshown_output("x\n", &[]), "x\n");
+    }
+}

@@ -1,0 +1,470 @@
+//! The plugin-facing commands through the real binary and real components:
+//! `cojobs exec`, `cojobs plugins`, and the queue-time checks of mode and
+//! params against what a plugin declares.
+//!
+//! The components are built by `scripts/build-plugins.sh` into `plugins/`;
+//! each test copies the ones it needs into `plugins/` in its own temporary
+//! directory (the binary's working directory, so `--plugins` keeps its
+//! default).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use util::{Env, Run};
+
+fn built_plugins() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    assert!(
+        dir.join("hello.wasm").is_file() && dir.join("echo.wasm").is_file(),
+        "example plugins are missing: run scripts/build-plugins.sh (the README's test command does)"
+    );
+    dir
+}
+
+/// An `Env` whose `plugins/` holds copies of the named plugins.
+fn env_with(names: &[&str]) -> Env {
+    let env = Env::new();
+    let dir = env.dir.path().join("plugins");
+    std::fs::create_dir(&dir).expect("plugins dir");
+    for n in names {
+        std::fs::copy(
+            built_plugins().join(format!("{n}.wasm")),
+            dir.join(format!("{n}.wasm")),
+        )
+        .expect("copy plugin");
+    }
+    env
+}
+
+/// Assert a failed `exec` run: exit 1, the outcome line on stdout, and no
+/// second report of it on stderr.
+#[track_caller]
+fn exec_failed(run: &Run, outcome: &str) {
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stdout.contains(outcome),
+        "stdout lacks {outcome:?}: {run:#?}"
+    );
+    assert!(run.stdout.contains("fuel used: "), "{run:#?}");
+    assert!(!run.stderr.contains("cojobs: "), "{run:#?}");
+}
+
+// ------------------------------------------------------------------ exec
+
+#[test]
+fn exec_hello_shows_progress_history_and_summary() {
+    let env = env_with(&["hello"]);
+    let run = env.run(&["exec", "hello", "--params", r#"{"name":"Ada"}"#]);
+    let out = run.ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "OK: hello, Ada", "{run:#?}");
+    assert!(lines[1].starts_with("fuel used: "), "{run:#?}");
+    for want in [
+        "progress 0% starting",
+        "progress 50% greeting Ada",
+        "history GO Ada greeting started",
+        "history OK Ada greeted Ada",
+        "progress 100% done",
+    ] {
+        assert!(run.stderr.contains(want), "stderr lacks {want:?}: {run:#?}");
+    }
+    // No database: exec does not create one.
+    assert!(!env.db.exists());
+}
+
+#[test]
+fn exec_runaway_stops_at_its_fuel_budget() {
+    let env = env_with(&["runaway"]);
+    let run = env.run(&["exec", "runaway", "--fuel", "100000000"]);
+    exec_failed(&run, "X: fuel budget of 100000000 exhausted (retryable)");
+    assert!(
+        run.stdout.contains("fuel used: 100000000 of 100000000"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn exec_panic_shows_the_panic_message() {
+    let env = env_with(&["panic"]);
+    let run = env.run(&["exec", "panic"]);
+    exec_failed(&run, "X: plugin panicked: boom (retryable)");
+    // What the guest wrote to stderr is shown too.
+    assert!(run.stderr.contains("--- plugin output ---"), "{run:#?}");
+}
+
+#[test]
+fn exec_memhog_hits_its_memory_limit() {
+    let env = env_with(&["memhog"]);
+    let run = env.run(&["exec", "memhog", "--memory", "32"]);
+    exec_failed(&run, "memory limit of 32 MiB exceeded");
+}
+
+#[test]
+fn exec_sleepy_times_out() {
+    let env = env_with(&["sleepy"]);
+    let run = env.run(&["exec", "sleepy", "--timeout", "1"]);
+    exec_failed(&run, "X: timed out after 1 s (retryable)");
+}
+
+#[test]
+fn exec_discard_says_it_is_not_retried() {
+    let env = env_with(&["discard"]);
+    let run = env.run(&["exec", "discard"]);
+    exec_failed(&run, "X: bad input: this job can never succeed (discarded)");
+}
+
+#[test]
+fn exec_a_component_file() {
+    // No plugins folder at all: the file is all it needs.
+    let env = Env::new();
+    let file = built_plugins().join("hello.wasm");
+    let file = file.to_str().expect("utf-8 path");
+    let run = env.run(&["exec", file, "--mode", "fast"]);
+    assert_eq!(run.ok().lines().next(), Some("OK: hello, world (fast)"));
+    assert!(!env.dir.path().join("plugins").exists());
+}
+
+#[test]
+fn exec_unknown_plugin_fails_to_load() {
+    let env = env_with(&[]);
+    env.run(&["exec", "nope"])
+        .fails(1, "cojobs: no plugin named 'nope' in plugins");
+}
+
+#[test]
+fn exec_refuses_a_bad_mode_or_params_unless_no_check() {
+    let env = env_with(&["hello", "echo"]);
+    for (args, msg) in [
+        (
+            vec!["exec", "hello", "--mode", "turbo"],
+            "plugin 'hello' has no mode 'turbo' (modes: fast, slow)",
+        ),
+        (
+            vec!["exec", "echo"],
+            "parameter 'target' is required by plugin 'echo'",
+        ),
+        (
+            vec!["exec", "echo", "--params", r#"{"target":"a","count":"x"}"#],
+            "parameter 'count' must be integer",
+        ),
+    ] {
+        let run = env.run(&args);
+        run.fails(2, msg);
+        assert!(run.stdout.is_empty(), "ran anyway: {run:#?}");
+        assert!(!run.stderr.contains("progress"), "ran anyway: {run:#?}");
+    }
+    let run = env.run(&["exec", "hello", "--mode", "turbo", "--no-check"]);
+    assert_eq!(run.ok().lines().next(), Some("OK: hello, world (turbo)"));
+}
+
+#[test]
+fn exec_passes_defaults_and_shows_logs_and_output() {
+    let env = env_with(&["echo"]);
+    let run = env.run(&[
+        "exec",
+        "echo",
+        "--params",
+        r#"{"target":"Ada","verbose":true}"#,
+    ]);
+    let params = r#"{"count":3,"level":"low","target":"Ada","verbose":true}"#;
+    assert_eq!(
+        run.ok().lines().next(),
+        Some(format!("OK: {params}").as_str())
+    );
+    assert!(run.stderr.contains("[info] target = \"Ada\""), "{run:#?}");
+    assert!(run.stderr.contains("[info] count = 3"), "{run:#?}");
+    // The plugin's stdout comes after the header, the log lines only once.
+    let (_, output) = run
+        .stderr
+        .split_once("--- plugin output ---\n")
+        .expect("output header");
+    assert_eq!(output, format!("echo: {params}\n"));
+}
+
+#[test]
+fn exec_bad_limits_are_usage_errors() {
+    let env = env_with(&["hello"]);
+    for args in [
+        vec!["exec", "hello", "--fuel", "0"],
+        vec!["exec", "hello", "--memory", "4097"],
+        vec!["exec", "hello", "--timeout", "0"],
+        vec!["exec", "hello", "--params", "[1]"],
+    ] {
+        let run = env.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+    }
+}
+
+// --------------------------------------------------------------- plugins
+
+#[test]
+fn plugins_lists_each_plugin_and_broken_ones() {
+    let env = env_with(&["hello", "echo", "otherworld"]);
+    std::fs::write(env.dir.path().join("plugins/broken.wasm"), "garbage").expect("write");
+    let run = env.run(&["plugins"]);
+    let out = run.ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("VERSION"),
+        "{out}"
+    );
+    let hello = lines
+        .iter()
+        .find(|l| l.starts_with("hello "))
+        .expect("hello row");
+    assert!(
+        hello.contains("0.1.0") && hello.contains("Greets someone, with progress and history."),
+        "{out}"
+    );
+    let broken = lines
+        .iter()
+        .find(|l| l.starts_with("broken "))
+        .expect("broken row");
+    assert!(
+        broken.contains("error: ") && broken.contains("not a WebAssembly file"),
+        "{out}"
+    );
+    let other = lines
+        .iter()
+        .find(|l| l.starts_with("otherworld "))
+        .expect("otherworld row");
+    assert!(
+        other.contains("does not implement cojobs:plugin/plugin@0.1.0"),
+        "{out}"
+    );
+
+    let json = env.run(&["plugins", "--json"]);
+    let rows: Vec<serde_json::Value> = json
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["plugin"], "broken");
+    assert!(rows[0]["error"].is_string());
+    assert_eq!(rows[2]["description"]["version"], "0.1.0");
+
+    // Asked for by name, a broken plugin is the command's failure.
+    env.run(&["plugins", "broken"])
+        .fails(1, "not a WebAssembly file");
+    env.run(&["plugins", "nope"])
+        .fails(1, "no plugin named 'nope' in plugins");
+}
+
+#[test]
+fn plugins_name_shows_modes_and_parameters() {
+    let env = env_with(&["hello", "echo"]);
+    let out = env.run(&["plugins", "hello"]).ok().to_string();
+    for want in [
+        "name:         hello",
+        "version:      0.1.0",
+        "modes:        fast, slow",
+        "parameters:",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("name "))
+        .expect("parameter row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        ["name", "text", "no", "\"world\"", "-"],
+        "{out}"
+    );
+    assert!(row.ends_with("Who to greet"), "{out}");
+
+    let echo = env.run(&["plugins", "echo"]).ok().to_string();
+    assert!(echo.contains("modes:        (none)"), "{echo}");
+    assert!(
+        echo.lines()
+            .any(|l| l.starts_with("level ") && l.contains("low, high")),
+        "{echo}"
+    );
+    assert!(
+        echo.lines()
+            .any(|l| l.split_whitespace().take(3).eq(["target", "text", "yes"])),
+        "{echo}"
+    );
+}
+
+#[test]
+fn plugins_name_json_is_the_description() {
+    let env = env_with(&["hello"]);
+    let run = env.run(&["plugins", "hello", "--json"]);
+    let d: serde_json::Value = serde_json::from_str(run.ok()).expect("json");
+    assert_eq!(d["name"], "hello");
+    assert_eq!(d["modes"], serde_json::json!(["fast", "slow"]));
+    assert_eq!(d["params"][0]["name"], "name");
+    assert_eq!(d["params"][0]["kind"], "text");
+    assert_eq!(d["params"][0]["default"], "\"world\"");
+}
+
+// ----------------------------------------------------------------- queue
+
+/// Every way params or mode can miss what the plugin declares: exit 2, a
+/// message naming the parameter or mode, nothing inserted.
+#[test]
+fn queue_refuses_params_and_modes_the_plugin_does_not_take() {
+    let env = env_with(&["hello", "echo"]);
+    std::fs::write(env.dir.path().join("plugins/broken.wasm"), "garbage").expect("write");
+    env.queue(&["echo", "--params", r#"{"target":"a"}"#]);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["queue", "echo"],
+            "parameter 'target' is required by plugin 'echo'",
+        ),
+        (
+            vec!["queue", "echo", "--params", r#"{"count":1}"#],
+            "parameter 'target' is required by plugin 'echo'",
+        ),
+        (
+            vec!["queue", "echo", "--params", r#"{"target":1}"#],
+            "parameter 'target' must be text, got 1",
+        ),
+        (
+            vec!["queue", "echo", "--params", r#"{"target":"a","count":1.5}"#],
+            "parameter 'count' must be integer, got 1.5",
+        ),
+        (
+            vec![
+                "queue",
+                "echo",
+                "--params",
+                r#"{"target":"a","verbose":"yes"}"#,
+            ],
+            "parameter 'verbose' must be boolean",
+        ),
+        (
+            vec!["queue", "echo", "--params", r#"{"target":"a","ratio":"x"}"#],
+            "parameter 'ratio' must be number",
+        ),
+        (
+            vec![
+                "queue",
+                "echo",
+                "--params",
+                r#"{"target":"a","level":"mid"}"#,
+            ],
+            "parameter 'level' must be one of low, high, got \"mid\"",
+        ),
+        (
+            vec!["queue", "echo", "--params", r#"{"target":"a","zz":1}"#],
+            "plugin 'echo' has no parameter 'zz'",
+        ),
+        (
+            vec!["queue", "hello", "--params", r#"{"nmae":"Ada"}"#],
+            "plugin 'hello' has no parameter 'nmae' (parameters: name)",
+        ),
+        (
+            vec!["queue", "hello", "--mode", "turbo"],
+            "plugin 'hello' has no mode 'turbo' (modes: fast, slow)",
+        ),
+        (
+            vec![
+                "queue",
+                "echo",
+                "--mode",
+                "fast",
+                "--params",
+                r#"{"target":"a"}"#,
+            ],
+            "plugin 'echo' takes no mode, but mode 'fast' was given",
+        ),
+        (
+            vec!["queue", "nope"],
+            "no plugin named 'nope' in plugins (use --no-check to queue it anyway)",
+        ),
+        (
+            vec!["queue", "broken"],
+            "not a WebAssembly file (use --no-check to queue it anyway)",
+        ),
+        (
+            vec!["queue", "hello", "--params", "{nope"],
+            "job params are not valid JSON",
+        ),
+    ];
+    for (args, msg) in cases {
+        let run = env.run(&args);
+        run.fails(2, msg);
+        assert!(run.stdout.is_empty(), "{args:?}: {run:#?}");
+        assert_eq!(env.job_count(), 1, "{args:?} wrote a row");
+    }
+}
+
+#[test]
+fn queue_fills_in_defaults() {
+    let env = env_with(&["hello", "echo"]);
+    let id = env.queue(&["echo", "--params", r#"{"target":"a","level":"high"}"#]);
+    let show: serde_json::Value =
+        serde_json::from_str(env.run(&["show", &id.to_string(), "--json"]).ok()).expect("json");
+    assert_eq!(
+        show["job"]["job_params"],
+        r#"{"count":3,"level":"high","target":"a","verbose":false}"#
+    );
+    let id = env.queue(&["hello"]);
+    assert_eq!(
+        env.text(&format!(
+            "SELECT job_params FROM cm_co_jobs WHERE id = {id}"
+        ))
+        .as_deref(),
+        Some(r#"{"name":"world"}"#)
+    );
+    // --unique compares the filled-in params: `{}` and the default are one job.
+    let twin = env.run(&[
+        "queue",
+        "hello",
+        "--params",
+        r#"{"name":"world"}"#,
+        "--unique",
+    ]);
+    twin.fails(3, &format!("job {id} with the same CO"));
+}
+
+#[test]
+fn queue_issue_example_passes_the_check() {
+    let env = env_with(&["hello"]);
+    let id = env.queue(&[
+        "hello",
+        "--params",
+        r#"{"name":"Ada"}"#,
+        "--mode",
+        "fast",
+        "--retry-interval",
+        "60",
+    ]);
+    assert_eq!(
+        env.text(&format!(
+            "SELECT job_params FROM cm_co_jobs WHERE id = {id}"
+        ))
+        .as_deref(),
+        Some(r#"{"name":"Ada"}"#)
+    );
+}
+
+#[test]
+fn queue_unknown_type_needs_no_check() {
+    let env = env_with(&["hello"]);
+    env.queue(&["hello"]);
+    env.run(&["queue", "later", "--params", r#"{"x":1}"#])
+        .fails(
+            2,
+            "no plugin named 'later' in plugins (use --no-check to queue it anyway)",
+        );
+    assert_eq!(env.job_count(), 1);
+    let id = env.queue(&["later", "--params", r#"{"x":1}"#, "--no-check"]);
+    assert_eq!(
+        env.text(&format!(
+            "SELECT job_params FROM cm_co_jobs WHERE id = {id}"
+        ))
+        .as_deref(),
+        Some(r#"{"x":1}"#)
+    );
+    // --no-check also lets through what the plugin would refuse.
+    env.queue(&["hello", "--mode", "turbo", "--no-check"]);
+    assert_eq!(env.job_count(), 3);
+}
