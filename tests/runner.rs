@@ -190,14 +190,19 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Send `sig` to the process.
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of our own child, which has not been
+        // reaped (we hold its `Child` and only reap it in `wait`/`kill9`,
+        // after which no test signals it), so the pid cannot be reused.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill -{sig} {}", self.pid());
+    }
+
     /// Send SIGTERM.
     fn terminate(&self) {
-        // SAFETY: kill(2) with the pid of our own child, which has not been
-        // reaped (we hold its `Child` and have not waited on it), so the pid
-        // cannot have been reused.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill -TERM {}", self.pid());
+        self.signal(libc::SIGTERM);
     }
 
     /// Send SIGKILL and reap.
@@ -239,7 +244,7 @@ impl Daemon {
 
     /// [`wait_until`], with this daemon's log and the table in the panic.
     #[track_caller]
-    fn wait_for(&mut self, setup: &Setup, what: &str, cond: impl FnMut() -> bool) {
+    fn wait_for(&self, setup: &Setup, what: &str, cond: impl FnMut() -> bool) {
         assert!(
             wait_until(DEADLINE, cond),
             "timed out waiting until {what}\nrows:\n{}\nlog:\n{}",
@@ -252,6 +257,8 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // A stopped process dies of SIGKILL too; SIGCONT is harmless.
+            self.signal(libc::SIGCONT);
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -288,7 +295,7 @@ fn go_count(setup: &Setup) -> i64 {
 
 // ------------------------------------------------------------------ tests
 
-/// 1. An OK job: percent 100, the plugin's summary, complete_time, history;
+/// (1) An OK job: percent 100, the plugin's summary, complete_time, history;
 /// and a row inserted by plain SQL runs like any other.
 #[test]
 fn ok_job_records_summary_percent_history_and_plain_sql_rows_run() {
@@ -339,7 +346,7 @@ fn ok_job_records_summary_percent_history_and_plain_sql_rows_run() {
     assert_eq!(s.env.job_count(), 2, "no successors without a policy");
 }
 
-/// 2. A runaway job with a fuel budget and a retry policy: three X rows
+/// (2) A runaway job with a fuel budget and a retry policy: three X rows
 /// chained by requeued_from_co_job_id with counts 0, 1, 2, no fourth.
 #[test]
 fn runaway_job_is_retried_exactly_max_retry_times() {
@@ -362,7 +369,8 @@ fn runaway_job_is_retried_exactly_max_retry_times() {
              FROM cm_co_jobs ORDER BY id",
         )
         .expect("prepare");
-    let rows: Vec<(i64, String, i64, Option<i64>, Option<String>)> = stmt
+    type Row = (i64, String, i64, Option<i64>, Option<String>);
+    let rows: Vec<Row> = stmt
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
@@ -387,7 +395,7 @@ fn runaway_job_is_retried_exactly_max_retry_times() {
     }
 }
 
-/// 3. `retry` is retried, `discard` is not, and `--requeue-interval 3600`
+/// (3) `retry` is retried, `discard` is not, and `--requeue-interval 3600`
 /// leaves a Q successor due an hour after it was queued.
 #[test]
 fn retry_discard_and_requeue_policies() {
@@ -460,7 +468,7 @@ fn retry_discard_and_requeue_policies() {
     );
 }
 
-/// 4. Fairness: one CO's burst of 5,000 due jobs does not keep another
+/// (4) Fairness: one CO's burst of 5,000 due jobs does not keep another
 /// CO's single job waiting: it is among the first few claimed.
 #[test]
 fn another_cos_job_is_not_starved_by_a_burst() {
@@ -483,6 +491,7 @@ fn another_cos_job_is_not_starved_by_a_burst() {
          WHERE l.id = {lone} AND j.start_time IS NOT NULL AND j.id <> l.id \
            AND (j.start_time < l.start_time OR (j.start_time = l.start_time AND j.id < l.id))"
     ));
+    eprintln!("{before} jobs were claimed before the CO 2 job");
     assert!(
         before < 10,
         "{before} jobs of CO 1 were claimed before the CO 2 job"
@@ -498,7 +507,7 @@ fn another_cos_job_is_not_starved_by_a_burst() {
     assert_eq!(s.env.job_count(), 5001);
 }
 
-/// 5. Two runner processes on one database: every job run exactly once.
+/// (5) Two runner processes on one database: every job run exactly once.
 #[test]
 fn two_runners_run_each_job_exactly_once() {
     let s = Setup::new(&["counter"]);
@@ -544,7 +553,7 @@ fn two_runners_run_each_job_exactly_once() {
     eprintln!("jobs were run by {runners} runner(s)");
 }
 
-/// 6. A runner killed with SIGKILL mid-job: another runner rescues the row
+/// (6) A runner killed with SIGKILL mid-job: another runner rescues the row
 /// (X, "stopped responding"), retries it, and nothing stays GO or is
 /// recorded twice.
 #[test]
@@ -630,7 +639,7 @@ fn job_of_a_killed_runner_is_rescued_and_retried() {
     );
 }
 
-/// 7. `cojobs cancel` of a running job ends it CX "canceled by <user>",
+/// (7) `cojobs cancel` of a running job ends it CX "canceled by <user>",
 /// whether the plugin cooperates or not, and never requeues it.
 #[test]
 fn cancel_of_a_running_job_ends_cx_with_or_without_cooperation() {
@@ -685,7 +694,7 @@ fn cancel_of_a_running_job_ends_cx_with_or_without_cooperation() {
     assert!(d.wait(DEADLINE).success(), "{}", d.log());
 }
 
-/// 8. SIGTERM during a long job, grace over: the row is back in Q as if
+/// (8) SIGTERM during a long job, grace over: the row is back in Q as if
 /// never started, and the process exits 0.
 #[test]
 fn sigterm_returns_a_running_job_to_the_queue_and_exits_0() {
@@ -728,7 +737,7 @@ fn sigterm_returns_a_running_job_to_the_queue_and_exits_0() {
     assert_eq!(s.env.job_count(), 1);
 }
 
-/// 9. `--per-co 1`: never two jobs of one CO running at once, even with
+/// (9) `--per-co 1`: never two jobs of one CO running at once, even with
 /// free workers; all of them still run.
 #[test]
 fn per_co_cap_is_never_exceeded() {
@@ -758,7 +767,7 @@ fn per_co_cap_is_never_exceeded() {
     }
 }
 
-/// 10. Bad `run` options exit 2 with a clear message and write nothing.
+/// (10) Bad `run` options exit 2 with a clear message and write nothing.
 #[test]
 fn bad_run_options_exit_2_and_write_nothing() {
     let s = Setup::new(&["hello"]);
@@ -786,4 +795,134 @@ fn bad_run_options_exit_2_and_write_nothing() {
             "{args:?} created the database:\n{out:#?}"
         );
     }
+}
+
+/// (11) A second SIGTERM interrupts running jobs at once, without waiting
+/// for the grace period: the job (which would run 10 minutes, longer than
+/// any deadline here) is back in Q and the process exits 0.
+#[test]
+fn second_signal_returns_jobs_to_the_queue_at_once() {
+    let s = Setup::new(&["cancellable"]);
+    let job = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":600,"ignore_cancel":true}"#,
+    ]);
+    let mut d = s.daemon(&["--grace", "3600"]);
+    d.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    d.terminate();
+    // Signals that arrive together may be delivered as one: send the second
+    // only once the first was acted on.
+    d.wait_for(&s, "the runner logged the first signal", || {
+        d.log().contains("signal received")
+    });
+    assert_eq!(s.status(job), "GO", "still running during the grace period");
+    d.terminate();
+    let status = d.wait(DEADLINE);
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    assert_eq!(s.status(job), "Q", "{}", s.dump());
+    assert_eq!(
+        s.int(&format!(
+            "SELECT start_time IS NULL FROM cm_co_jobs WHERE id = {job}"
+        )),
+        1
+    );
+}
+
+/// (12) A runner that stalls (SIGSTOP) past its lease loses the row to
+/// another runner's rescue; when it wakes and its job ends, it records
+/// nothing: the row stays X "stopped responding" with one retry.
+#[test]
+fn stalled_runner_that_lost_its_lease_records_no_finish() {
+    let s = Setup::new(&["cancellable"]);
+    let job = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":5,"ignore_cancel":true}"#,
+        // A retry far in the future: no runner here picks it up.
+        "--retry-interval",
+        "3600",
+        "--max-retry",
+        "3",
+    ]);
+    let mut stalled = s.daemon(&["--lease", "2"]);
+    stalled.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    let stalled_id = s
+        .text(&format!(
+            "SELECT runner_id FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .expect("runner_id");
+    stalled.signal(libc::SIGSTOP);
+
+    let mut rescuer = s.daemon(&["--lease", "2"]);
+    rescuer.wait_for(&s, "the job is rescued", || s.status(job) == "X");
+    stalled.signal(libc::SIGCONT);
+    // Its job ends (its 5 s have passed) and the result must be dropped.
+    stalled.wait_for(&s, "the stalled runner drops its result", || {
+        stalled.log().contains("result dropped")
+    });
+    for d in [&stalled, &rescuer] {
+        d.terminate();
+    }
+    assert!(stalled.wait(DEADLINE).success(), "{}", stalled.log());
+    assert!(rescuer.wait(DEADLINE).success(), "{}", rescuer.log());
+
+    let (status, summary): (String, String) = s
+        .conn()
+        .query_row(
+            "SELECT status, finish_summary FROM cm_co_jobs WHERE id = ?1",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(status, "X");
+    assert_eq!(summary, format!("runner {stalled_id} stopped responding"));
+    assert_eq!(s.env.job_count(), 2, "one successor only:\n{}", s.dump());
+    assert_eq!(
+        s.int(&format!(
+            "SELECT count(*) FROM cm_co_jobs WHERE requeued_from_co_job_id = {job} AND status = 'Q'"
+        )),
+        1
+    );
+    assert_eq!(go_count(&s), 0);
+}
+
+/// (13) `--once` rescues a row its dead runner left GO, and runs the
+/// retry that falls due meanwhile, like any other successor.
+#[test]
+fn once_rescues_a_dead_runners_row_and_runs_its_retry() {
+    let s = Setup::new(&["hello"]);
+    s.cojobs(&["list"]).ok(); // create the database
+    s.env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, start_time, runner_id, \
+            lease_expires_at, retry_interval, max_retry) \
+         VALUES (1, 'hello', 'GO', '2000-01-01 00:00:00', '2000-01-01 00:00:01', 'ghost-1', \
+            '2000-01-01 00:00:31', 1, 2)",
+    );
+    let job = s.int("SELECT max(id) FROM cm_co_jobs");
+    s.run_ok(&["--once"]);
+    assert_eq!(s.status(job), "X");
+    assert_eq!(
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .as_deref(),
+        Some("runner ghost-1 stopped responding")
+    );
+    let (status, count, summary): (String, i64, Option<String>) = s
+        .conn()
+        .query_row(
+            "SELECT status, max_retry_count, finish_summary FROM cm_co_jobs \
+             WHERE requeued_from_co_job_id = ?1",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("retry row");
+    assert_eq!(count, 1);
+    assert_eq!(
+        (status.as_str(), summary.as_deref()),
+        ("OK", Some("hello, world")),
+        "the retry was left for a later run:\n{}",
+        s.dump()
+    );
 }
