@@ -288,6 +288,28 @@ fn insert_jobs(setup: &Setup, co: i64, job_type: &str, n: usize, queue_time: &st
     ids
 }
 
+/// SIGSTOP `d`, making sure it was not stopped inside a write transaction
+/// (which would hold SQLite's write lock for as long as it is stopped):
+/// if the database cannot be written, let it run a moment and try again.
+fn stop_outside_a_write(setup: &Setup, d: &Daemon) {
+    for _ in 0..50 {
+        d.signal(libc::SIGSTOP);
+        let mut conn = setup.env.conn();
+        conn.busy_timeout(Duration::from_secs(2))
+            .expect("busy timeout");
+        if let Ok(tx) = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            tx.rollback().expect("rollback");
+            return;
+        }
+        d.signal(libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "could not stop the runner outside a write; log:\n{}",
+        d.log()
+    );
+}
+
 /// Rows with `status = 'GO'`.
 fn go_count(setup: &Setup) -> i64 {
     setup.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'GO'")
@@ -852,7 +874,7 @@ fn stalled_runner_that_lost_its_lease_records_no_finish() {
             "SELECT runner_id FROM cm_co_jobs WHERE id = {job}"
         ))
         .expect("runner_id");
-    stalled.signal(libc::SIGSTOP);
+    stop_outside_a_write(&s, &stalled);
 
     let mut rescuer = s.daemon(&["--lease", "2"]);
     rescuer.wait_for(&s, "the job is rescued", || s.status(job) == "X");
