@@ -39,7 +39,7 @@ enum Cmd {
         reply: Reply<usize>,
     },
     Rescue {
-        reply: Reply<Vec<(JobId, Option<JobId>)>>,
+        reply: Reply<Vec<Rescued>>,
     },
     CancelRequests {
         reply: Reply<Vec<(JobId, String)>>,
@@ -50,6 +50,15 @@ enum Cmd {
     DataVersion {
         reply: Reply<i64>,
     },
+}
+
+/// A row rescued from a runner that stopped responding.
+#[derive(Debug)]
+pub struct Rescued {
+    pub id: JobId,
+    /// Its retry, if the policy allows one, and when that is due (as
+    /// stored): `--once` waits for it like for its own successors.
+    pub successor: Option<(JobId, Option<String>)>,
 }
 
 /// A handle to the database thread. Cheap to clone.
@@ -103,7 +112,7 @@ impl Db {
         self.ask(|reply| Cmd::Heartbeat { reply }).await
     }
 
-    pub async fn rescue(&self) -> Result<Vec<(JobId, Option<JobId>)>, StoreError> {
+    pub async fn rescue(&self) -> Result<Vec<Rescued>, StoreError> {
         self.ask(|reply| Cmd::Rescue { reply }).await
     }
 
@@ -188,7 +197,18 @@ fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
             let _ = reply.send(store.heartbeat(runner_id, lease));
         }
         Cmd::Rescue { reply } => {
-            let _ = reply.send(store.rescue_expired());
+            let rescued = store.rescue_expired().map(|rows| {
+                rows.into_iter()
+                    .map(|(id, successor)| Rescued {
+                        id,
+                        successor: successor.map(|s| {
+                            let due = store.get(s).ok().flatten().and_then(|j| j.start_after_time);
+                            (s, due)
+                        }),
+                    })
+                    .collect()
+            });
+            let _ = reply.send(rescued);
         }
         Cmd::CancelRequests { reply } => {
             let _ = reply.send(store.cancel_requests(runner_id));

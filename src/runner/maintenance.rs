@@ -39,14 +39,11 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
             }
             match runner.db.rescue().await {
                 Ok(rescued) if !rescued.is_empty() => {
-                    runner
-                        .stats
-                        .rescued
-                        .fetch_add(rescued.len() as u64, Ordering::Relaxed);
-                    for (id, successor) in rescued {
+                    runner.note_rescued(&rescued);
+                    for r in rescued {
                         tracing::warn!(
-                            job = id.0,
-                            successor = successor.map(|s| s.0),
+                            job = r.id.0,
+                            successor = r.successor.map(|(s, _)| s.0),
                             "rescued a job whose runner stopped responding"
                         );
                     }

@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use crate::sandbox::{Interrupt, Sandbox};
 use crate::store::{JobId, Store, StoreError};
 
-pub use db::Db;
+pub use db::{Db, Rescued};
 
 /// How often an idle runner checks for newly queued jobs.
 pub const PICKUP_TICK: Duration = Duration::from_millis(20);
@@ -189,9 +189,7 @@ impl Runner {
         let maintenance = tokio::spawn(maintenance::run(Arc::clone(self), stop_rx));
         // Jobs left `GO` by a runner that died are rescued before we start.
         if let Ok(rescued) = self.db.rescue().await {
-            self.stats
-                .rescued
-                .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+            self.note_rescued(&rescued);
         }
         let mut version = self.db.data_version().await?;
         let mut signaled = false;
@@ -318,12 +316,29 @@ impl Runner {
         Ok(Some(wake))
     }
 
+    /// Count rows rescued from dead runners, and remember their retries
+    /// (for `--once`, which runs them like its own successors).
+    fn note_rescued(&self, rescued: &[Rescued]) {
+        self.stats
+            .rescued
+            .fetch_add(rescued.len() as u64, Ordering::Relaxed);
+        for r in rescued {
+            if let Some((_, due)) = &r.successor {
+                self.note_due_in(due.as_deref().map_or(Duration::ZERO, until_due));
+            }
+        }
+    }
+
     /// Remember a successor due `delay_secs` from now (for `--once`).
     fn note_successor(&self, delay_secs: i64) {
         let Ok(secs) = u64::try_from(delay_secs) else {
             return;
         };
-        let delay = Duration::from_secs(secs);
+        self.note_due_in(Duration::from_secs(secs));
+    }
+
+    /// Remember a successor due `delay` from now (for `--once`).
+    fn note_due_in(&self, delay: Duration) {
         if delay <= ONCE_FOLLOW_UP {
             let due = Instant::now() + delay;
             let mut f = self

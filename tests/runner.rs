@@ -1,0 +1,950 @@
+//! Integration tests of the runner daemon: the real `cojobs run` binary
+//! against a real SQLite file and real example components.
+//!
+//! Nothing here depends on timing to pass: every wait polls the database
+//! (or the process) until a condition holds, with generous deadlines, and
+//! no test asserts a duration.
+
+mod util;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+use util::Env;
+
+/// How long any wait may take on a slow, loaded machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------- helpers
+
+/// The example plugins built by `scripts/build-plugins.sh`.
+fn built_plugins() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    assert!(
+        dir.join("hello.wasm").is_file(),
+        "example plugins are missing: run scripts/build-plugins.sh (the README's test command does)"
+    );
+    dir
+}
+
+/// A test's database plus a plugins directory holding copies of `names`.
+struct Setup {
+    env: Env,
+    plugins: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(names: &[&str]) -> Setup {
+        let plugins = tempfile::tempdir().expect("tempdir");
+        for n in names {
+            std::fs::copy(
+                built_plugins().join(format!("{n}.wasm")),
+                plugins.path().join(format!("{n}.wasm")),
+            )
+            .expect("copy plugin");
+        }
+        Setup {
+            env: Env::new(),
+            plugins,
+        }
+    }
+
+    fn plugins(&self) -> &str {
+        self.plugins.path().to_str().expect("utf-8 temp path")
+    }
+
+    /// `cojobs --plugins <ours> ARGS --db <db>`, to the end.
+    fn cojobs(&self, args: &[&str]) -> util::Run {
+        let mut all = vec!["--plugins", self.plugins()];
+        all.extend_from_slice(args);
+        self.env.run(&all)
+    }
+
+    /// Queue a job; its id.
+    #[track_caller]
+    fn queue(&self, args: &[&str]) -> i64 {
+        self.env.queue(args)
+    }
+
+    /// `cojobs run ARGS` to the end, asserting it exited 0.
+    #[track_caller]
+    fn run_ok(&self, args: &[&str]) -> util::Run {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        let run = self.cojobs(&all);
+        run.ok();
+        run
+    }
+
+    /// Start `cojobs run ARGS` in the background.
+    fn daemon(&self, args: &[&str]) -> Daemon {
+        Daemon::start(self, args)
+    }
+
+    fn conn(&self) -> rusqlite::Connection {
+        let conn = self.env.conn();
+        conn.busy_timeout(Duration::from_secs(30))
+            .expect("busy timeout");
+        conn
+    }
+
+    /// One integer from SQL.
+    fn int(&self, sql: &str) -> i64 {
+        self.conn()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One optional text from SQL.
+    fn text(&self, sql: &str) -> Option<String> {
+        self.conn()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn status(&self, id: i64) -> String {
+        self.text(&format!("SELECT status FROM cm_co_jobs WHERE id = {id}"))
+            .expect("status")
+    }
+
+    /// The whole table, for failure messages.
+    fn dump(&self) -> String {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, co_id, job_type, status, max_retry_count, requeued_from_co_job_id, \
+                 start_time, complete_time, start_summary, finish_summary, runner_id \
+                 FROM cm_co_jobs ORDER BY id LIMIT 50",
+            )
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| {
+                let mut cols = Vec::new();
+                for i in 0..11 {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    cols.push(format!("{v:?}"));
+                }
+                Ok(cols.join(" | "))
+            })
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Poll `cond` every 100 ms until it holds (true) or `timeout` passes (false).
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `cojobs run` process. Killed (SIGKILL) on drop if still running, so a
+/// failing test never leaks processes. Its stderr (the tracing log) goes to
+/// a file, never a pipe nobody reads.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(setup: &Setup, args: &[&str]) -> Daemon {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = setup.env.dir.path().join(format!("runner-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_cojobs"))
+            .arg("--plugins")
+            .arg(setup.plugins.path())
+            .arg("--db")
+            .arg(&setup.env.db)
+            .arg("run")
+            .args(args)
+            .current_dir(setup.env.dir.path())
+            .env("USER", "ada")
+            .env("RUST_LOG", "info")
+            .env_remove("COJOBS_DB")
+            .env_remove("COJOBS_PLUGINS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start cojobs run");
+        Daemon { child, log }
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// The process's log so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send `sig` to the process.
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of our own child, which has not been
+        // reaped (we hold its `Child` and only reap it in `wait`/`kill9`,
+        // after which no test signals it), so the pid cannot be reused.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill -{sig} {}", self.pid());
+    }
+
+    /// Send SIGTERM.
+    fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Send SIGKILL and reap.
+    fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Wait for the process to exit, up to `timeout`.
+    #[track_caller]
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let mut status = None;
+        let exited = wait_until(timeout, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        assert!(
+            exited,
+            "cojobs run did not exit within {timeout:?}; log:\n{}",
+            self.log()
+        );
+        status.expect("exited")
+    }
+
+    /// Wait for the process to exit 0.
+    #[track_caller]
+    fn wait_ok(&mut self) {
+        let status = self.wait(DEADLINE * 3);
+        assert!(
+            status.success(),
+            "cojobs run exited {status}; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// [`wait_until`], with this daemon's log and the table in the panic.
+    #[track_caller]
+    fn wait_for(&self, setup: &Setup, what: &str, cond: impl FnMut() -> bool) {
+        assert!(
+            wait_until(DEADLINE, cond),
+            "timed out waiting until {what}\nrows:\n{}\nlog:\n{}",
+            setup.dump(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // A stopped process dies of SIGKILL too; SIGCONT is harmless.
+            self.signal(libc::SIGCONT);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Insert `n` due rows of `job_type` for `co` by plain SQL, in one
+/// transaction (as fast as queueing gets); their ids, in order.
+fn insert_jobs(setup: &Setup, co: i64, job_type: &str, n: usize, queue_time: &str) -> Vec<i64> {
+    let mut conn = setup.conn();
+    let tx = conn.transaction().expect("begin");
+    let mut ids = Vec::with_capacity(n);
+    {
+        let mut stmt = tx
+            .prepare(
+                "INSERT INTO cm_co_jobs (co_id, job_type, job_params, status, queue_time) \
+                 VALUES (?1, ?2, NULL, 'Q', ?3)",
+            )
+            .expect("prepare");
+        for _ in 0..n {
+            stmt.execute(params![co, job_type, queue_time])
+                .expect("insert");
+            ids.push(tx.last_insert_rowid());
+        }
+    }
+    tx.commit().expect("commit");
+    ids
+}
+
+/// SIGSTOP `d`, making sure it was not stopped inside a write transaction
+/// (which would hold SQLite's write lock for as long as it is stopped):
+/// if the database cannot be written, let it run a moment and try again.
+fn stop_outside_a_write(setup: &Setup, d: &Daemon) {
+    for _ in 0..50 {
+        d.signal(libc::SIGSTOP);
+        let mut conn = setup.env.conn();
+        conn.busy_timeout(Duration::from_secs(2))
+            .expect("busy timeout");
+        if let Ok(tx) = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            tx.rollback().expect("rollback");
+            return;
+        }
+        d.signal(libc::SIGCONT);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "could not stop the runner outside a write; log:\n{}",
+        d.log()
+    );
+}
+
+/// Rows with `status = 'GO'`.
+fn go_count(setup: &Setup) -> i64 {
+    setup.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'GO'")
+}
+
+// ------------------------------------------------------------------ tests
+
+/// (1) An OK job: percent 100, the plugin's summary, complete_time, history;
+/// and a row inserted by plain SQL runs like any other.
+#[test]
+fn ok_job_records_summary_percent_history_and_plain_sql_rows_run() {
+    let s = Setup::new(&["hello"]);
+    let id = s.queue(&["hello", "--params", r#"{"name":"Ada"}"#]);
+    s.env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, job_params, status, queue_time) \
+         VALUES (1,'hello',NULL,'Q',datetime('now'))",
+    );
+    let plain = s.int("SELECT max(id) FROM cm_co_jobs");
+    assert_ne!(plain, id);
+    s.run_ok(&["--once"]);
+
+    for (job, summary) in [(id, "hello, Ada"), (plain, "hello, world")] {
+        let (status, percent, finish, complete, start): (
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = s
+            .conn()
+            .query_row(
+                "SELECT status, percent_complete, finish_summary, complete_time, start_time \
+                 FROM cm_co_jobs WHERE id = ?1",
+                [job],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .expect("row");
+        assert_eq!(status, "OK", "job {job}:\n{}", s.dump());
+        assert_eq!(percent, Some(100), "job {job}");
+        assert_eq!(finish.as_deref(), Some(summary), "job {job}");
+        assert!(complete.is_some(), "job {job}: complete_time not set");
+        assert!(start.is_some(), "job {job}: start_time not set");
+        let records = s.int(&format!(
+            "SELECT count(*) FROM cm_co_job_history_records WHERE co_job_id = {job}"
+        ));
+        assert!(records >= 1, "job {job}: no history records");
+    }
+    // hello's "greeted Ada" record, keyed by the name.
+    assert_eq!(
+        s.int(&format!(
+            "SELECT count(*) FROM cm_co_job_history_records \
+             WHERE co_job_id = {id} AND record_key = 'Ada' AND comment = 'greeted Ada'"
+        )),
+        1
+    );
+    assert_eq!(s.env.job_count(), 2, "no successors without a policy");
+}
+
+/// (2) A runaway job with a fuel budget and a retry policy: three X rows
+/// chained by requeued_from_co_job_id with counts 0, 1, 2, no fourth.
+#[test]
+fn runaway_job_is_retried_exactly_max_retry_times() {
+    let s = Setup::new(&["runaway"]);
+    let first = s.queue(&[
+        "runaway",
+        "--fuel",
+        "100000000",
+        "--retry-interval",
+        "1",
+        "--max-retry",
+        "2",
+    ]);
+    s.run_ok(&["--once"]);
+
+    let conn = s.conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, status, max_retry_count, requeued_from_co_job_id, finish_summary \
+             FROM cm_co_jobs ORDER BY id",
+        )
+        .expect("prepare");
+    type Row = (i64, String, i64, Option<i64>, Option<String>);
+    let rows: Vec<Row> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(rows.len(), 3, "exactly three rows:\n{}", s.dump());
+    let mut prev: Option<i64> = None;
+    for (i, (id, status, count, from, summary)) in rows.iter().enumerate() {
+        if i == 0 {
+            assert_eq!(*id, first);
+        }
+        assert_eq!(status, "X", "row {id}");
+        assert_eq!(*count, i64::try_from(i).expect("small"), "row {id}");
+        assert_eq!(*from, prev, "row {id} chained to the previous one");
+        assert_eq!(
+            summary.as_deref(),
+            Some("fuel budget of 100000000 exhausted"),
+            "row {id}"
+        );
+        prev = Some(*id);
+    }
+}
+
+/// (3) `retry` is retried, `discard` is not, and `--requeue-interval 3600`
+/// leaves a Q successor due an hour after it was queued.
+#[test]
+fn retry_discard_and_requeue_policies() {
+    let s = Setup::new(&["retry", "discard", "hello"]);
+    let retry = s.queue(&["retry", "--retry-interval", "1", "--max-retry", "1"]);
+    let discard = s.queue(&["discard", "--retry-interval", "1", "--max-retry", "3"]);
+    let hello = s.queue(&["hello", "--requeue-interval", "3600"]);
+    s.run_ok(&["--once"]);
+
+    // retry: the original and exactly one retry, both X.
+    let retry_chain = s.int(&format!(
+        "SELECT count(*) FROM cm_co_jobs WHERE job_type = 'retry' \
+         AND (id = {retry} OR requeued_from_co_job_id = {retry})"
+    ));
+    assert_eq!(retry_chain, 2, "{}", s.dump());
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'retry'"),
+        2,
+        "one retry only:\n{}",
+        s.dump()
+    );
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'retry' AND status = 'X'"),
+        2
+    );
+    assert_eq!(
+        s.int(&format!(
+            "SELECT max_retry_count FROM cm_co_jobs WHERE requeued_from_co_job_id = {retry}"
+        )),
+        1
+    );
+
+    // discard: X and never retried.
+    assert_eq!(s.status(discard), "X");
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'discard'"),
+        1,
+        "{}",
+        s.dump()
+    );
+
+    // hello: OK, and a Q successor due an hour after its queue_time.
+    assert_eq!(s.status(hello), "OK");
+    let (succ, status, gap): (i64, String, f64) = s
+        .conn()
+        .query_row(
+            "SELECT id, status, \
+                 (julianday(start_after_time) - julianday(queue_time)) * 86400.0 \
+             FROM cm_co_jobs WHERE requeued_from_co_job_id = ?1",
+            [hello],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("requeued successor");
+    assert_eq!(status, "Q", "successor {succ}");
+    assert!(
+        (gap - 3600.0).abs() < 3.0,
+        "successor {succ} due {gap} s after queueing, not 3600"
+    );
+    assert_eq!(
+        s.int(&format!(
+            "SELECT max_retry_count FROM cm_co_jobs WHERE id = {succ}"
+        )),
+        0
+    );
+    // It is not due: --once did not wait an hour for it, and nothing else
+    // requeued hello.
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'hello'"),
+        2
+    );
+}
+
+/// (4) Fairness: one CO's burst of 5,000 due jobs does not keep another
+/// CO's single job waiting: it is among the first few claimed.
+#[test]
+fn another_cos_job_is_not_starved_by_a_burst() {
+    let s = Setup::new(&["noop"]);
+    assert_eq!(s.cojobs(&["co", "add", "other"]).ok().trim(), "2");
+    // The burst is older than the other CO's job.
+    insert_jobs(&s, 1, "noop", 5000, "2000-01-01 00:00:00");
+    let lone = s.queue(&["noop", "--co", "2"]);
+
+    let mut d = s.daemon(&["--once", "--workers", "2"]);
+    d.wait_for(&s, "the CO 2 job has started", || {
+        s.int(&format!(
+            "SELECT start_time IS NOT NULL FROM cm_co_jobs WHERE id = {lone}"
+        )) == 1
+    });
+    // Rows claimed before it: earlier start_time, or the same claim and a
+    // smaller id (start times are stored to the millisecond).
+    let before = s.int(&format!(
+        "SELECT count(*) FROM cm_co_jobs j, cm_co_jobs l \
+         WHERE l.id = {lone} AND j.start_time IS NOT NULL AND j.id <> l.id \
+           AND (j.start_time < l.start_time OR (j.start_time = l.start_time AND j.id < l.id))"
+    ));
+    eprintln!("{before} jobs were claimed before the CO 2 job");
+    assert!(
+        before < 10,
+        "{before} jobs of CO 1 were claimed before the CO 2 job"
+    );
+    // The drain itself finishes: every job ran once, and --once exited 0.
+    d.wait_ok();
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'"),
+        5001,
+        "{}",
+        s.dump()
+    );
+    assert_eq!(s.env.job_count(), 5001);
+}
+
+/// (5) Two runner processes on one database: every job run exactly once.
+#[test]
+fn two_runners_run_each_job_exactly_once() {
+    let s = Setup::new(&["counter"]);
+    s.cojobs(&["list"]).ok(); // create the database
+    let ids = insert_jobs(&s, 1, "counter", 500, "2000-01-01 00:00:00");
+
+    let mut a = s.daemon(&["--once", "--workers", "2"]);
+    let mut b = s.daemon(&["--once", "--workers", "2"]);
+    a.wait_ok();
+    b.wait_ok();
+
+    assert_eq!(s.env.job_count(), 500);
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'"),
+        500,
+        "{}",
+        s.dump()
+    );
+    assert_eq!(go_count(&s), 0);
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_job_history_records"),
+        500,
+        "the plugin's count of runs"
+    );
+    let conn = s.conn();
+    let mut stmt = conn
+        .prepare("SELECT co_job_id, record_key FROM cm_co_job_history_records")
+        .expect("prepare");
+    let mut seen = HashSet::new();
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .expect("query")
+    {
+        let (job, key) = row.expect("row");
+        assert_eq!(key, job.to_string(), "record of job {job} keyed by its id");
+        assert!(seen.insert(job), "job {job} ran twice");
+    }
+    let expected: HashSet<i64> = ids.into_iter().collect();
+    assert_eq!(seen, expected);
+    // For the record: how the work was shared (not asserted, it depends on
+    // scheduling).
+    let runners = s.int("SELECT count(DISTINCT runner_id) FROM cm_co_jobs");
+    eprintln!("jobs were run by {runners} runner(s)");
+}
+
+/// (6) A runner killed with SIGKILL mid-job: another runner rescues the row
+/// (X, "stopped responding"), retries it, and nothing stays GO or is
+/// recorded twice.
+#[test]
+fn job_of_a_killed_runner_is_rescued_and_retried() {
+    let s = Setup::new(&["cancellable", "counter"]);
+    let job = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":5,"ignore_cancel":true}"#,
+        "--retry-interval",
+        "1",
+        "--max-retry",
+        "3",
+    ]);
+    let mut first = s.daemon(&["--lease", "2"]);
+    first.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    let dead_runner = s
+        .text(&format!(
+            "SELECT runner_id FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .expect("runner_id");
+    first.kill9();
+    // Queued while nobody runs: the second runner must run it too, once.
+    let counted = s.queue(&["counter"]);
+
+    let mut second = s.daemon(&["--lease", "2"]);
+    second.wait_for(&s, "the job is rescued and its retry has run", || {
+        s.status(job) == "X"
+            && s.int(&format!(
+                "SELECT count(*) FROM cm_co_jobs WHERE requeued_from_co_job_id = {job} \
+                 AND status = 'OK'"
+            )) == 1
+            && s.status(counted) == "OK"
+    });
+    second.terminate();
+    let status = second.wait(DEADLINE);
+    assert!(status.success(), "exit {status}; log:\n{}", second.log());
+
+    let summary = s
+        .text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .expect("finish_summary");
+    assert_eq!(summary, format!("runner {dead_runner} stopped responding"));
+    assert!(
+        s.text(&format!(
+            "SELECT complete_time FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .is_some()
+    );
+    let (retry, count, retry_summary): (i64, i64, String) = s
+        .conn()
+        .query_row(
+            "SELECT id, max_retry_count, finish_summary FROM cm_co_jobs \
+             WHERE requeued_from_co_job_id = ?1",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("retry row");
+    assert_eq!(count, 1, "retry {retry}");
+    assert_eq!(retry_summary, "waited 5 s");
+    assert_eq!(go_count(&s), 0, "{}", s.dump());
+    assert_eq!(s.env.job_count(), 3, "one retry only:\n{}", s.dump());
+    // No history recorded twice (and the killed run recorded none).
+    assert_eq!(
+        s.int(
+            "SELECT count(*) FROM (SELECT co_job_id, record_key, comment \
+             FROM cm_co_job_history_records GROUP BY 1, 2, 3 HAVING count(*) > 1)"
+        ),
+        0
+    );
+    assert_eq!(
+        s.int(&format!(
+            "SELECT count(*) FROM cm_co_job_history_records WHERE co_job_id = {job}"
+        )),
+        0
+    );
+    assert_eq!(
+        s.int(&format!(
+            "SELECT count(*) FROM cm_co_job_history_records WHERE co_job_id = {counted}"
+        )),
+        1
+    );
+}
+
+/// (7) `cojobs cancel` of a running job ends it CX "canceled by <user>",
+/// whether the plugin cooperates or not, and never requeues it.
+#[test]
+fn cancel_of_a_running_job_ends_cx_with_or_without_cooperation() {
+    let s = Setup::new(&["cancellable"]);
+    let policy = ["--retry-interval", "1", "--max-retry", "3"];
+    let mut args = vec!["cancellable", "--params", r#"{"seconds":60}"#];
+    args.extend_from_slice(&policy);
+    let polite = s.queue(&args);
+    let mut args = vec![
+        "cancellable",
+        "--params",
+        r#"{"seconds":60,"ignore_cancel":true}"#,
+    ];
+    args.extend_from_slice(&policy);
+    let stubborn = s.queue(&args);
+
+    let mut d = s.daemon(&["--workers", "2"]);
+    d.wait_for(&s, "both jobs are GO", || {
+        s.status(polite) == "GO" && s.status(stubborn) == "GO"
+    });
+    for id in [polite, stubborn] {
+        let out = s.cojobs(&["cancel", &id.to_string()]);
+        assert!(out.ok().contains("asked its runner to stop"), "{out:#?}");
+    }
+    d.wait_for(&s, "both jobs are CX", || {
+        s.status(polite) == "CX" && s.status(stubborn) == "CX"
+    });
+    for id in [polite, stubborn] {
+        let summary = s
+            .text(&format!(
+                "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+            ))
+            .expect("finish_summary");
+        assert!(summary.starts_with("canceled by"), "job {id}: {summary}");
+        assert_eq!(summary, "canceled by ada", "job {id}");
+        assert!(
+            s.text(&format!(
+                "SELECT complete_time FROM cm_co_jobs WHERE id = {id}"
+            ))
+            .is_some()
+        );
+    }
+    // Give a (wrong) successor every chance to appear before looking.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        s.env.job_count(),
+        2,
+        "a canceled job was requeued:\n{}",
+        s.dump()
+    );
+    d.terminate();
+    assert!(d.wait(DEADLINE).success(), "{}", d.log());
+}
+
+/// (8) SIGTERM during a long job, grace over: the row is back in Q as if
+/// never started, and the process exits 0.
+#[test]
+fn sigterm_returns_a_running_job_to_the_queue_and_exits_0() {
+    let s = Setup::new(&["cancellable"]);
+    let job = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":60,"ignore_cancel":true}"#,
+    ]);
+    let mut d = s.daemon(&["--grace", "1"]);
+    d.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    d.terminate();
+    let status = d.wait(DEADLINE);
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+
+    let (status, start_time, start_summary, runner, complete): (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) = s
+        .conn()
+        .query_row(
+            "SELECT status, start_time, start_summary, runner_id, complete_time \
+             FROM cm_co_jobs WHERE id = ?1",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("row");
+    assert_eq!(status, "Q");
+    assert_eq!(start_time, None);
+    assert_eq!(runner, None);
+    assert_eq!(complete, None);
+    let start_summary = start_summary.expect("start_summary");
+    assert!(
+        start_summary.contains("shut down"),
+        "start_summary: {start_summary}"
+    );
+    assert_eq!(s.env.job_count(), 1);
+}
+
+/// (9) `--per-co 1`: never two jobs of one CO running at once, even with
+/// free workers; all of them still run.
+#[test]
+fn per_co_cap_is_never_exceeded() {
+    let s = Setup::new(&["cancellable"]);
+    let ids: Vec<i64> = (0..4)
+        .map(|_| s.queue(&["cancellable", "--params", r#"{"seconds":2}"#]))
+        .collect();
+    let mut d = s.daemon(&["--once", "--workers", "4", "--per-co", "1"]);
+    let start = Instant::now();
+    let mut max_go = 0;
+    let mut samples = 0;
+    while d.running() {
+        assert!(
+            start.elapsed() < DEADLINE * 2,
+            "run --once did not finish; log:\n{}",
+            d.log()
+        );
+        max_go = max_go.max(go_count(&s));
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.wait_ok();
+    assert!(samples > 0);
+    assert!(max_go <= 1, "{max_go} jobs of CO 1 were GO at once");
+    for id in ids {
+        assert_eq!(s.status(id), "OK", "job {id}:\n{}", s.dump());
+    }
+}
+
+/// (10) Bad `run` options exit 2 with a clear message and write nothing.
+#[test]
+fn bad_run_options_exit_2_and_write_nothing() {
+    let s = Setup::new(&["hello"]);
+    for (args, msg) in [
+        (&["--workers", "0"][..], "--workers must be at least 1"),
+        (&["--lease", "0"][..], "--lease must be at least 1 second"),
+        (
+            &["--memory", "999999"][..],
+            "--memory 999999 is above the most a job can have",
+        ),
+        (&["--fuel", "0"][..], "--fuel must be greater than 0"),
+        (&["--per-co", "0"][..], "--per-co must be at least 1"),
+        (
+            &["--poll-interval", "0"][..],
+            "--poll-interval must be a positive number",
+        ),
+    ] {
+        let mut all = vec!["run", "--once"];
+        all.extend_from_slice(args);
+        let out = s.cojobs(&all);
+        out.fails(2, msg);
+        assert!(out.stdout.is_empty(), "{args:?}: {out:#?}");
+        assert!(
+            !s.env.db.exists(),
+            "{args:?} created the database:\n{out:#?}"
+        );
+    }
+}
+
+/// (11) A second SIGTERM interrupts running jobs at once, without waiting
+/// for the grace period: the job (which would run 10 minutes, longer than
+/// any deadline here) is back in Q and the process exits 0.
+#[test]
+fn second_signal_returns_jobs_to_the_queue_at_once() {
+    let s = Setup::new(&["cancellable"]);
+    let job = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":600,"ignore_cancel":true}"#,
+    ]);
+    let mut d = s.daemon(&["--grace", "3600"]);
+    d.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    d.terminate();
+    // Signals that arrive together may be delivered as one: send the second
+    // only once the first was acted on.
+    d.wait_for(&s, "the runner logged the first signal", || {
+        d.log().contains("signal received")
+    });
+    assert_eq!(s.status(job), "GO", "still running during the grace period");
+    d.terminate();
+    let status = d.wait(DEADLINE);
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    assert_eq!(s.status(job), "Q", "{}", s.dump());
+    assert_eq!(
+        s.int(&format!(
+            "SELECT start_time IS NULL FROM cm_co_jobs WHERE id = {job}"
+        )),
+        1
+    );
+}
+
+/// (12) A runner that stalls (SIGSTOP) past its lease loses the row to
+/// another runner's rescue; when it wakes and its job ends, it records
+/// nothing: the row stays X "stopped responding" with one retry.
+#[test]
+fn stalled_runner_that_lost_its_lease_records_no_finish() {
+    let s = Setup::new(&["cancellable"]);
+    let job = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":5,"ignore_cancel":true}"#,
+        // A retry far in the future: no runner here picks it up.
+        "--retry-interval",
+        "3600",
+        "--max-retry",
+        "3",
+    ]);
+    let mut stalled = s.daemon(&["--lease", "2"]);
+    stalled.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    let stalled_id = s
+        .text(&format!(
+            "SELECT runner_id FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .expect("runner_id");
+    stop_outside_a_write(&s, &stalled);
+
+    let mut rescuer = s.daemon(&["--lease", "2"]);
+    rescuer.wait_for(&s, "the job is rescued", || s.status(job) == "X");
+    stalled.signal(libc::SIGCONT);
+    // Its job ends (its 5 s have passed) and the result must be dropped.
+    stalled.wait_for(&s, "the stalled runner drops its result", || {
+        stalled.log().contains("result dropped")
+    });
+    for d in [&stalled, &rescuer] {
+        d.terminate();
+    }
+    assert!(stalled.wait(DEADLINE).success(), "{}", stalled.log());
+    assert!(rescuer.wait(DEADLINE).success(), "{}", rescuer.log());
+
+    let (status, summary): (String, String) = s
+        .conn()
+        .query_row(
+            "SELECT status, finish_summary FROM cm_co_jobs WHERE id = ?1",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(status, "X");
+    assert_eq!(summary, format!("runner {stalled_id} stopped responding"));
+    assert_eq!(s.env.job_count(), 2, "one successor only:\n{}", s.dump());
+    assert_eq!(
+        s.int(&format!(
+            "SELECT count(*) FROM cm_co_jobs WHERE requeued_from_co_job_id = {job} AND status = 'Q'"
+        )),
+        1
+    );
+    assert_eq!(go_count(&s), 0);
+}
+
+/// (13) `--once` rescues a row its dead runner left GO, and runs the
+/// retry that falls due meanwhile, like any other successor.
+#[test]
+fn once_rescues_a_dead_runners_row_and_runs_its_retry() {
+    let s = Setup::new(&["hello"]);
+    s.cojobs(&["list"]).ok(); // create the database
+    s.env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, start_time, runner_id, \
+            lease_expires_at, retry_interval, max_retry) \
+         VALUES (1, 'hello', 'GO', '2000-01-01 00:00:00', '2000-01-01 00:00:01', 'ghost-1', \
+            '2000-01-01 00:00:31', 1, 2)",
+    );
+    let job = s.int("SELECT max(id) FROM cm_co_jobs");
+    s.run_ok(&["--once"]);
+    assert_eq!(s.status(job), "X");
+    assert_eq!(
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .as_deref(),
+        Some("runner ghost-1 stopped responding")
+    );
+    let (status, count, summary): (String, i64, Option<String>) = s
+        .conn()
+        .query_row(
+            "SELECT status, max_retry_count, finish_summary FROM cm_co_jobs \
+             WHERE requeued_from_co_job_id = ?1",
+            [job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("retry row");
+    assert_eq!(count, 1);
+    assert_eq!(
+        (status.as_str(), summary.as_deref()),
+        ("OK", Some("hello, world")),
+        "the retry was left for a later run:\n{}",
+        s.dump()
+    );
+}
