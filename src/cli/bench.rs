@@ -20,7 +20,9 @@ use chrono::{NaiveDateTime, TimeDelta, Utc};
 use super::{Error, Global};
 use crate::job::JobStatus;
 use crate::runner::{Runner, RunnerConfig};
-use crate::sandbox::{Interrupt, JobInput, LimitOverrides, NoEvents, RunEnd, Sandbox, SandboxConfig};
+use crate::sandbox::{
+    Interrupt, JobInput, LimitOverrides, NoEvents, RunEnd, Sandbox, SandboxConfig,
+};
 use crate::store::{ListFilter, NewJob, Store};
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +55,11 @@ fn plugin_source(g: &Global, arg: &str, scratch: &Path) -> Result<(PathBuf, Stri
             .file_stem()
             .and_then(|s| s.to_str())
             .filter(|s| crate::job::validate_job_type(s).is_ok())
-            .ok_or_else(|| Error::Input(format!("'{arg}' must be a .wasm file named like a job type")))?
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "'{arg}' must be a .wasm file named like a job type"
+                ))
+            })?
             .to_string();
         let dir = scratch.join("plugins");
         std::fs::create_dir_all(&dir)?;
@@ -113,7 +119,10 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     let (plugins_dir, job_type) = plugin_source(g, &args.plugin, scratch.path())?;
     let db_path = match &args.bench_db {
         Some(p) if p.exists() => {
-            return Err(Error::Input(format!("{} exists: bench needs a new database", p.display())));
+            return Err(Error::Input(format!(
+                "{} exists: bench needs a new database",
+                p.display()
+            )));
         }
         Some(p) => p.clone(),
         None => scratch.path().join("bench.db"),
@@ -127,7 +136,11 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         out,
         "cojobs bench: {} jobs of '{job_type}', {workers} workers, {} allocator, db {}",
         args.jobs,
-        if sandbox.pooling() { "pooling" } else { "on-demand" },
+        if sandbox.pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
         db_path.display()
     )?;
 
@@ -182,7 +195,9 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
                 let interrupt = Interrupt::new();
                 let mut failures = 0usize;
                 for _ in 0..n {
-                    let r = sandbox.run(&plugin, &input, limits, Box::new(NoEvents), &interrupt).await;
+                    let r = sandbox
+                        .run(&plugin, &input, limits, Box::new(NoEvents), &interrupt)
+                        .await;
                     failures += usize::from(!matches!(r.end, RunEnd::Ok(_)));
                 }
                 failures
@@ -202,7 +217,11 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         bound_time.as_secs_f64(),
         bound,
         bound_time.as_secs_f64() * 1e6 * workers as f64 / args.jobs as f64,
-        if bound_failures > 0 { format!(", {bound_failures} did not end OK") } else { String::new() }
+        if bound_failures > 0 {
+            format!(", {bound_failures} did not end OK")
+        } else {
+            String::new()
+        }
     )?;
 
     // 3. End to end, through the real runner.

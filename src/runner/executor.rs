@@ -106,10 +106,12 @@ fn to_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-/// Run `job` and record how it ended. Holds `_permit` (a worker slot)
-/// until done.
-pub(super) async fn execute(runner: Arc<Runner>, job: Job, _permit: OwnedSemaphorePermit) {
+/// Run `job` and record how it ended. Holds `permit` (a worker slot)
+/// while the plugin runs, not while the end is written: the next job
+/// starts while the database thread records this one.
+pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(
@@ -122,6 +124,7 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, _permit: OwnedSemapho
     );
     let (end, fuel_used, log) = run_job(&runner, &job, &shared, &interrupt).await;
     runner.running().remove(&job.id);
+    drop(permit);
 
     let outcome = match &end {
         RunEnd::Interrupted(reason) if reason == SHUTDOWN => {
@@ -174,6 +177,7 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, _permit: OwnedSemapho
         fuel_used: Some(fuel),
         log: Some(log),
         history,
+        started: Some(started_at),
     };
     let summary = finish.outcome.summary().to_string();
     match runner.db.finish(finish).await {

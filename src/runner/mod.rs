@@ -19,7 +19,7 @@ mod db;
 mod executor;
 mod maintenance;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::sandbox::{Interrupt, Sandbox};
-use crate::store::{JobId, Store, StoreError};
+use crate::store::{Job, JobId, Store, StoreError};
 
 pub use db::{Db, Rescued};
 
@@ -194,32 +194,47 @@ impl Runner {
         let mut version = self.db.data_version().await?;
         let mut signaled = false;
         let mut signals_open = true;
+        // Claimed jobs waiting for a free worker: claiming a batch at a time
+        // costs a fraction of claiming one job per free slot.
+        let mut ready: VecDeque<Job> = VecDeque::new();
+        let prefetch = (self.config.workers * 8).clamp(1, CLAIM_BATCH);
         let result = loop {
             while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            let mut claimed = 0;
-            if free > 0 {
-                let jobs = match self
-                    .db
-                    .claim(free.min(CLAIM_BATCH), self.config.per_co)
-                    .await
-                {
-                    Ok(jobs) => jobs,
+            let mut exhausted = false;
+            if ready.len() < self.config.workers.min(prefetch) {
+                let want = prefetch - ready.len();
+                match self.db.claim(want, self.config.per_co).await {
+                    Ok(jobs) => {
+                        exhausted = jobs.len() < want;
+                        ready.extend(jobs);
+                    }
                     Err(e) => break Err(e.into()),
+                }
+            }
+            while !ready.is_empty() {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    break;
                 };
-                claimed = jobs.len();
-                for job in jobs {
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                        break;
-                    };
+                if let Some(job) = ready.pop_front() {
                     self.stats.started.fetch_add(1, Ordering::Relaxed);
                     tasks.spawn(executor::execute(Arc::clone(self), job, permit));
                 }
-                if claimed == free.min(CLAIM_BATCH) {
-                    continue; // there may be more due
-                }
             }
-            let wake_at = match self.idle_deadline(tasks.is_empty() && claimed == 0).await {
+            if !ready.is_empty() || !exhausted {
+                // Work in hand: wait for a worker to free up (or a signal).
+                tokio::select! {
+                    s = signals.recv(), if signals_open => match s {
+                        Some(()) => { signaled = true; }
+                        None => signals_open = false,
+                    },
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+                if signaled {
+                    break Ok(());
+                }
+                continue;
+            }
+            let wake_at = match self.idle_deadline(tasks.is_empty()).await {
                 Ok(Some(t)) => t,
                 Ok(None) => break Ok(()), // --once and nothing left
                 Err(e) => break Err(e.into()),
@@ -244,14 +259,26 @@ impl Runner {
                 }
             };
             if !woke {
-                tracing::info!(
-                    "signal received: claiming no more jobs; {} running get {:?} to finish",
-                    tasks.len(),
-                    self.config.grace
-                );
                 break Ok(());
             }
         };
+        if signaled {
+            tracing::info!(
+                "signal received: claiming no more jobs; {} running get {:?} to finish",
+                tasks.len(),
+                self.config.grace
+            );
+        }
+        // Claimed but never started: back to the queue, untouched.
+        for job in ready.drain(..) {
+            let summary = format!(
+                "returned to the queue: runner {} stopped before the job started",
+                self.config.runner_id
+            );
+            if let Err(e) = self.db.release(job.id, summary).await {
+                tracing::warn!(job = job.id.0, "could not return the job to the queue: {e}");
+            }
+        }
         if signaled {
             self.drain(&mut tasks, &mut signals).await;
         } else {

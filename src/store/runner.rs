@@ -153,6 +153,7 @@ impl Store {
             fuel_used,
             log: log.map(str::to_string),
             history: Vec::new(),
+            started: None,
         };
         self.finish_batch(runner_id, std::slice::from_ref(&item))?
             .pop()
@@ -232,7 +233,7 @@ impl Store {
                     retryable: true,
                 },
             };
-            let successor = end_row(&tx, job, &outcome, now, None, None)?;
+            let successor = end_row(&tx, job, &outcome, now, None, None, None)?;
             rescued.push((job.id, successor));
         }
         tx.commit()?;
@@ -335,6 +336,9 @@ pub struct Finish {
     pub log: Option<String>,
     /// History records the plugin made during the run.
     pub history: Vec<super::NewHistoryRecord>,
+    /// When the run really began, if later than the claim (a runner claims
+    /// a batch ahead of its free workers); replaces `start_time`.
+    pub started: Option<DateTime<Utc>>,
 }
 
 fn finish_one(
@@ -364,6 +368,7 @@ fn finish_one(
         now,
         item.fuel_used,
         item.log.as_deref(),
+        item.started,
     )?;
     for rec in &item.history {
         super::jobs::insert_history(tx, now_text, rec)?;
@@ -379,6 +384,7 @@ fn end_row(
     now: DateTime<Utc>,
     fuel_used: Option<i64>,
     log: Option<&str>,
+    started: Option<DateTime<Utc>>,
 ) -> Result<Option<JobId>> {
     let now_text = format_time(now);
     let n = tx
@@ -386,7 +392,7 @@ fn end_row(
             "UPDATE cm_co_jobs SET status = ?3, complete_time = ?4, finish_summary = ?5, \
                 percent_complete = CASE WHEN ?3 = 'OK' THEN 100 ELSE percent_complete END, \
                 fuel_used = coalesce(?6, fuel_used), job_log = coalesce(?7, job_log), \
-                lease_expires_at = NULL \
+                lease_expires_at = NULL, start_time = coalesce(?8, start_time) \
              WHERE id = ?1 AND status = 'GO' AND runner_id IS ?2",
         )?
         .execute(params![
@@ -397,6 +403,7 @@ fn end_row(
             job::truncate_summary(outcome.summary()),
             fuel_used,
             log,
+            started.map(format_time),
         ])?;
     if n != 1 {
         return Err(StoreError::NotOurs {
