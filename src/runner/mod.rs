@@ -197,7 +197,7 @@ impl Runner {
         // Claimed jobs waiting for a free worker: claiming a batch at a time
         // costs a fraction of claiming one job per free slot.
         let mut ready: VecDeque<Job> = VecDeque::new();
-        let prefetch = (self.config.workers * 8).clamp(1, CLAIM_BATCH);
+        let prefetch = (self.config.workers * 16).clamp(16, CLAIM_BATCH);
         let result = loop {
             while tasks.try_join_next().is_some() {}
             let mut exhausted = false;

@@ -172,21 +172,21 @@ impl Store {
     ) -> Result<Vec<Result<Option<JobId>>>> {
         let now = self.now();
         let now_text = format_time(now);
-        let mut tx = self
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            // A savepoint per item: one row's failure leaves no half-write
-            // and does not undo the others.
-            let sp = tx.savepoint()?;
-            let r = finish_one(&sp, runner_id, item, now, &now_text);
-            if r.is_ok() {
-                sp.commit()?;
-            } else {
-                sp.finish()?;
+            // A row that is no longer ours is refused before anything is
+            // written for it; any other error is the database's, and fails
+            // (rolls back) the whole batch.
+            match finish_one(&tx, runner_id, item, now, &now_text) {
+                Err(e @ (StoreError::NotOurs { .. } | StoreError::NoJob(_))) => {
+                    results.push(Err(e))
+                }
+                Err(e) => return Err(e),
+                Ok(successor) => results.push(Ok(successor)),
             }
-            results.push(r);
         }
         tx.commit()?;
         Ok(results)
@@ -348,11 +348,12 @@ fn finish_one(
     now: DateTime<Utc>,
     now_text: &str,
 ) -> Result<Option<JobId>> {
-    let job = optional(tx.query_row(
-        &format!("SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id = ?1"),
-        [item.id],
-        Job::from_row,
-    ))?
+    let job = optional(
+        tx.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id = ?1"
+        ))?
+        .query_row([item.id], Job::from_row),
+    )?
     .ok_or(StoreError::NoJob(item.id))?;
     if job.status != JobStatus::InProgress || job.runner_id.as_deref() != Some(runner_id) {
         return Err(StoreError::NotOurs {
