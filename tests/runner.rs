@@ -63,10 +63,16 @@ impl Setup {
         self.env.run(&all)
     }
 
-    /// Queue a job; its id.
+    /// Queue a job (checked against our plugins); its id.
     #[track_caller]
     fn queue(&self, args: &[&str]) -> i64 {
-        self.env.queue(args)
+        let mut all = vec!["queue"];
+        all.extend_from_slice(args);
+        self.cojobs(&all)
+            .ok()
+            .trim()
+            .parse()
+            .expect("queue prints the new id")
     }
 
     /// `cojobs run ARGS` to the end, asserting it exited 0.
