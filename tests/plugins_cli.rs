@@ -468,3 +468,63 @@ fn queue_unknown_type_needs_no_check() {
     env.queue(&["hello", "--mode", "turbo", "--no-check"]);
     assert_eq!(env.job_count(), 3);
 }
+
+#[test]
+fn queue_from_a_jsonl_file_is_all_or_nothing() {
+    let env = env_with(&["hello", "echo"]);
+    let good = env.dir.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        concat!(
+            r#"{"type":"hello","params":{"name":"Ada"},"mode":"fast"}"#,
+            "\n\n",
+            r#"{"type":"echo","params":{"target":"x"},"retry_interval":5,"max_retry":1}"#,
+            "\n",
+            r#"{"type":"hello","delay":3600,"summary":"later"}"#,
+            "\n"
+        ),
+    )
+    .expect("write");
+    let run = env.run(&["queue", "--from", good.to_str().expect("utf-8")]);
+    let ids: Vec<i64> = run
+        .ok()
+        .lines()
+        .map(|l| l.parse().expect("an id per line"))
+        .collect();
+    assert_eq!(ids.len(), 3, "{run:#?}");
+    assert_eq!(env.job_count(), 3);
+    // Defaults are filled in per line, as for a single queue.
+    assert_eq!(
+        env.text(&format!(
+            "SELECT job_params FROM cm_co_jobs WHERE id = {}",
+            ids[2]
+        ))
+        .as_deref(),
+        Some(r#"{"name":"world"}"#)
+    );
+
+    // One bad line (line 3 here: blank lines count) and nothing is written.
+    for (body, msg) in [
+        (
+            "{\"type\":\"hello\"}\n\n{\"type\":\"hello\",\"params\":{\"nmae\":1}}\n",
+            "bad.jsonl:3: plugin 'hello' has no parameter 'nmae'",
+        ),
+        ("{\"type\":\"hello\"}\nnot json\n", "bad.jsonl:2: "),
+        ("{\"type\":\"hello\",\"co\":99}\n", "bad.jsonl:1: "),
+        ("{\"type\":\"../x\"}\n", "bad.jsonl:1: invalid job type"),
+        (
+            "{\"type\":\"hello\",\"params\":[1]}\n",
+            "bad.jsonl:1: params must be a JSON object",
+        ),
+        (
+            "{\"type\":\"hello\",\"colour\":1}\n",
+            "bad.jsonl:1: unknown field `colour`",
+        ),
+    ] {
+        let bad = env.dir.path().join("bad.jsonl");
+        std::fs::write(&bad, body).expect("write");
+        env.run(&["queue", "--from", bad.to_str().expect("utf-8")])
+            .fails(2, msg);
+        assert_eq!(env.job_count(), 3, "{msg}");
+    }
+}

@@ -13,8 +13,18 @@ use crate::store::{NewJob, Queued};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job type: the plugin's name, [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
-    #[arg(value_name = "TYPE")]
-    job_type: String,
+    #[arg(value_name = "TYPE", required_unless_present = "from")]
+    job_type: Option<String>,
+    /// Queue every job of a JSON Lines file instead (one object per line:
+    /// "type" and optional "params", "mode", "co", "retry_interval",
+    /// "max_retry", "requeue_interval", "delay", "start_after", "summary",
+    /// "fuel", "memory", "timeout"), in one transaction: all or nothing.
+    /// Prints the new ids, one per line.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = [
+        "job_type", "params", "mode", "retry_interval", "max_retry", "requeue_interval",
+        "delay", "start_after", "summary", "unique", "fuel", "memory", "timeout"
+    ])]
+    from: Option<std::path::PathBuf>,
     /// Parameters for the plugin, a JSON object.
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
@@ -75,6 +85,9 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     // Everything the command line itself can get wrong is checked before
     // the database is opened; the store checks the rest (type, params,
     // CO, negative numbers) before writing.
+    if let Some(path) = &args.from {
+        return queue_file(g, path, args.no_check, out);
+    }
     check_limits(&args)?;
     let delay = args
         .delay
@@ -98,7 +111,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     };
     let mut job = NewJob {
         co_id: args.co,
-        job_type: args.job_type,
+        job_type: args.job_type.unwrap_or_default(),
         job_mode: args.mode,
         job_params: args.params,
         requeue_interval: args.requeue_interval,
@@ -148,26 +161,155 @@ fn check_limits(args: &Args) -> Result<(), Error> {
 /// naming the parameter or mode; a plugin that is missing or broken is
 /// refused too, with a hint at `--no-check`.
 fn check_params(g: &Global, job: &mut NewJob) -> Result<(), Error> {
-    // Params that are not a JSON object: the store's own refusal.
-    let params = match &job.job_params {
-        Some(text) => crate::store::parse_params(text)?,
-        None => serde_json::Map::new(),
-    };
-    let sandbox = Arc::new(g.sandbox()?);
-    let desc = runtime()?
-        .block_on(async {
-            let plugin = sandbox.plugin_async(&job.job_type).await?;
-            sandbox.describe(&plugin).await
-        })
-        .map_err(|e| match e {
-            SandboxError::BadName(e) => Error::Input(e.to_string()),
-            e => Error::Input(format!("{e} (use --no-check to queue it anyway)")),
+    check_many(g, std::slice::from_mut(job)).map_err(|(_, e)| e)
+}
+
+/// One line of a `queue --from` file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    #[serde(rename = "type")]
+    job_type: String,
+    params: Option<Value>,
+    mode: Option<String>,
+    co: Option<i64>,
+    retry_interval: Option<i64>,
+    max_retry: Option<i64>,
+    requeue_interval: Option<i64>,
+    /// Seconds from now.
+    delay: Option<i64>,
+    start_after: Option<String>,
+    summary: Option<String>,
+    fuel: Option<i64>,
+    memory: Option<i64>,
+    timeout: Option<i64>,
+}
+
+/// `queue --from FILE.jsonl`: parse and check every line, then queue all
+/// in one transaction. Any bad line: exit 2 naming it, nothing written.
+fn queue_file(
+    g: &Global,
+    path: &std::path::Path,
+    no_check: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
+    let mut store = g.open_store()?;
+    let now = store.now();
+    let who = current_user();
+    let mut jobs = Vec::new();
+    let mut line_numbers = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let at = |msg: String| Error::Input(format!("{}:{n}: {msg}", path.display()));
+        let line: Line = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        let params = match line.params {
+            None => None,
+            Some(v @ Value::Object(_)) => Some(v.to_string()),
+            Some(other) => return Err(at(format!("params must be a JSON object, not {other}"))),
+        };
+        let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        super::run::check_limits(
+            unsigned(line.fuel),
+            unsigned(line.memory),
+            unsigned(line.timeout),
+        )
+        .map_err(|e| at(e.to_string()))?;
+        let start_after = match (line.delay, line.start_after) {
+            (Some(_), Some(_)) => return Err(at("give delay or start_after, not both".into())),
+            (Some(secs), None) => Some(
+                now.checked_add_signed(TimeDelta::seconds(secs))
+                    .ok_or_else(|| at(format!("delay of {secs} s is too long")))?,
+            ),
+            (None, Some(t)) => Some(time::parse_time(&t).map_err(|e| at(e.to_string()))?),
+            (None, None) => None,
+        };
+        jobs.push(NewJob {
+            co_id: line.co.unwrap_or(1),
+            job_type: line.job_type,
+            job_mode: line.mode,
+            job_params: params,
+            requeue_interval: line.requeue_interval,
+            retry_interval: line.retry_interval,
+            max_retry: line.max_retry,
+            start_after,
+            register_summary: line.summary,
+            fuel_limit: line.fuel,
+            memory_limit_mib: line.memory,
+            timeout_secs: line.timeout,
+            queued_by: Some(who.clone()),
+        });
+        line_numbers.push(n);
+    }
+    if !no_check {
+        check_many(g, &mut jobs).map_err(|(i, e)| {
+            Error::Input(format!("{}:{}: {e}", path.display(), line_numbers[i]))
         })?;
-    let checked = desc
-        .check(job.job_mode.as_deref(), &params)
-        .map_err(|e| Error::Input(e.to_string()))?;
-    if checked != params {
-        job.job_params = Some(Value::Object(checked).to_string());
+    }
+    let ids = store.queue_many(&jobs).map_err(|e| match e {
+        crate::store::StoreError::InBatch { index, source } => {
+            if source.is_input() {
+                Error::Input(format!(
+                    "{}:{}: {source}",
+                    path.display(),
+                    line_numbers[index]
+                ))
+            } else {
+                Error::Store(*source)
+            }
+        }
+        e => Error::Store(e),
+    })?;
+    let mut buf = String::with_capacity(ids.len() * 8);
+    for id in ids {
+        buf.push_str(&id.to_string());
+        buf.push('\n');
+    }
+    out.write_all(buf.as_bytes())?;
+    Ok(())
+}
+
+/// [`check_params`] for many jobs, describing each plugin once. The error
+/// carries the index of the first job that does not fit.
+///
+/// Params that are not a JSON object get the store's own refusal.
+fn check_many(g: &Global, jobs: &mut [NewJob]) -> Result<(), (usize, Error)> {
+    let sandbox = Arc::new(g.sandbox().map_err(|e| (0, e))?);
+    let rt = runtime().map_err(|e| (0, e))?;
+    let mut descriptions = std::collections::HashMap::new();
+    for (i, job) in jobs.iter_mut().enumerate() {
+        if !descriptions.contains_key(&job.job_type) {
+            let desc = rt
+                .block_on(async {
+                    let plugin = sandbox.plugin_async(&job.job_type).await?;
+                    sandbox.describe(&plugin).await
+                })
+                .map_err(|e| {
+                    (
+                        i,
+                        match e {
+                            SandboxError::BadName(e) => Error::Input(e.to_string()),
+                            e => Error::Input(format!("{e} (use --no-check to queue it anyway)")),
+                        },
+                    )
+                })?;
+            descriptions.insert(job.job_type.clone(), desc);
+        }
+        let desc = &descriptions[&job.job_type];
+        let params = match &job.job_params {
+            Some(text) => crate::store::parse_params(text).map_err(|e| (i, Error::from(e)))?,
+            None => serde_json::Map::new(),
+        };
+        let checked = desc
+            .check(job.job_mode.as_deref(), &params)
+            .map_err(|e| (i, Error::Input(e.to_string())))?;
+        if checked != params {
+            job.job_params = Some(Value::Object(checked).to_string());
+        }
     }
     Ok(())
 }
