@@ -42,6 +42,14 @@ pub struct Args {
     /// Parameters for every job (a JSON object).
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
+    /// Also measure the cost of fuel metering: the sandbox-only run again
+    /// with fuel counting off (e.g. with `--plugin primes`).
+    #[arg(long)]
+    fuel_overhead: bool,
+    /// Jobs queued one at a time into an idle runner to measure pickup
+    /// latency (0 to skip).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pickup: usize,
     /// Keep the database here instead of a scratch one (it must not exist).
     #[arg(long = "bench-db", value_name = "PATH")]
     bench_db: Option<PathBuf>,
@@ -173,42 +181,17 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         .build()?;
 
     // 2. The sandbox alone.
-    let limits = sandbox.limits_for(&plugin, &LimitOverrides::default());
-    let job_params = params.unwrap_or_else(|| "{}".to_string());
-    let (bound_time, bound_failures) = runtime.block_on(async {
-        let t = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..workers {
-            let n = args.jobs / workers + usize::from(w < args.jobs % workers);
-            let sandbox = Arc::clone(&sandbox);
-            let plugin = Arc::clone(&plugin);
-            let input = JobInput {
-                id: 0,
-                co_id: 1,
-                job_type: job_type.clone(),
-                mode: None,
-                params: job_params.clone(),
-                retry_count: 0,
-                requeued_from: None,
-            };
-            tasks.spawn(async move {
-                let interrupt = Interrupt::new();
-                let mut failures = 0usize;
-                for _ in 0..n {
-                    let r = sandbox
-                        .run(&plugin, &input, limits, Box::new(NoEvents), &interrupt)
-                        .await;
-                    failures += usize::from(!matches!(r.end, RunEnd::Ok(_)));
-                }
-                failures
-            });
-        }
-        let mut failures = 0;
-        while let Some(r) = tasks.join_next().await {
-            failures += r.unwrap_or(0);
-        }
-        (t.elapsed(), failures)
-    });
+    let input = JobInput {
+        id: 0,
+        co_id: 1,
+        job_type: job_type.clone(),
+        mode: None,
+        params: params.clone().unwrap_or_else(|| "{}".to_string()),
+        retry_count: 0,
+        requeued_from: None,
+    };
+    let (bound_time, bound_failures) =
+        runtime.block_on(sandbox_only(&sandbox, &plugin, &input, args.jobs, workers));
     let bound = rate(args.jobs, bound_time);
     writeln!(
         out,
@@ -223,6 +206,23 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             String::new()
         }
     )?;
+
+    if args.fuel_overhead {
+        let mut c = SandboxConfig::new(&plugins_dir);
+        c.max_instances = u32::try_from(workers * 2).unwrap_or(u32::MAX).max(8);
+        c.consume_fuel = false;
+        let unmetered = Arc::new(Sandbox::new(c)?);
+        let p = unmetered.plugin(&job_type)?;
+        let (t, _) = runtime.block_on(sandbox_only(&unmetered, &p, &input, args.jobs, workers));
+        writeln!(
+            out,
+            "fuel off:     {} runs in {:.2} s = {:.0} jobs/s; fuel metering costs {:.2}x",
+            args.jobs,
+            t.as_secs_f64(),
+            rate(args.jobs, t),
+            bound_time.as_secs_f64() / t.as_secs_f64().max(1e-9)
+        )?;
+    }
 
     // 3. End to end, through the real runner.
     let mut config = RunnerConfig::new(workers);
@@ -284,8 +284,109 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         percentile(&to_finish, 0.5),
         percentile(&to_finish, 0.99)
     )?;
+    if args.pickup > 0 {
+        let lat = runtime.block_on(pickup(&db_path, &sandbox, &job_type, args.pickup))?;
+        writeln!(
+            out,
+            "pickup:       {} jobs queued one at a time into an idle runner: queue→start p50 {:.1} ms  p99 {:.1} ms",
+            lat.len(),
+            percentile(&lat, 0.5) * 1e3,
+            percentile(&lat, 0.99) * 1e3
+        )?;
+    }
     if let Some(rss) = peak_rss_mib() {
         writeln!(out, "peak RSS:     {rss:.1} MiB")?;
     }
     Ok(())
+}
+
+/// Run `input` `n` times on `workers` concurrent tasks with no database:
+/// (elapsed, runs that did not end OK).
+async fn sandbox_only(
+    sandbox: &Arc<Sandbox>,
+    plugin: &Arc<crate::sandbox::LoadedPlugin>,
+    input: &JobInput,
+    n: usize,
+    workers: usize,
+) -> (Duration, usize) {
+    let limits = sandbox.limits_for(plugin, &LimitOverrides::default());
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let count = n / workers + usize::from(w < n % workers);
+        let sandbox = Arc::clone(sandbox);
+        let plugin = Arc::clone(plugin);
+        let input = input.clone();
+        tasks.spawn(async move {
+            let interrupt = Interrupt::new();
+            let mut failures = 0usize;
+            for _ in 0..count {
+                let r = sandbox
+                    .run(&plugin, &input, limits, Box::new(NoEvents), &interrupt)
+                    .await;
+                failures += usize::from(!matches!(r.end, RunEnd::Ok(_)));
+            }
+            failures
+        });
+    }
+    let mut failures = 0;
+    while let Some(r) = tasks.join_next().await {
+        failures += r.unwrap_or(0);
+    }
+    (t.elapsed(), failures)
+}
+
+/// Start an idle runner on `db`, queue `n` jobs one at a time from another
+/// connection (as another process would), and return each job's
+/// queue→start latency in seconds, from the row's own times.
+async fn pickup(
+    db: &Path,
+    sandbox: &Arc<Sandbox>,
+    job_type: &str,
+    n: usize,
+) -> Result<Vec<f64>, Error> {
+    let mut config = RunnerConfig::new(1);
+    config.runner_id = "bench-pickup".to_string();
+    let runner = Runner::new(config, Store::open(db)?, Arc::clone(sandbox))?;
+    let (stop, signals) = tokio::sync::mpsc::unbounded_channel();
+    let daemon = tokio::spawn({
+        let runner = Arc::clone(&runner);
+        async move { runner.run(signals).await }
+    });
+    let db = db.to_path_buf();
+    let job_type = job_type.to_string();
+    let latencies = tokio::task::spawn_blocking(move || -> Result<Vec<f64>, Error> {
+        let mut store = Store::open(&db)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            // Let the runner go idle between jobs.
+            std::thread::sleep(Duration::from_millis(100));
+            let id = store.queue(&NewJob::new(1, job_type.clone()))?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let job = store.require(id)?;
+                if job.status.is_terminal() {
+                    if let (Some(q), Some(s)) = (
+                        parse_time(job.queue_time.as_deref()),
+                        parse_time(job.start_time.as_deref()),
+                    ) {
+                        out.push((s - q).as_seconds_f64());
+                    }
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Input(format!("job {id} was not run within 30 s")));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| Error::Input(format!("pickup measurement failed: {e}")))?;
+    let _ = stop.send(());
+    let _ = daemon.await;
+    let mut latencies = latencies?;
+    latencies.sort_by(f64::total_cmp);
+    Ok(latencies)
 }

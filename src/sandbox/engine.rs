@@ -12,9 +12,9 @@ use super::host::HostState;
 use super::limits::{MAX_MEMORY_MIB, MAX_TABLE_ELEMENTS};
 use super::{SandboxConfig, SandboxError, TICK};
 
-fn base_config() -> Config {
+fn base_config(consume_fuel: bool) -> Config {
     let mut c = Config::new();
-    c.consume_fuel(true);
+    c.consume_fuel(consume_fuel);
     c.epoch_interruption(true);
     // Deep recursion in a guest traps as a stack overflow long before it
     // can hurt the host.
@@ -58,7 +58,7 @@ fn pooling(max_instances: u32) -> PoolingAllocationConfig {
 /// it does not (e.g. a small virtual-memory ulimit).
 pub(super) fn build(config: &SandboxConfig) -> Result<(Engine, bool), SandboxError> {
     if std::env::var_os("COJOBS_NO_POOLING").is_none() {
-        let mut c = base_config();
+        let mut c = base_config(config.consume_fuel);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(
             config.max_instances,
         )));
@@ -67,7 +67,8 @@ pub(super) fn build(config: &SandboxConfig) -> Result<(Engine, bool), SandboxErr
             Err(e) => tracing::warn!("pooling allocator unavailable, using on-demand: {e:#}"),
         }
     }
-    let engine = Engine::new(&base_config()).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let engine = Engine::new(&base_config(config.consume_fuel))
+        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
     Ok((engine, false))
 }
 

@@ -77,6 +77,9 @@ pub struct SandboxConfig {
     pub defaults: Limits,
     /// Most instances alive at once (sizes the pooling allocator).
     pub max_instances: u32,
+    /// Count fuel. Only `cojobs bench` turns it off, to measure what
+    /// counting costs; without it the fuel limit is not enforced.
+    pub consume_fuel: bool,
 }
 
 impl SandboxConfig {
@@ -88,6 +91,7 @@ impl SandboxConfig {
             plugins_dir,
             defaults: Limits::default(),
             max_instances: 64,
+            consume_fuel: true,
         }
     }
 }
@@ -133,6 +137,10 @@ impl Sandbox {
     /// Whether the pooling allocator is in use (else on-demand allocation).
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    pub(crate) fn consumes_fuel(&self) -> bool {
+        self.config.consume_fuel
     }
 
     /// The component file for a job type.

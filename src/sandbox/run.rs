@@ -279,9 +279,11 @@ impl Sandbox {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        if self.consumes_fuel() {
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        }
         let deadline = Instant::now() + limits.timeout;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -365,7 +367,10 @@ impl Sandbox {
             },
             reason = interrupt.fired() => RunEnd::Interrupted(reason),
         };
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel_used = match store.get_fuel() {
+            Ok(left) => limits.fuel.saturating_sub(left),
+            Err(_) => 0, // fuel not counted
+        };
         drop(store);
         drop(scratch);
         RunReport {
