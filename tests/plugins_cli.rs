@@ -528,3 +528,50 @@ fn queue_from_a_jsonl_file_is_all_or_nothing() {
         assert_eq!(env.job_count(), 3, "{msg}");
     }
 }
+
+/// `cojobs bench` runs every phase on a small load and reports each figure
+/// (the figures themselves are for docs/performance.md, not for tests).
+#[test]
+fn bench_reports_every_figure() {
+    let env = env_with(&["noop", "primes"]);
+    let run = env.run(&[
+        "bench",
+        "--jobs",
+        "200",
+        "--workers",
+        "2",
+        "--pickup",
+        "2",
+        "--delayed",
+        "50",
+    ]);
+    let out = run.ok();
+    for want in [
+        "queued 50 jobs due tomorrow",
+        "queue:        200 jobs",
+        "sandbox only: 200 runs",
+        "end to end:   200 jobs",
+        "rows OK:      200 of 200",
+        "queue→start:  p50",
+        "queue→finish: p50",
+        "pickup:       2 jobs",
+        "peak RSS:",
+    ] {
+        assert!(out.contains(want), "bench output lacks {want:?}: {run:#?}");
+    }
+    let run = env.run(&[
+        "bench",
+        "--jobs",
+        "4",
+        "--plugin",
+        "primes",
+        "--fuel-overhead",
+        "--pickup",
+        "0",
+    ]);
+    assert!(run.ok().contains("fuel metering costs"), "{run:#?}");
+    env.run(&["bench", "--jobs", "0"])
+        .fails(2, "--jobs must be at least 1");
+    env.run(&["bench", "--plugin", "../x"])
+        .fails(2, "invalid job type");
+}
