@@ -572,6 +572,9 @@ fn bench_reports_every_figure() {
     assert!(run.ok().contains("fuel metering costs"), "{run:#?}");
     env.run(&["bench", "--jobs", "0"])
         .fails(2, "--jobs must be at least 1");
-    env.run(&["bench", "--plugin", "../x"])
+    env.run(&["bench", "--plugin", "no such"])
+        .fails(2, "invalid job type");
+    env.run(&["bench", "--plugin", "../x.wasm"])
+        .fails(2, "cannot read ../x.wasm");
         .fails(2, "invalid job type");
 }
