@@ -9,7 +9,7 @@
 //! The thread ends when every [`Db`] handle is dropped.
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -72,8 +72,10 @@ fn gone() -> StoreError {
     StoreError::Unavailable("the runner's database thread stopped".to_string())
 }
 
-/// Most finishes written in one transaction.
+/// Most commands handled (finishes written in one transaction) at once.
 const MAX_GROUP: usize = 512;
+/// How long a finish waits for company before it is committed.
+const GROUP_LINGER: Duration = Duration::from_millis(2);
 
 impl Db {
     /// Start the thread with an open store.
@@ -134,11 +136,22 @@ impl Db {
 fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<Cmd>) {
     let mut pending = Vec::new();
     while let Ok(first) = rx.recv() {
+        // A finish waits up to GROUP_LINGER for others to share its commit:
+        // nobody waits on its reply (the worker is already free), and one
+        // commit for many rows is most of the runner's database saving.
+        let linger_until = matches!(first, Cmd::Finish { .. }).then(|| Instant::now() + GROUP_LINGER);
         pending.push(first);
         while pending.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(c) => pending.push(c),
-                Err(_) => break,
+            let next = match linger_until {
+                Some(until) => match until.checked_duration_since(Instant::now()) {
+                    Some(left) => rx.recv_timeout(left).ok(),
+                    None => rx.try_recv().ok(),
+                },
+                None => rx.try_recv().ok(),
+            };
+            match next {
+                Some(c) => pending.push(c),
+                None => break,
             }
         }
         let mut finishes = Vec::new();

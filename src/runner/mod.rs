@@ -221,13 +221,19 @@ impl Runner {
                 }
             }
             if !ready.is_empty() || !exhausted {
-                // Work in hand: wait for a worker to free up (or a signal).
+                // Work in hand: wait for a worker to free up (a job's plugin
+                // returned; its end may still be being written), or a signal.
                 tokio::select! {
                     s = signals.recv(), if signals_open => match s {
                         Some(()) => { signaled = true; }
                         None => signals_open = false,
                     },
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    permit = Arc::clone(&slots).acquire_owned() => {
+                        if let (Ok(permit), Some(job)) = (permit, ready.pop_front()) {
+                            self.stats.started.fetch_add(1, Ordering::Relaxed);
+                            tasks.spawn(executor::execute(Arc::clone(self), job, permit));
+                        }
+                    }
                 }
                 if signaled {
                     break Ok(());
