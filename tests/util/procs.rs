@@ -290,4 +290,3 @@ pub fn insert_jobs(setup: &Setup, co: i64, job_type: &str, n: usize, queue_time:
     tx.commit().expect("commit");
     ids
 }
-
