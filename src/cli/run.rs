@@ -115,6 +115,9 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Signal handlers first: "runner started" means a SIGTERM from now on
+        // is a graceful shutdown.
+        let signals = forward_signals()?;
         tracing::info!(
             runner = %config.runner_id,
             workers,
@@ -123,7 +126,6 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
             db = %g.db.display(),
             "runner started"
         );
-        let signals = forward_signals()?;
         let runner = Runner::new(config, store, sandbox)?;
         runner.run(signals).await?;
         Ok(())

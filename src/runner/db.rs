@@ -154,6 +154,15 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
                 None => break,
             }
         }
+        // A database file removed or replaced under us: every write would
+        // go to a file nobody sees. Refuse everything; the runner stops.
+        if let Err(e) = store.check_file() {
+            let msg = e.to_string();
+            for cmd in pending.drain(..) {
+                refuse(cmd, &msg);
+            }
+            continue;
+        }
         let mut finishes = Vec::new();
         let mut replies = Vec::new();
         for cmd in pending.drain(..) {
@@ -180,6 +189,22 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
                 }
             }
         }
+    }
+}
+
+/// Answer `cmd` with [`StoreError::Unavailable`]`(msg)` without running it.
+fn refuse(cmd: Cmd, msg: &str) {
+    let err = || StoreError::Unavailable(msg.to_string());
+    match cmd {
+        Cmd::Claim { reply, .. } => drop(reply.send(Err(err()))),
+        Cmd::Finish { reply, .. } => drop(reply.send(Err(err()))),
+        Cmd::Release { reply, .. } => drop(reply.send(Err(err()))),
+        Cmd::Progress { .. } => {}
+        Cmd::Heartbeat { reply } => drop(reply.send(Err(err()))),
+        Cmd::Rescue { reply } => drop(reply.send(Err(err()))),
+        Cmd::CancelRequests { reply } => drop(reply.send(Err(err()))),
+        Cmd::NextDue { reply } => drop(reply.send(Err(err()))),
+        Cmd::DataVersion { reply } => drop(reply.send(Err(err()))),
     }
 }
 

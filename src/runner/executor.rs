@@ -180,7 +180,7 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
         started: Some(started_at),
     };
     let summary = finish.outcome.summary().to_string();
-    match runner.db.finish(finish).await {
+    match finish_with_retries(&runner, finish).await {
         Ok(successor) => {
             let counter = match status {
                 job::JobStatus::Complete => &runner.stats.ok,
@@ -209,7 +209,41 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
                 "result dropped: the row is no longer this runner's (now {status})"
             );
         }
-        Err(e) => tracing::error!(job = job.id.0, "could not record the job's end: {e}"),
+        Err(e) => {
+            // The row stays `GO` and is rescued (failed, retried per its
+            // policy) once its lease runs out; this runner must not go on
+            // running jobs whose ends it cannot write.
+            tracing::error!(
+                job = job.id.0,
+                "could not record the job's end: {e}; stopping the runner"
+            );
+            runner.set_fatal(e);
+        }
+    }
+}
+
+/// Attempts at writing a job's end before the runner gives up on the
+/// database (a lock held past the busy timeout by another process is worth
+/// waiting out; a removed database file fails every attempt at once).
+const FINISH_ATTEMPTS: u32 = 3;
+
+async fn finish_with_retries(runner: &Runner, finish: Finish) -> Result<Option<JobId>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match runner.db.finish(finish.clone()).await {
+            Err(e @ StoreError::Sqlite(_)) | Err(e @ StoreError::Unavailable(_))
+                if attempt < FINISH_ATTEMPTS =>
+            {
+                tracing::warn!(
+                    job = finish.id.0,
+                    attempt,
+                    "writing the job's end failed, trying again: {e}"
+                );
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
     }
 }
 

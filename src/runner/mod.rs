@@ -142,6 +142,10 @@ pub struct Runner {
     running: Mutex<HashMap<JobId, Arc<Running>>>,
     /// Latest due time of a near successor this run queued (`--once`).
     follow_up: Mutex<Option<Instant>>,
+    /// A job's end could not be written (the database failed): the claim
+    /// loop stops and `run` returns this error, so `cojobs run` exits
+    /// non-zero instead of running more jobs whose ends would be lost too.
+    fatal: Mutex<Option<StoreError>>,
     pub stats: RunStats,
 }
 
@@ -162,6 +166,7 @@ impl Runner {
             sandbox,
             running: Mutex::new(HashMap::new()),
             follow_up: Mutex::new(None),
+            fatal: Mutex::new(None),
             stats: RunStats::default(),
         }))
     }
@@ -200,6 +205,9 @@ impl Runner {
         let prefetch = (self.config.workers * 16).clamp(16, CLAIM_BATCH);
         let result = loop {
             while tasks.try_join_next().is_some() {}
+            if let Some(e) = self.take_fatal() {
+                break Err(e.into());
+            }
             let mut exhausted = false;
             if ready.len() < self.config.workers.min(prefetch) {
                 let want = prefetch - ready.len();
@@ -237,6 +245,9 @@ impl Runner {
                 }
                 if signaled {
                     break Ok(());
+                }
+                if let Some(e) = self.take_fatal() {
+                    break Err(e.into());
                 }
                 continue;
             }
@@ -321,6 +332,19 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Record a store failure that must stop the runner (the first wins).
+    fn set_fatal(&self, e: StoreError) {
+        let mut f = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
+        f.get_or_insert(e);
+    }
+
+    fn take_fatal(&self) -> Option<StoreError> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// When to look for due jobs again; `None` means `--once` is done.

@@ -201,6 +201,10 @@ fn panic_message(stderr: &str) -> Option<String> {
     last_line(stderr)
 }
 
+/// The summary of an out-of-bounds memory access.
+pub const OUT_OF_BOUNDS: &str = "plugin trapped: out of bounds memory access \
+     (its stack in linear memory overflowed, or it used a bad pointer)";
+
 /// What a trap or host error during instantiate or call means.
 fn classify(err: &wasmtime::Error, limits: &Limits, capture: &Capture) -> RunEnd {
     let failed = |kind, message| RunEnd::Failed { kind, message };
@@ -222,6 +226,13 @@ fn classify(err: &wasmtime::Error, limits: &Limits, capture: &Capture) -> RunEnd
         }
         Some(Trap::Interrupt) => {
             return failed(FailKind::Timeout, timeout_message(limits.timeout));
+        }
+        // Compiled languages keep their own stack in linear memory (Rust
+        // and C on wasm32 put it first, growing down to address 0), so
+        // deep recursion there ends as an out-of-bounds access, not as
+        // wasmtime's `StackOverflow`: say so.
+        Some(Trap::MemoryOutOfBounds) if panic_message(&capture.stderr_tail()).is_none() => {
+            return failed(FailKind::Trap, OUT_OF_BOUNDS.to_string());
         }
         _ => {}
     }

@@ -156,6 +156,9 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 pub struct Store {
     conn: Connection,
     clock: Clock,
+    /// The database file as opened: its path and (device, inode), to
+    /// notice when it is removed or replaced under an open connection.
+    file: Option<(PathBuf, (u64, u64))>,
 }
 
 impl fmt::Debug for Store {
@@ -184,10 +187,35 @@ impl Store {
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
+        let file = file_identity(path).map(|id| (path.to_path_buf(), id));
         Ok(Store {
             conn,
             clock: Arc::new(Utc::now),
+            file,
         })
+    }
+
+    /// Check that the database file this store opened is still there, the
+    /// same file. An open SQLite connection keeps working on a file that was
+    /// deleted (or whose directory was removed or renamed, or that was
+    /// replaced): every write would then land in a file nobody can see. A
+    /// long-running process (the runner) calls this before its writes and
+    /// stops when it fails.
+    pub fn check_file(&self) -> Result<()> {
+        let Some((path, id)) = &self.file else {
+            return Ok(());
+        };
+        match file_identity(path) {
+            Some(now) if now == *id => Ok(()),
+            Some(_) => Err(StoreError::Unavailable(format!(
+                "database file {} was replaced by another file while it was open",
+                path.display()
+            ))),
+            None => Err(StoreError::Unavailable(format!(
+                "database file {} was removed (or its directory was) while it was open",
+                path.display()
+            ))),
+        }
     }
 
     /// Replace the clock (tests: move time without sleeping).
@@ -433,4 +461,10 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 /// Map "no row" to `None`.
 fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
     Ok(r.optional()?)
+}
+
+/// (device, inode) of `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
