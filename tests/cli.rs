@@ -362,6 +362,19 @@ fn bad_input_is_refused_and_writes_nothing() {
     env.queue(&["--no-check", "hello"]);
     let long = "a".repeat(65);
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        // Regression (found by the binary queue property in tests/model.rs):
+        // a delay past chrono's range panicked instead of being refused.
+        (
+            vec![
+                "queue",
+                "--no-check",
+                "hello",
+                "--delay",
+                "10000000000000000",
+            ],
+            2,
+            "is too long",
+        ),
         (
             vec!["queue", "--no-check", "hello", "--params", "{nope"],
             2,

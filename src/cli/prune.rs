@@ -18,7 +18,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     let mut store = g.open_store()?;
     let cutoff = store
         .now()
-        .checked_sub_signed(TimeDelta::seconds(secs))
+        .checked_sub_signed(TimeDelta::try_seconds(secs).unwrap_or(TimeDelta::MAX))
         .ok_or_else(|| Error::Input(format!("age '{}' is too long", args.older_than)))?;
     let n = store.prune(cutoff)?;
     writeln!(out, "{n}")?;

@@ -104,7 +104,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         Some(secs) => Some(
             store
                 .now()
-                .checked_add_signed(TimeDelta::seconds(secs))
+                .checked_add_signed(TimeDelta::try_seconds(secs).unwrap_or(TimeDelta::MAX))
                 .ok_or_else(|| Error::Input(format!("delay of {secs} s is too long")))?,
         ),
         None => start_after,
@@ -222,7 +222,7 @@ fn queue_file(
         let start_after = match (line.delay, line.start_after) {
             (Some(_), Some(_)) => return Err(at("give delay or start_after, not both".into())),
             (Some(secs), None) => Some(
-                now.checked_add_signed(TimeDelta::seconds(secs))
+                now.checked_add_signed(TimeDelta::try_seconds(secs).unwrap_or(TimeDelta::MAX))
                     .ok_or_else(|| at(format!("delay of {secs} s is too long")))?,
             ),
             (None, Some(t)) => Some(time::parse_time(&t).map_err(|e| at(e.to_string()))?),

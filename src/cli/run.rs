@@ -85,11 +85,12 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
     if workers == 0 {
         return Err(Error::Input("--workers must be at least 1".into()));
     }
-    if !(args.poll_interval.is_finite() && args.poll_interval > 0.0) {
-        return Err(Error::Input(
-            "--poll-interval must be a positive number of seconds".into(),
-        ));
-    }
+    let poll_interval = Duration::try_from_secs_f64(args.poll_interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Error::Input("--poll-interval must be a positive number of seconds".into())
+        })?;
     if args.lease == 0 {
         return Err(Error::Input("--lease must be at least 1 second".into()));
     }
@@ -106,7 +107,7 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
     let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
     let mut config = RunnerConfig::new(workers);
     config.once = args.once;
-    config.poll_interval = Duration::from_secs_f64(args.poll_interval);
+    config.poll_interval = poll_interval;
     config.lease = Duration::from_secs(args.lease);
     config.grace = Duration::from_secs(args.grace);
     config.per_co = args.per_co;

@@ -81,13 +81,15 @@ fn label(job: &Job) -> String {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
+    let Some(interval) = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+    else {
         return Err(Error::Input(
             "--interval must be a positive number of seconds".into(),
         ));
-    }
+    };
     let store = g.open_store()?;
-    let interval = Duration::from_secs_f64(args.interval);
     if args.once || !std::io::stdout().is_terminal() {
         loop {
             let s = snapshot(&store)?;

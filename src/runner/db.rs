@@ -11,6 +11,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::store::{Finish, Job, JobId, Store, StoreError};
@@ -34,6 +35,10 @@ enum Cmd {
     },
     Progress {
         updates: Vec<(JobId, u8, Option<String>)>,
+    },
+    Started {
+        id: JobId,
+        at: DateTime<Utc>,
     },
     Heartbeat {
         reply: Reply<usize>,
@@ -105,6 +110,13 @@ impl Db {
         self.ask(|reply| Cmd::Release { id, summary, reply }).await
     }
 
+    /// Fire and forget: a claimed job's run began. Written with the next
+    /// group of finishes; until then a rescue would treat the row as
+    /// claimed but never started (back to `Q`, no retry spent).
+    pub fn started(&self, id: JobId, at: DateTime<Utc>) {
+        let _ = self.tx.send(Cmd::Started { id, at });
+    }
+
     /// Fire and forget: progress is advisory, the next flush repeats it.
     pub fn progress(&self, updates: Vec<(JobId, u8, Option<String>)>) {
         let _ = self.tx.send(Cmd::Progress { updates });
@@ -139,7 +151,8 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
         // A finish waits up to GROUP_LINGER for others to share its commit:
         // nobody waits on its reply (the worker is already free), and one
         // commit for many rows is most of the runner's database saving.
-        let linger_until = matches!(first, Cmd::Finish { .. }).then(|| Instant::now() + GROUP_LINGER);
+        let linger_until = matches!(first, Cmd::Finish { .. } | Cmd::Started { .. })
+            .then(|| Instant::now() + GROUP_LINGER);
         pending.push(first);
         while pending.len() < MAX_GROUP {
             let next = match linger_until {
@@ -165,17 +178,19 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
         }
         let mut finishes = Vec::new();
         let mut replies = Vec::new();
+        let mut started = Vec::new();
         for cmd in pending.drain(..) {
             match cmd {
                 Cmd::Finish { item, reply } => {
                     finishes.push(item);
                     replies.push(reply);
                 }
+                Cmd::Started { id, at } => started.push((id, at)),
                 other => handle(&mut store, runner_id, lease, other),
             }
         }
-        if !finishes.is_empty() {
-            match store.finish_batch(runner_id, &finishes) {
+        if !finishes.is_empty() || !started.is_empty() {
+            match store.record(runner_id, &started, &finishes) {
                 Ok(results) => {
                     for (reply, r) in replies.into_iter().zip(results) {
                         let _ = reply.send(r);
@@ -199,7 +214,7 @@ fn refuse(cmd: Cmd, msg: &str) {
         Cmd::Claim { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Finish { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Release { reply, .. } => drop(reply.send(Err(err()))),
-        Cmd::Progress { .. } => {}
+        Cmd::Progress { .. } | Cmd::Started { .. } => {}
         Cmd::Heartbeat { reply } => drop(reply.send(Err(err()))),
         Cmd::Rescue { reply } => drop(reply.send(Err(err()))),
         Cmd::CancelRequests { reply } => drop(reply.send(Err(err()))),
@@ -221,6 +236,11 @@ fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
         }
         Cmd::Release { id, summary, reply } => {
             let _ = reply.send(store.release(id, runner_id, &summary));
+        }
+        Cmd::Started { id, at } => {
+            if let Err(e) = store.record(runner_id, &[(id, at)], &[]) {
+                tracing::warn!(job = id.0, "could not record the job's start: {e}");
+            }
         }
         Cmd::Progress { updates } => {
             for (id, percent, line) in updates {

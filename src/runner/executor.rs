@@ -112,6 +112,7 @@ fn to_u64(v: Option<i64>) -> Option<u64> {
 pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
+    runner.db.started(job.id, started_at);
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(

@@ -47,7 +47,7 @@ pub(super) fn claim_sql(n: usize) -> String {
            ranked(id, co_id, due, rn) AS ( \
              SELECT id, co_id, due, row_number() OVER (PARTITION BY co_id ORDER BY due, id) \
              FROM cand) \
-         UPDATE cm_co_jobs SET status = 'GO', start_time = ?1, runner_id = ?2, \
+         UPDATE cm_co_jobs SET status = 'GO', start_time = NULL, runner_id = ?2, \
              lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
              status_line = NULL, complete_time = NULL \
          WHERE id IN ( \
@@ -170,26 +170,7 @@ impl Store {
         runner_id: &str,
         items: &[Finish],
     ) -> Result<Vec<Result<Option<JobId>>>> {
-        let now = self.now();
-        let now_text = format_time(now);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            // A row that is no longer ours is refused before anything is
-            // written for it; any other error is the database's, and fails
-            // (rolls back) the whole batch.
-            match finish_one(&tx, runner_id, item, now, &now_text) {
-                Err(e @ (StoreError::NotOurs { .. } | StoreError::NoJob(_))) => {
-                    results.push(Err(e))
-                }
-                Err(e) => return Err(e),
-                Ok(successor) => results.push(Ok(successor)),
-            }
-        }
-        tx.commit()?;
-        Ok(results)
+        self.record(runner_id, &[], items)
     }
 
     /// Extend the lease of every `GO` row of `runner_id` to now + `lease`.
@@ -202,9 +183,12 @@ impl Store {
         Ok(stmt.execute(params![runner_id, end])?)
     }
 
-    /// End every `GO` row whose lease ran out: `X` with "runner <id>
-    /// stopped responding" and a retry per its policy (or `CX` if a cancel
-    /// was requested). Returns (rescued row, successor) pairs.
+    /// Deal with every `GO` row whose lease ran out. A row whose run had
+    /// begun (`start_time` set) ends `X` with "runner <id> stopped
+    /// responding" and a retry per its policy (or `CX` if a cancel was
+    /// requested). A row its runner claimed but never started goes back to
+    /// `Q` as it was, costing no retry. Returns (rescued row, successor)
+    /// pairs; a row put back is its own "successor".
     pub fn rescue_expired(&mut self) -> Result<Vec<(JobId, Option<JobId>)>> {
         let now = self.now();
         let tx = self
@@ -221,15 +205,28 @@ impl Store {
         };
         let mut rescued = Vec::with_capacity(expired.len());
         for job in &expired {
+            let runner = job.runner_id.as_deref().unwrap_or("(unknown)");
+            if job.start_time.is_none() && job.cancel_requested_by.is_none() {
+                tx.prepare_cached(
+                    "UPDATE cm_co_jobs SET status = 'Q', runner_id = NULL, lease_expires_at = NULL, \
+                        percent_complete = NULL, status_line = NULL, start_summary = ?2 \
+                     WHERE id = ?1 AND status = 'GO'",
+                )?
+                .execute(params![
+                    job.id,
+                    job::truncate_summary(&format!(
+                        "returned to the queue: runner {runner} stopped responding before the job started"
+                    ))
+                ])?;
+                rescued.push((job.id, Some(job.id)));
+                continue;
+            }
             let outcome = match &job.cancel_requested_by {
                 Some(who) => Outcome::Canceled {
                     summary: format!("canceled by {who}"),
                 },
                 None => Outcome::Failed {
-                    summary: format!(
-                        "runner {} stopped responding",
-                        job.runner_id.as_deref().unwrap_or("(unknown)")
-                    ),
+                    summary: format!("runner {runner} stopped responding"),
                     retryable: true,
                 },
             };
@@ -238,6 +235,45 @@ impl Store {
         }
         tx.commit()?;
         Ok(rescued)
+    }
+
+    /// Record that runs of claimed rows began (their `start_time`), for rows
+    /// still this runner's; then the ends in `finishes` — all in ONE
+    /// transaction (group commit). A row whose start is recorded is one a
+    /// rescue treats as run, not as merely claimed.
+    pub fn record(
+        &mut self,
+        runner_id: &str,
+        started: &[(JobId, DateTime<Utc>)],
+        finishes: &[Finish],
+    ) -> Result<Vec<Result<Option<JobId>>>> {
+        let now = self.now();
+        let now_text = format_time(now);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (id, at) in started {
+            tx.prepare_cached(
+                "UPDATE cm_co_jobs SET start_time = ?3 \
+                 WHERE id = ?1 AND status = 'GO' AND runner_id = ?2",
+            )?
+            .execute(params![id, runner_id, format_time(*at)])?;
+        }
+        let mut results = Vec::with_capacity(finishes.len());
+        for item in finishes {
+            // A row that is no longer ours is refused before anything is
+            // written for it; any other error is the database's, and fails
+            // (rolls back) the whole batch.
+            match finish_one(&tx, runner_id, item, now, &now_text) {
+                Err(e @ (StoreError::NotOurs { .. } | StoreError::NoJob(_))) => {
+                    results.push(Err(e))
+                }
+                Err(e) => return Err(e),
+                Ok(successor) => results.push(Ok(successor)),
+            }
+        }
+        tx.commit()?;
+        Ok(results)
     }
 
     /// Put a `GO` row of `runner_id` back to `Q` as if never started (the
@@ -417,7 +453,7 @@ fn end_row(
         return Ok(None);
     };
     let start_after = now
-        .checked_add_signed(TimeDelta::seconds(next.delay_secs))
+        .checked_add_signed(TimeDelta::try_seconds(next.delay_secs).unwrap_or(TimeDelta::MAX))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     tx.prepare_cached(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \

@@ -269,7 +269,9 @@ fn claim_and_finish_ok_with_requeue() {
         (j.id, j.status, j.runner_id.as_deref()),
         (id, JobStatus::InProgress, Some("r1"))
     );
-    assert_eq!(j.start_time.as_deref(), Some("2030-01-01 12:00:00.000"));
+    // Claimed is not started: the runner records the start when a worker
+    // takes the job (so a rescue can tell the two apart).
+    assert_eq!(j.start_time, None);
     assert_eq!(
         j.lease_expires_at.as_deref(),
         Some("2030-01-01 12:00:30.000")
@@ -505,6 +507,8 @@ fn rescue_expired_fails_and_retries_and_lost_runner_cannot_finish() {
     });
     f.store.claim("r1", 1, LEASE).unwrap();
     f.store.claim("r2", 1, LEASE).unwrap();
+    let at = f.store.now();
+    f.store.record("r1", &[(id, at)], &[]).unwrap();
     f.advance(20);
     assert_eq!(f.store.heartbeat("r2", LEASE).unwrap(), 1);
     assert!(f.store.rescue_expired().unwrap().is_empty());
@@ -969,4 +973,32 @@ fn claim_capped_per_co() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn rescue_puts_claimed_but_never_started_rows_back_without_a_retry() {
+    let mut f = Fixture::new();
+    let id = f.queue(NewJob {
+        retry_interval: Some(10),
+        max_retry: Some(1),
+        ..hello()
+    });
+    f.store.claim("r1", 1, LEASE).unwrap();
+    f.advance(31);
+    let rescued = f.store.rescue_expired().unwrap();
+    assert_eq!(rescued, vec![(id, Some(id))]);
+    let j = f.job(id);
+    assert_eq!(j.status, JobStatus::Queued);
+    assert_eq!(
+        (j.runner_id, j.start_time, j.max_retry_count),
+        (None, None, Some(0))
+    );
+    assert!(
+        j.start_summary
+            .as_deref()
+            .is_some_and(|s| s.contains("before the job started"))
+    );
+    assert_eq!(f.store.job_count().unwrap(), 1, "no retry row");
+    // It is claimable again, by anyone.
+    assert_eq!(f.store.claim("r2", 1, LEASE).unwrap().len(), 1);
 }
