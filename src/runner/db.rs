@@ -9,7 +9,7 @@
 //! The thread ends when every [`Db`] handle is dropped.
 
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -79,8 +79,6 @@ fn gone() -> StoreError {
 
 /// Most commands handled (finishes written in one transaction) at once.
 const MAX_GROUP: usize = 512;
-/// How long a finish waits for company before it is committed.
-const GROUP_LINGER: Duration = Duration::from_millis(2);
 
 impl Db {
     /// Start the thread with an open store.
@@ -148,23 +146,15 @@ impl Db {
 fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<Cmd>) {
     let mut pending = Vec::new();
     while let Ok(first) = rx.recv() {
-        // A finish waits up to GROUP_LINGER for others to share its commit:
-        // nobody waits on its reply (the worker is already free), and one
-        // commit for many rows is most of the runner's database saving.
-        let linger_until = matches!(first, Cmd::Finish { .. } | Cmd::Started { .. })
-            .then(|| Instant::now() + GROUP_LINGER);
+        // Everything already waiting is handled together: its finishes and
+        // starts share one commit. (Waiting a moment for more to arrive was
+        // measured: 2 ms of linger cut throughput from 21,000 to 8,500
+        // no-op jobs/s, as claims queued behind it.)
         pending.push(first);
         while pending.len() < MAX_GROUP {
-            let next = match linger_until {
-                Some(until) => match until.checked_duration_since(Instant::now()) {
-                    Some(left) => rx.recv_timeout(left).ok(),
-                    None => rx.try_recv().ok(),
-                },
-                None => rx.try_recv().ok(),
-            };
-            match next {
-                Some(c) => pending.push(c),
-                None => break,
+            match rx.try_recv() {
+                Ok(c) => pending.push(c),
+                Err(_) => break,
             }
         }
         // A database file removed or replaced under us: every write would

@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{TransactionBehavior, params};
 
 use super::{JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional};
-use crate::job::{self, JobStatus, Outcome};
+use crate::job::{self, Outcome};
 
 /// The claim statement for batches of `n`. Fair between COs: for every CO
 /// with queued rows (found by a skip-scan of the partial index, one seek
@@ -230,7 +230,17 @@ impl Store {
                     retryable: true,
                 },
             };
-            let successor = end_row(&tx, job, &outcome, now, None, None, None)?;
+            let successor = end_row(
+                &tx,
+                job.id,
+                job.runner_id.as_deref(),
+                &outcome,
+                now,
+                None,
+                None,
+                None,
+            )?
+            .flatten();
             rescued.push((job.id, successor));
         }
         tx.commit()?;
@@ -384,73 +394,91 @@ fn finish_one(
     now: DateTime<Utc>,
     now_text: &str,
 ) -> Result<Option<JobId>> {
-    let job = optional(
-        tx.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM cm_co_jobs WHERE id = ?1"
-        ))?
-        .query_row([item.id], Job::from_row),
-    )?
-    .ok_or(StoreError::NoJob(item.id))?;
-    if job.status != JobStatus::InProgress || job.runner_id.as_deref() != Some(runner_id) {
-        return Err(StoreError::NotOurs {
-            id: item.id,
-            runner_id: runner_id.to_string(),
-            status: job.status,
-        });
-    }
-    let successor = end_row(
+    let ended = end_row(
         tx,
-        &job,
+        item.id,
+        Some(runner_id),
         &item.outcome,
         now,
         item.fuel_used,
         item.log.as_deref(),
         item.started,
     )?;
+    let Some(successor) = ended else {
+        // Not ours (any more): say what the row is now.
+        let status: Option<String> = optional(
+            tx.prepare_cached("SELECT status FROM cm_co_jobs WHERE id = ?1")?
+                .query_row([item.id], |r| r.get(0)),
+        )?;
+        let Some(status) = status else {
+            return Err(StoreError::NoJob(item.id));
+        };
+        return Err(StoreError::NotOurs {
+            id: item.id,
+            runner_id: runner_id.to_string(),
+            status: status.parse().map_err(|_| StoreError::BadStatus {
+                id: item.id,
+                status,
+            })?,
+        });
+    };
     for rec in &item.history {
         super::jobs::insert_history(tx, now_text, rec)?;
     }
     Ok(successor)
 }
 
-/// End a `GO` row per `outcome` and insert its successor, inside `tx`.
+/// End a `GO` row held by `runner_id` per `outcome` and insert its
+/// successor, inside `tx`. The UPDATE returns the row's policy columns, so
+/// no read comes first. Returns `None` (writing nothing) if the row is no
+/// longer `GO` and held by `runner_id`.
+#[allow(clippy::too_many_arguments)]
 fn end_row(
     tx: &rusqlite::Connection,
-    job: &Job,
+    id: JobId,
+    runner_id: Option<&str>,
     outcome: &Outcome,
     now: DateTime<Utc>,
     fuel_used: Option<i64>,
     log: Option<&str>,
     started: Option<DateTime<Utc>>,
-) -> Result<Option<JobId>> {
+) -> Result<Option<Option<JobId>>> {
     let now_text = format_time(now);
-    let n = tx
-        .prepare_cached(
+    let policy = optional(
+        tx.prepare_cached(
             "UPDATE cm_co_jobs SET status = ?3, complete_time = ?4, finish_summary = ?5, \
                 percent_complete = CASE WHEN ?3 = 'OK' THEN 100 ELSE percent_complete END, \
                 fuel_used = coalesce(?6, fuel_used), job_log = coalesce(?7, job_log), \
                 lease_expires_at = NULL, start_time = coalesce(?8, start_time) \
-             WHERE id = ?1 AND status = 'GO' AND runner_id IS ?2",
+             WHERE id = ?1 AND status = 'GO' AND runner_id IS ?2 \
+             RETURNING requeue_interval, retry_interval, max_retry, max_retry_count",
         )?
-        .execute(params![
-            job.id,
-            job.runner_id,
-            outcome.status().code(),
-            now_text,
-            job::truncate_summary(outcome.summary()),
-            fuel_used,
-            log,
-            started.map(format_time),
-        ])?;
-    if n != 1 {
-        return Err(StoreError::NotOurs {
-            id: job.id,
-            runner_id: job.runner_id.clone().unwrap_or_default(),
-            status: job.status,
-        });
-    }
-    let Some(next) = job::successor(&job.policy(), outcome) else {
+        .query_row(
+            params![
+                id,
+                runner_id,
+                outcome.status().code(),
+                now_text,
+                job::truncate_summary(outcome.summary()),
+                fuel_used,
+                log,
+                started.map(format_time),
+            ],
+            |r| {
+                Ok(job::Policy {
+                    requeue_interval: r.get(0)?,
+                    retry_interval: r.get(1)?,
+                    max_retry: r.get(2)?,
+                    max_retry_count: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                })
+            },
+        ),
+    )?;
+    let Some(policy) = policy else {
         return Ok(None);
+    };
+    let Some(next) = job::successor(&policy, outcome) else {
+        return Ok(Some(None));
     };
     let start_after = now
         .checked_add_signed(TimeDelta::try_seconds(next.delay_secs).unwrap_or(TimeDelta::MAX))
@@ -466,10 +494,10 @@ fn end_row(
          FROM cm_co_jobs WHERE id = ?1",
     )?
     .execute(params![
-        job.id,
+        id,
         next.max_retry_count,
         now_text,
         format_time(start_after)
     ])?;
-    Ok(Some(JobId(tx.last_insert_rowid())))
+    Ok(Some(Some(JobId(tx.last_insert_rowid()))))
 }
