@@ -516,3 +516,39 @@ async fn python_and_javascript_plugins() {
         );
     }
 }
+
+/// The compiled-code cache is what makes an 18 MB Python component cheap
+/// to load after the first time: the second load, by a new process's
+/// sandbox, comes from the disk cache. (Times are printed, not asserted:
+/// docs/performance.md has the figures.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_second_load_hits_the_compiled_code_cache() {
+    let plugins = plugins_dir(&["python-hello"]);
+    let first = sandbox(plugins.path())
+        .plugin_async("python-hello")
+        .await
+        .expect("first load");
+    assert!(!first.load.from_disk_cache);
+    let sb = sandbox(plugins.path());
+    let second = sb.plugin_async("python-hello").await.expect("second load");
+    assert!(second.load.from_disk_cache);
+    eprintln!(
+        "python-hello ({} bytes): first load (compile) {:.3} s, second load (cache) {:.3} s",
+        std::fs::metadata(plugins.path().join("python-hello.wasm"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        first.load.seconds,
+        second.load.seconds
+    );
+    let limits = sb.limits_for(&second, &LimitOverrides::default());
+    let report = sb
+        .run(
+            &second,
+            &job("python-hello", r#"{"name":"cache"}"#),
+            limits,
+            Box::new(Recorder::default()),
+            &Interrupt::new(),
+        )
+        .await;
+    assert_eq!(report.end, RunEnd::Ok("hello, cache from Python".into()));
+}

@@ -178,8 +178,12 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = format_time((self.clock)());
         let mut ids = Vec::with_capacity(jobs.len());
+        let mut known_cos = std::collections::HashSet::new();
         for (i, (job, checked)) in jobs.iter().zip(&checked).enumerate() {
-            ids.push(insert_job(&tx, job, checked, &now).map_err(|e| in_batch(i, e))?);
+            if known_cos.insert(job.co_id) {
+                require_co(&tx, job.co_id).map_err(|e| in_batch(i, e))?;
+            }
+            ids.push(insert_row(&tx, job, checked, &now).map_err(|e| in_batch(i, e))?);
         }
         tx.commit()?;
         Ok(ids)
@@ -485,14 +489,29 @@ fn insert_job(
     checked: &Checked,
     now: &str,
 ) -> Result<JobId> {
-    let co: Option<i64> = optional(tx.query_row(
-        "SELECT id FROM cm_cos WHERE id = ?1",
-        [job.co_id],
-        |r| r.get(0),
-    ))?;
-    if co.is_none() {
-        return Err(StoreError::NoCo(job.co_id));
+    require_co(tx, job.co_id)?;
+    insert_row(tx, job, checked, now)
+}
+
+/// Refuse an unknown CO with [`StoreError::NoCo`].
+fn require_co(tx: &rusqlite::Transaction<'_>, co_id: i64) -> Result<()> {
+    let co: Option<i64> = optional(
+        tx.prepare_cached("SELECT id FROM cm_cos WHERE id = ?1")?
+            .query_row([co_id], |r| r.get(0)),
+    )?;
+    match co {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NoCo(co_id)),
     }
+}
+
+/// Insert a checked job whose CO exists.
+fn insert_row(
+    tx: &rusqlite::Transaction<'_>,
+    job: &NewJob,
+    checked: &Checked,
+    now: &str,
+) -> Result<JobId> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
