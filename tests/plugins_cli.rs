@@ -577,3 +577,116 @@ fn bench_reports_every_figure() {
     env.run(&["bench", "--plugin", "../x.wasm"])
         .fails(2, "cannot read ../x.wasm");
 }
+
+// ------------------------------------------------------- Python and JS
+
+/// Python and JavaScript plugins through the commands a user runs: `exec`,
+/// and `queue` + `run --once` with retry policies. They use the built
+/// plugins directory itself, so its compiled-code cache (warmed by any
+/// earlier run) spares recompiling 12–18 MB components per test.
+#[test]
+fn python_and_javascript_plugins_through_exec_and_the_runner() {
+    let plugins = built_plugins();
+    let plugins = plugins.to_str().expect("utf-8 path");
+    for name in ["python-hello", "js-hello", "python-runaway", "js-runaway"] {
+        assert!(
+            Path::new(plugins).join(format!("{name}.wasm")).is_file(),
+            "{name}.wasm is missing: run scripts/build-python-plugins.sh and scripts/build-js-plugins.sh"
+        );
+    }
+    let env = Env::new();
+    let exec = env.run(&[
+        "--plugins",
+        plugins,
+        "exec",
+        "python-hello",
+        "--params",
+        r#"{"name":"Ada"}"#,
+    ]);
+    assert!(
+        exec.ok().starts_with("OK: hello, Ada from Python"),
+        "{exec:#?}"
+    );
+    let exec = env.run(&[
+        "--plugins",
+        plugins,
+        "exec",
+        "js-hello",
+        "--params",
+        r#"{"name":"Ada"}"#,
+    ]);
+    assert!(
+        exec.ok().starts_with("OK: hello, Ada from JavaScript"),
+        "{exec:#?}"
+    );
+
+    let q = |args: &[&str]| -> i64 {
+        let mut all = vec!["--plugins", plugins, "queue"];
+        all.extend_from_slice(args);
+        env.run(&all).ok().trim().parse().expect("id")
+    };
+    let retry = ["--retry-interval", "1", "--max-retry", "1"];
+    let py_ok = q(&["python-hello", "--params", r#"{"name":"Grace"}"#]);
+    let py_retry = q(&[
+        &["python-hello", "--params", r#"{"outcome":"retry"}"#][..],
+        &retry[..],
+    ]
+    .concat());
+    let js_discard = q(&[
+        &["js-hello", "--params", r#"{"outcome":"discard"}"#][..],
+        &retry[..],
+    ]
+    .concat());
+    let py_raise = q(&[
+        "python-hello",
+        "--params",
+        r#"{"outcome":"raise","name":"Bob"}"#,
+    ]);
+    let js_raise = q(&[
+        "js-hello",
+        "--params",
+        r#"{"outcome":"raise","name":"Eve"}"#,
+    ]);
+    let py_loop = q(&[&["python-runaway", "--fuel", "1000000000"][..], &retry[..]].concat());
+    let js_loop = q(&[&["js-runaway", "--fuel", "1000000000"][..], &retry[..]].concat());
+    env.run(&["--plugins", plugins, "run", "--once", "--workers", "2"])
+        .ok();
+
+    let row = |id: i64| {
+        (
+            env.text(&format!("SELECT status FROM cm_co_jobs WHERE id = {id}"))
+                .unwrap_or_default(),
+            env.text(&format!(
+                "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+            ))
+            .unwrap_or_default(),
+        )
+    };
+    let retries = |id: i64| {
+        env.text(&format!(
+            "SELECT count(*) || '' FROM cm_co_jobs WHERE requeued_from_co_job_id = {id}"
+        ))
+        .unwrap_or_default()
+    };
+    assert_eq!(row(py_ok), ("OK".into(), "hello, Grace from Python".into()));
+    assert_eq!(row(py_retry).0, "X");
+    assert_eq!(retries(py_retry), "1", "retry is retried");
+    assert_eq!(row(js_discard).0, "X");
+    assert_eq!(retries(js_discard), "0", "discard is not");
+    let (st, summary) = row(py_raise);
+    assert_eq!(st, "X");
+    assert!(
+        summary.contains("RuntimeError: python exploded: Bob"),
+        "{summary}"
+    );
+    let (st, summary) = row(js_raise);
+    assert_eq!(st, "X");
+    assert!(summary.contains("js exploded: Eve"), "{summary}");
+    for id in [py_loop, js_loop] {
+        assert_eq!(
+            row(id),
+            ("X".into(), "fuel budget of 1000000000 exhausted".into())
+        );
+        assert_eq!(retries(id), "1", "a runaway loop is retried per policy");
+    }
+}
