@@ -1,7 +1,6 @@
-//! Process helpers shared by the fault and hostile-plugin tests: a
+//! Process helpers shared by the runner, fault and hostile-plugin tests: a
 //! [`Setup`] (temp database + plugins directory), a [`Daemon`] (`cojobs run`
-//! in the background, SIGKILLed on drop) and [`wait_until`]. Copied from
-//! `tests/runner.rs` (left as is to keep merges simple).
+//! in the background, SIGKILLed on drop) and [`wait_until`].
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
