@@ -515,15 +515,46 @@ fn read_only_database_is_refused_with_a_clear_error() {
     })
     .expect("chmod dir");
     let writable = std::fs::OpenOptions::new().append(true).open(db).is_ok();
-    if writable {
-        eprintln!("running as root: file modes do not stop root, nothing to test");
-    } else {
+    // As root (CI) file modes do not stop us: run the runner as `nobody`
+    // instead, where the machine lets it (setpriv present, the binary
+    // reachable by that user).
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_cojobs"),
+            ])
+            .args(args)
+            .current_dir(s.env.dir.path())
+            .output()
+    };
+    let run_as_nobody = writable && as_nobody(&["--version"]).is_ok_and(|o| o.status.success());
+    if !writable {
         let run = s.cojobs(&["run", "--once"]);
         assert_ne!(run.code, 0, "{run:#?}");
         assert!(
             run.stderr.contains("readonly") || run.stderr.contains("read-only"),
             "{run:#?}"
         );
+    } else if run_as_nobody {
+        let db_arg = db.to_str().expect("utf-8 path");
+        let out = as_nobody(&["--db", db_arg, "--plugins", s.plugins(), "run", "--once"])
+            .expect("setpriv runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "a read-only database must stop the runner: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("cojobs: ")
+                && (stderr.contains("readonly") || stderr.contains("unable to open")),
+            "{stderr}"
+        );
+    } else {
+        eprintln!("running as root and cannot run as another user here: nothing to test");
     }
     let mut p = std::fs::metadata(s.env.dir.path())
         .expect("meta")

@@ -552,3 +552,91 @@ async fn python_second_load_hits_the_compiled_code_cache() {
         .await;
     assert_eq!(report.end, RunEnd::Ok("hello, cache from Python".into()));
 }
+
+/// A core module for the `plugin` world whose `run` grows its table
+/// without end. No guest language emits `table.grow` on purpose, so it is
+/// written in WAT and wrapped as a component here.
+const TABLE_GROWER: &str = r#"
+(module
+  (type $run (func (param i64 i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32)))
+  (memory 1)
+  (table $t 1 funcref)
+  (global $heap (mut i32) (i32.const 1024))
+  (export "cm32p2||describe" (func $describe))
+  (export "cm32p2||describe_post" (func $post))
+  (export "cm32p2||run" (func $run))
+  (export "cm32p2||run_post" (func $post))
+  (export "cm32p2_memory" (memory 0))
+  (export "cm32p2_realloc" (func $realloc))
+  (export "cm32p2_initialize" (func $init))
+  (func $describe (result i32) unreachable)
+  (func $post (param i32))
+  (func $run (type $run)
+    (loop $grow
+      (drop (table.grow $t (ref.null func) (i32.const 65536)))
+      (br $grow))
+    unreachable)
+  ;; A bump allocator: enough for the host to pass the job's strings.
+  (func $realloc (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then
+        (drop (memory.grow
+          (i32.add
+            (i32.div_u
+              (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+              (i32.const 65536))
+            (i32.const 1))))))
+    (local.get $p))
+  (func $init)
+)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_grown_without_end_hits_the_table_limit() {
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
+        .expect("the project's WIT");
+    let world = resolve
+        .select_world(&[pkg], Some("plugin"))
+        .expect("world plugin");
+    let mut module = wat::parse_str(TABLE_GROWER).expect("WAT");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embed the world");
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("module")
+        .validate(true)
+        .encode()
+        .expect("component");
+    let plugins = plugins_dir(&[]);
+    std::fs::write(plugins.path().join("tablegrow.wasm"), component).expect("write");
+    let sb = sandbox(plugins.path());
+    let report = run_with(
+        &sb,
+        "tablegrow",
+        "{}",
+        LimitOverrides::default(),
+        Recorder::default(),
+        &Interrupt::new(),
+    )
+    .await;
+    assert_eq!(
+        failed(&report),
+        (FailKind::Memory, "table limit of 1000000 elements exceeded")
+    );
+    // The sandbox keeps serving.
+    let (ok, _) = run("hello", "{}", LimitOverrides::default()).await;
+    assert_eq!(ok.end, RunEnd::Ok("hello, world".into()));
+}
