@@ -113,6 +113,7 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     runner.db.started(job.id, started_at);
+    tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(
