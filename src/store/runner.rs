@@ -62,29 +62,32 @@ pub(super) fn claim_sql(n: usize) -> String {
 }
 
 /// Order claimed rows as the claim picked them (RETURNING has no order):
-/// by rank within their CO, then due time, then id.
-fn round_robin(jobs: &mut [Job]) {
-    let due = |j: &Job| {
+/// by rank within their CO, then due time, then id. Moves the rows; no
+/// row is copied (this runs on every claim).
+fn round_robin(mut jobs: Vec<Job>) -> Vec<Job> {
+    fn due(j: &Job) -> &str {
         j.start_after_time
-            .clone()
-            .or_else(|| j.queue_time.clone())
-            .unwrap_or_default()
-    };
-    jobs.sort_by_cached_key(|j| (j.co_id, due(j), j.id));
-    let mut keyed: Vec<(usize, String, JobId)> = Vec::with_capacity(jobs.len());
-    let mut rank = 0;
-    for (i, j) in jobs.iter().enumerate() {
-        rank = if i > 0 && jobs[i - 1].co_id == j.co_id {
-            rank + 1
-        } else {
-            0
-        };
-        keyed.push((rank, due(j), j.id));
+            .as_deref()
+            .or(j.queue_time.as_deref())
+            .unwrap_or("")
     }
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by(|&a, &b| keyed[a].cmp(&keyed[b]));
-    let sorted: Vec<Job> = order.iter().map(|&i| jobs[i].clone()).collect();
-    jobs.clone_from_slice(&sorted);
+    jobs.sort_by(|a, b| (a.co_id, due(a), a.id).cmp(&(b.co_id, due(b), b.id)));
+    let mut prev_co = None;
+    let mut rank = 0usize;
+    let mut ranked: Vec<(usize, Job)> = jobs
+        .into_iter()
+        .map(|j| {
+            rank = if prev_co == Some(j.co_id) {
+                rank + 1
+            } else {
+                0
+            };
+            prev_co = Some(j.co_id);
+            (rank, j)
+        })
+        .collect();
+    ranked.sort_by(|(ra, a), (rb, b)| (*ra, due(a), a.id).cmp(&(*rb, due(b), b.id)));
+    ranked.into_iter().map(|(_, j)| j).collect()
 }
 
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> String {
@@ -129,9 +132,8 @@ impl Store {
             ],
             Job::from_row,
         )?;
-        let mut jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>()?;
-        round_robin(&mut jobs);
-        Ok(jobs)
+        let jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(round_robin(jobs))
     }
 
     /// Record how a claimed row ended and queue its successor (retry or
