@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    let store = g.open_store()?;
+    let store = g.open_reader()?;
     let id = JobId(args.id);
     store.require(id)?;
     let records = store.history(id)?;

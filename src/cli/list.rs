@@ -32,7 +32,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(|e| Error::Input(e.to_string()))?;
-    let store = g.open_store()?;
+    let store = g.open_reader()?;
     let jobs = store.list(&ListFilter {
         status,
         job_type: args.job_type,

@@ -21,11 +21,12 @@ mod watch;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
-use crate::store::{JobId, Store, StoreError};
+use crate::store::{Access, JobId, Store, StoreError};
 
 /// A durable background-job runner whose jobs run as sandboxed
 /// WebAssembly components.
@@ -47,12 +48,39 @@ pub struct Global {
     /// The folder of plugin components (<job type>.wasm).
     #[arg(long, global = true, env = "COJOBS_PLUGINS", default_value = "plugins")]
     pub plugins: PathBuf,
+    /// How long to wait for another process's lock on the database before
+    /// giving up (exit 1), in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "COJOBS_WAIT",
+        value_name = "SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_WAIT_SECS)
+    )]
+    pub wait: u64,
 }
 
+/// The longest `--wait` (SQLite counts its busy timeout in milliseconds in
+/// an `int`).
+const MAX_WAIT_SECS: u64 = 2_000_000;
+
 impl Global {
-    /// Open the job store named by `--db`.
+    /// Open the job store named by `--db` to read and write it (created
+    /// and migrated if need be).
     pub fn open_store(&self) -> Result<Store, Error> {
-        Ok(Store::open(&self.db)?)
+        Ok(Store::open_with(&self.db, Access::Write, self.wait())?)
+    }
+
+    /// Open the job store named by `--db` to read it only: no write lock
+    /// is taken, and a read-only file works (issue 10, finding 10).
+    pub fn open_reader(&self) -> Result<Store, Error> {
+        Ok(Store::open_with(&self.db, Access::Read, self.wait())?)
+    }
+
+    /// `--wait` as a duration.
+    pub fn wait(&self) -> Duration {
+        Duration::from_secs(self.wait)
     }
 
     /// A sandbox over the `--plugins` folder, for commands that load
@@ -134,6 +162,13 @@ pub enum Error {
     JobFailed,
     #[error(transparent)]
     Runner(#[from] crate::runner::RunnerError),
+    /// Another process held the database's lock for all of `--wait`.
+    #[error(
+        "database {} was locked by another process for {secs} s; nothing was done \
+         (try again, or wait longer with --wait SECS)",
+        db.display()
+    )]
+    Locked { db: PathBuf, secs: u64 },
 }
 
 impl Error {
@@ -161,8 +196,18 @@ impl Error {
 
 /// Run a parsed command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
-    let g = &cli.global;
-    match cli.command {
+    let g = cli.global.clone();
+    run_command(&g, cli.command, out).map_err(|e| match e {
+        Error::Store(e) if e.is_busy() => Error::Locked {
+            db: g.db.clone(),
+            secs: g.wait,
+        },
+        e => e,
+    })
+}
+
+fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), Error> {
+    match command {
         Command::Queue(args) => queue::run(g, args, out),
         Command::List(args) => list::run(g, args, out),
         Command::Show(args) => show::run(g, args, out),

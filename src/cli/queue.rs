@@ -186,7 +186,8 @@ struct Line {
 }
 
 /// `queue --from FILE.jsonl`: parse and check every line, then queue all
-/// in one transaction. Any bad line: exit 2 naming it, nothing written.
+/// in one transaction. Any bad line: exit 2 naming it, nothing written,
+/// no lock taken.
 fn queue_file(
     g: &Global,
     path: &std::path::Path,
@@ -195,8 +196,9 @@ fn queue_file(
 ) -> Result<(), Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    let mut store = g.open_store()?;
-    let now = store.now();
+    // Every line is read and checked before the database is opened; the
+    // write lock is then held for the inserts alone (issue 10, finding 1).
+    let now = chrono::Utc::now();
     let who = current_user();
     let mut jobs = Vec::new();
     let mut line_numbers = Vec::new();
@@ -250,6 +252,7 @@ fn queue_file(
             Error::Input(format!("{}:{}: {e}", path.display(), line_numbers[i]))
         })?;
     }
+    let mut store = g.open_store()?;
     let ids = store.queue_many(&jobs).map_err(|e| match e {
         crate::store::StoreError::InBatch { index, source } => {
             if source.is_input() {

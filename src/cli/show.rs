@@ -4,25 +4,36 @@
 use std::io::Write;
 
 use super::{Error, Global, cell, write_table};
-use crate::store::{JOB_COLUMN_NAMES, JobId};
+use crate::store::{ChainPage, JOB_COLUMN_NAMES, JobId};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job id.
     id: i64,
-    /// One JSON object: {"job": ..., "history": [...], "chain": [...]}.
+    /// One JSON object: {"job": ..., "history": [...], "chain": [rows
+    /// around the job], "chain_total": N, "chain_counts": {status: N}}.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    let store = g.open_store()?;
+    let store = g.open_reader()?;
     let id = JobId(args.id);
     let job = store.require(id)?;
     let history = store.history(id)?;
-    let chain = store.retry_chain(id)?;
+    let chain = store.chain_page(id, CHAIN_AROUND)?;
     if args.json {
-        let value = serde_json::json!({ "job": job, "history": history, "chain": chain });
+        let value = serde_json::json!({
+            "job": job,
+            "history": history,
+            "chain": chain.rows,
+            "chain_total": chain.total,
+            "chain_counts": chain
+                .counts
+                .iter()
+                .map(|(st, n)| (st.code().to_string(), serde_json::Value::from(*n)))
+                .collect::<serde_json::Map<_, _>>(),
+        });
         serde_json::to_writer(&mut *out, &value)?;
         writeln!(out)?;
         return Ok(());
@@ -55,7 +66,44 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     }
 
     writeln!(out, "\nretry chain:")?;
+    write_chain(out, id, &chain)?;
+
+    writeln!(out, "\nlog:")?;
+    match job.job_log.as_deref() {
+        None | Some("") => writeln!(out, "  (none)")?,
+        Some(log) => {
+            for line in log.lines() {
+                writeln!(out, "  {line}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rows of the retry chain shown either side of the job: a chain can hold
+/// tens of thousands of rows (a job requeued every minute for a month).
+const CHAIN_AROUND: usize = 10;
+
+/// The chain's counts, then the rows around `id` (marked `*`).
+fn write_chain(out: &mut dyn Write, id: JobId, chain: &ChainPage) -> Result<(), Error> {
+    let counts: Vec<String> = chain
+        .counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(st, n)| format!("{}={n}", st.code()))
+        .collect();
+    let shown_last = chain.first.saturating_add(chain.rows.len());
+    writeln!(
+        out,
+        "  {} rows ({}); this job is row {}; rows {}..{} shown",
+        chain.total,
+        counts.join(" "),
+        chain.position.saturating_add(1),
+        chain.first.saturating_add(1),
+        shown_last
+    )?;
     let rows: Vec<Vec<String>> = chain
+        .rows
         .iter()
         .map(|j| {
             vec![
@@ -65,7 +113,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
                     j.id.to_string()
                 },
                 cell(j.requeued_from_co_job_id.map(|p| p.to_string()).as_deref()),
-                j.status.to_string(),
+                j.status.clone(),
                 cell(j.max_retry_count.map(|c| c.to_string()).as_deref()),
                 cell(j.complete_time.as_deref()),
                 cell(j.finish_summary.as_deref()),
@@ -77,15 +125,5 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         &["ID", "FROM", "STATUS", "RETRY", "ENDED", "SUMMARY"],
         &rows,
     )?;
-
-    writeln!(out, "\nlog:")?;
-    match job.job_log.as_deref() {
-        None | Some("") => writeln!(out, "  (none)")?,
-        Some(log) => {
-            for line in log.lines() {
-                writeln!(out, "  {line}")?;
-            }
-        }
-    }
     Ok(())
 }

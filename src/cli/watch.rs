@@ -89,7 +89,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             "--interval must be a positive number of seconds".into(),
         ));
     };
-    let store = g.open_store()?;
+    let store = g.open_reader()?;
     if args.once || !std::io::stdout().is_terminal() {
         loop {
             let s = snapshot(&store)?;

@@ -6,10 +6,14 @@
 //! are written in one transaction (group commit), which is what makes the
 //! runner's database cost per job small.
 //!
+//! A database locked by another process is waited for, never reported as
+//! an error ([`patiently`]): the runner does not exit because a bulk
+//! queue holds the write lock, and no job fails for it.
+//!
 //! The thread ends when every [`Db`] handle is dropped.
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -82,7 +86,10 @@ const MAX_GROUP: usize = 512;
 
 impl Db {
     /// Start the thread with an open store.
-    pub fn start(store: Store, runner_id: String, lease: Duration) -> std::io::Result<Db> {
+    pub fn start(mut store: Store, runner_id: String, lease: Duration) -> std::io::Result<Db> {
+        if let Err(e) = store.set_wait(BUSY_SLICE) {
+            tracing::warn!("cannot set the database's busy timeout: {e}");
+        }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("cojobs-db".into())
@@ -143,6 +150,53 @@ impl Db {
     }
 }
 
+/// How long one attempt waits in SQLite's busy handler for another
+/// connection's write lock before [`patiently`] looks again.
+const BUSY_SLICE: Duration = Duration::from_secs(2);
+/// How often a wait for the lock is logged.
+const BUSY_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Run `op` until the database lets it through. A database locked by
+/// another process (a bulk `queue --from`, a backup, an operator's open
+/// transaction) is not a failure of the runner nor of a job: the attempt
+/// wrote nothing (a statement or transaction that meets `SQLITE_BUSY` is
+/// rolled back whole), so it is tried again, however long that takes,
+/// with a warning about every 10 s naming what waits. A group of
+/// finishes is retried as one transaction: none is lost, none doubled.
+fn patiently<T>(
+    what: &str,
+    mut op: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let start = Instant::now();
+    let mut last_warning = start;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match op() {
+            Err(e) if e.is_busy() => {
+                if last_warning.elapsed() >= BUSY_WARN_EVERY {
+                    last_warning = Instant::now();
+                    tracing::warn!(
+                        "database locked by another connection: still waiting to {what} \
+                         ({} s so far)",
+                        start.elapsed().as_secs()
+                    );
+                }
+                std::thread::sleep(pause);
+                pause = pause.saturating_mul(2).min(Duration::from_millis(500));
+            }
+            done => {
+                if last_warning != start {
+                    tracing::info!(
+                        "database free again: could {what} after {} s",
+                        start.elapsed().as_secs()
+                    );
+                }
+                return done;
+            }
+        }
+    }
+}
+
 fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<Cmd>) {
     let mut pending = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -180,7 +234,9 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
             }
         }
         if !finishes.is_empty() || !started.is_empty() {
-            match store.record(runner_id, &started, &finishes) {
+            match patiently("record job starts and ends", || {
+                store.record(runner_id, &started, &finishes)
+            }) {
                 Ok(results) => {
                     for (reply, r) in replies.into_iter().zip(results) {
                         let _ = reply.send(r);
@@ -216,56 +272,69 @@ fn refuse(cmd: Cmd, msg: &str) {
 fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
     match cmd {
         Cmd::Claim { max, per_co, reply } => {
-            let _ = reply.send(store.claim_capped(runner_id, max, lease, per_co));
+            let _ = reply.send(patiently("claim jobs", || {
+                store.claim_capped(runner_id, max, lease, per_co)
+            }));
         }
         Cmd::Finish { item, reply } => {
-            let r = store
-                .finish_batch(runner_id, std::slice::from_ref(&item))
-                .and_then(|mut v| v.pop().unwrap_or(Err(StoreError::NoJob(item.id))));
+            let r = patiently("record a job's end", || {
+                store.finish_batch(runner_id, std::slice::from_ref(&item))
+            })
+            .and_then(|mut v| v.pop().unwrap_or(Err(StoreError::NoJob(item.id))));
             let _ = reply.send(r);
         }
         Cmd::Release { id, summary, reply } => {
-            let _ = reply.send(store.release(id, runner_id, &summary));
+            let _ = reply.send(patiently("return a job to the queue", || {
+                store.release(id, runner_id, &summary)
+            }));
         }
         Cmd::Started { id, at } => {
-            if let Err(e) = store.record(runner_id, &[(id, at)], &[]) {
+            if let Err(e) = patiently("record a job's start", || {
+                store.record(runner_id, &[(id, at)], &[])
+            }) {
                 tracing::warn!(job = id.0, "could not record the job's start: {e}");
             }
         }
         Cmd::Progress { updates } => {
             for (id, percent, line) in updates {
-                if let Err(e) =
+                if let Err(e) = patiently("record progress", || {
                     store.set_progress(id, runner_id, i64::from(percent), line.as_deref())
-                {
+                }) {
                     tracing::warn!(job = id.0, "could not record progress: {e}");
                 }
             }
         }
         Cmd::Heartbeat { reply } => {
-            let _ = reply.send(store.heartbeat(runner_id, lease));
+            let _ = reply.send(patiently("renew leases (heartbeat)", || {
+                store.heartbeat(runner_id, lease)
+            }));
         }
         Cmd::Rescue { reply } => {
-            let rescued = store.rescue_expired().map(|rows| {
-                rows.into_iter()
-                    .map(|(id, successor)| Rescued {
-                        id,
-                        successor: successor.map(|s| {
-                            let due = store.get(s).ok().flatten().and_then(|j| j.start_after_time);
-                            (s, due)
-                        }),
-                    })
-                    .collect()
-            });
+            let rescued =
+                patiently("rescue expired leases", || store.rescue_expired()).map(|rows| {
+                    rows.into_iter()
+                        .map(|(id, successor)| Rescued {
+                            id,
+                            successor: successor.map(|s| {
+                                let due =
+                                    store.get(s).ok().flatten().and_then(|j| j.start_after_time);
+                                (s, due)
+                            }),
+                        })
+                        .collect()
+                });
             let _ = reply.send(rescued);
         }
         Cmd::CancelRequests { reply } => {
-            let _ = reply.send(store.cancel_requests(runner_id));
+            let _ = reply.send(patiently("read cancel requests", || {
+                store.cancel_requests(runner_id)
+            }));
         }
         Cmd::NextDue { reply } => {
-            let _ = reply.send(store.next_due());
+            let _ = reply.send(patiently("read the next due time", || store.next_due()));
         }
         Cmd::DataVersion { reply } => {
-            let _ = reply.send(store.data_version());
+            let _ = reply.send(patiently("poll for new jobs", || store.data_version()));
         }
     }
 }

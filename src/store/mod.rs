@@ -31,11 +31,29 @@ use serde::Serialize;
 
 use crate::job::{self, JobStatus};
 
-pub use jobs::{CancelResult, Co, HistoryRecord, ListFilter, NewHistoryRecord, NewJob, Queued};
+pub use jobs::{
+    CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter, NewHistoryRecord, NewJob,
+    Queued,
+};
 pub use runner::Finish;
 
-/// How long a statement waits for another connection's write lock.
+/// How long a statement waits for another connection's write lock, unless
+/// the store is opened with another wait ([`Store::open_with`]).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest wait SQLite's busy handler can take (its timeout is an
+/// `int` of milliseconds); longer waits are cut to this.
+pub const MAX_WAIT: Duration = Duration::from_secs(2_000_000);
+
+/// What a command needs of the database ([`Store::open_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading only (`list`, `show`, `history`, `watch`, `plugins`): no
+    /// write lock is taken to open, and a read-only file is fine.
+    Read,
+    /// Reading and writing: the file is created and migrated if need be.
+    Write,
+}
 
 /// The id of a `cm_co_jobs` row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -102,7 +120,22 @@ pub enum StoreError {
     #[error("job {id} has unreadable status '{status}'")]
     BadStatus { id: JobId, status: String },
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// Another connection held the write lock for longer than this one
+    /// waits (`SQLITE_BUSY` / `SQLITE_LOCKED`): transient, worth retrying.
+    #[error("database is locked by another connection: {0}")]
+    Busy(rusqlite::Error),
+    #[error(
+        "database {} is at schema version {found} and needs upgrading to {known}, \
+         but cannot be written: {source}; run any command that writes (e.g. `cojobs co list`) \
+         with write access once", path.display()
+    )]
+    NeedsUpgrade {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+        source: Box<StoreError>,
+    },
     /// One job of a [`Store::queue_many`] batch was wrong (0-based index).
     #[error("job {} of the batch: {source}", index + 1)]
     InBatch {
@@ -115,7 +148,32 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StoreError::Busy(e),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
 impl StoreError {
+    /// True when the database was locked by another connection for longer
+    /// than this one waits: nothing was written, and trying again later
+    /// can succeed.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Busy(_) => true,
+            StoreError::InBatch { source, .. } => source.is_busy(),
+            StoreError::Open { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+
     /// True when the caller's input was wrong (bad type, params, CO, id...),
     /// false when the store itself failed.
     pub fn is_input(&self) -> bool {
@@ -141,9 +199,18 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Format a time the way every timestamp column holds it:
-/// `YYYY-MM-DD HH:MM:SS.fff`, UTC.
+/// `YYYY-MM-DD HH:MM:SS.fff`, UTC. Times past `9999-12-31 23:59:59` (or
+/// before year 0) are clamped to it: a year of five digits would be
+/// written `+10000-...` and sort before `2026-...` as text.
 pub fn format_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+    // 0000-01-01 00:00:00 and 9999-12-31 23:59:59, UTC.
+    let first =
+        DateTime::<Utc>::from_timestamp(-62_167_219_200, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let last =
+        DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    t.clamp(first, last)
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
 }
 
 /// Where "now" comes from. Tests swap it to move time without sleeping.
@@ -170,23 +237,37 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (creating and migrating if need be) the database at `path`.
+    /// Open (creating and migrating if need be) the database at `path`
+    /// for reading and writing, waiting up to [`BUSY_TIMEOUT`] for locks.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, Access::Write, BUSY_TIMEOUT)
+    }
+
+    /// Open the database at `path` for `access`; every statement waits up
+    /// to `wait` (capped at [`MAX_WAIT`]) for another connection's lock.
+    ///
+    /// The schema version is read without a transaction, so opening a
+    /// database that is up to date takes no lock at all: a reader works
+    /// while another connection holds the write lock, and on a file it may
+    /// not write. Only a database that is missing or behind is migrated
+    /// (in one immediate transaction); for [`Access::Read`] on a file that
+    /// cannot be written that is [`StoreError::NeedsUpgrade`].
+    pub fn open_with(path: impl AsRef<Path>, access: Access, wait: Duration) -> Result<Store> {
         let path = path.as_ref();
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        // journal_mode returns a row; WAL persists in the file.
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(open_err)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            .map_err(open_err)?;
-        conn.set_prepared_statement_cache_capacity(64);
-        schema::migrate(&mut conn)?;
+        // A file that does not exist yet is created, which is a write.
+        let access = if path.exists() { access } else { Access::Write };
+        let mut conn = connect(path, access, wait)?;
+        if schema::is_behind(&conn)? {
+            schema::migrate(&mut conn).map_err(|e| match (access, e) {
+                (Access::Read, e) if !e.is_busy() => StoreError::NeedsUpgrade {
+                    path: path.to_path_buf(),
+                    found: schema::version(&conn).unwrap_or(0),
+                    known: schema::known(),
+                    source: Box::new(e),
+                },
+                (_, e) => e,
+            })?;
+        }
         let file = file_identity(path).map(|id| (path.to_path_buf(), id));
         Ok(Store {
             conn,
@@ -216,6 +297,13 @@ impl Store {
                 path.display()
             ))),
         }
+    }
+
+    /// Wait up to `wait` (capped at [`MAX_WAIT`]) for another connection's
+    /// lock in every later statement.
+    pub fn set_wait(&mut self, wait: Duration) -> Result<()> {
+        self.conn.busy_timeout(wait.min(MAX_WAIT))?;
+        Ok(())
     }
 
     /// Replace the clock (tests: move time without sleeping).
@@ -467,4 +555,73 @@ fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A configured connection to `path` whose schema version can be read.
+///
+/// A reader of a WAL database needs its `-shm` file; when none exists and
+/// none can be created (a read-only file in a directory the user may not
+/// write) SQLite cannot open it. No `-wal` file then means no connection
+/// has the database open, so a reader opens it as an immutable snapshot.
+fn connect(path: &Path, access: Access, wait: Duration) -> Result<Connection> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Setting up is part of opening: its errors name the file.
+    let as_open = |e| match e {
+        StoreError::Sqlite(source) | StoreError::Busy(source) => open_err(source),
+        e => e,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    let readable = configure(&conn, access, wait)
+        .and_then(|()| schema::version(&conn))
+        .map_err(as_open);
+    match readable {
+        Ok(_) => Ok(conn),
+        Err(e) if access == Access::Read && !e.is_busy() && !wal_file(path).exists() => {
+            let uri = format!("file:{}?immutable=1", uri_path(path));
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(uri, flags).map_err(open_err)?;
+            configure(&conn, access, wait).map_err(as_open)?;
+            Ok(conn)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Per-connection settings: the busy timeout, WAL (set by writers; it
+/// persists in the file), foreign keys, synchronous=NORMAL.
+fn configure(conn: &Connection, access: Access, wait: Duration) -> Result<()> {
+    conn.busy_timeout(wait.min(MAX_WAIT))?;
+    if access == Access::Write {
+        // journal_mode returns a row.
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    }
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// The `-wal` file SQLite keeps next to `path`.
+fn wal_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// `path` for a `file:` URI: `%`, `?` and `#` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -10,6 +10,54 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
+/// True (as SQL) when `NEW.<col>` holds a time not in one of the two
+/// stored forms (`YYYY-MM-DD HH:MM:SS` or with `.fff`), or no time at all.
+macro_rules! odd_time {
+    ($col:literal) => {
+        concat!(
+            "(NEW.",
+            $col,
+            " IS NOT NULL AND NEW.",
+            $col,
+            " IS NOT strftime('%Y-%m-%d %H:%M:%f', NEW.",
+            $col,
+            ") AND NEW.",
+            $col,
+            " IS NOT datetime(NEW.",
+            $col,
+            "))"
+        )
+    };
+}
+
+/// The body of the triggers that keep a queued row's due time comparable
+/// as text (migration 2): a time SQLite can read (ISO 8601 with `T`, `Z`,
+/// an offset, a fraction) is rewritten as the instant it means, in the
+/// stored form; a row whose time cannot be read ends `X` at once, saying
+/// which, so a runner never waits on nor spins over it.
+macro_rules! normalize_times {
+    () => {
+        concat!(
+            "WHEN NEW.status = 'Q' AND (", odd_time!("start_after_time"), " OR ",
+            odd_time!("queue_time"), ") BEGIN \
+            UPDATE cm_co_jobs SET \
+                start_after_time = coalesce(strftime('%Y-%m-%d %H:%M:%f', start_after_time), start_after_time), \
+                queue_time = coalesce(strftime('%Y-%m-%d %H:%M:%f', queue_time), queue_time) \
+            WHERE id = NEW.id; \
+            UPDATE cm_co_jobs SET status = 'X', \
+                complete_time = strftime('%Y-%m-%d %H:%M:%f', 'now'), \
+                finish_summary = substr(CASE \
+                    WHEN start_after_time IS NOT NULL AND datetime(start_after_time) IS NULL \
+                    THEN 'start_after_time ''' || start_after_time || ''' is not a time' \
+                    ELSE 'queue_time ''' || queue_time || ''' is not a time' END, 1, 256) \
+            WHERE id = NEW.id AND status = 'Q' \
+              AND ((start_after_time IS NOT NULL AND datetime(start_after_time) IS NULL) \
+                OR (queue_time IS NOT NULL AND datetime(queue_time) IS NULL)); \
+            END;"
+        )
+    };
+}
+
 /// The migrations, oldest first. Append only.
 pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the seed's three tables, the runner's columns, the claim indexes.
@@ -97,13 +145,50 @@ CREATE TABLE cm_co_job_history_records (
 );
 CREATE INDEX cm_co_job_history_records_i1 ON cm_co_job_history_records (co_job_id, id);
 "#,
+    // 2: `list --type` / `--co` by index (issue 10, finding 9); due times
+    // written by other programs normalised or refused (finding 7), and the
+    // queued rows already there put through the same rule.
+    concat!(
+        "CREATE INDEX cm_co_jobs_type ON cm_co_jobs (job_type, id); \
+         CREATE INDEX cm_co_jobs_co ON cm_co_jobs (co_id, id); \
+         CREATE TRIGGER cm_co_jobs_times_on_insert AFTER INSERT ON cm_co_jobs ",
+        normalize_times!(),
+        " CREATE TRIGGER cm_co_jobs_times_on_update \
+           AFTER UPDATE OF start_after_time, queue_time, status ON cm_co_jobs ",
+        normalize_times!(),
+        " UPDATE cm_co_jobs SET status = status WHERE status = 'Q';"
+    ),
 ];
+
+/// The schema version of the open database (`user_version`), read
+/// without a transaction: no lock is taken.
+pub(super) fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// The newest schema version this cojobs knows.
+pub(super) fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// True when `conn`'s schema is older than [`known`]; an error when it is
+/// newer ([`StoreError::SchemaTooNew`]). Takes no lock.
+pub(super) fn is_behind(conn: &Connection) -> Result<bool, StoreError> {
+    let found = version(conn)?;
+    if found > known() {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: known(),
+        });
+    }
+    Ok(found < known())
+}
 
 /// Bring `conn` up to the newest schema, in one transaction.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
+    let known = known();
     if version > known {
         return Err(StoreError::SchemaTooNew {
             found: version,

@@ -1002,3 +1002,114 @@ fn rescue_puts_claimed_but_never_started_rows_back_without_a_retry() {
     // It is claimable again, by anyone.
     assert_eq!(f.store.claim("r2", 1, LEASE).unwrap().len(), 1);
 }
+
+/// The `EXPLAIN QUERY PLAN` detail lines of `sql` with `values`.
+fn plan_of(f: &Fixture, sql: &str, values: &[rusqlite::types::Value]) -> Vec<String> {
+    let conn = rusqlite::Connection::open(&f.path).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    stmt.query_map(rusqlite::params_from_iter(values), |r| {
+        r.get::<_, String>(3)
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+/// Issue 10, finding 9: `list` by status, type or CO seeks an index in id
+/// order; no filter combination scans the table or sorts it.
+#[test]
+fn list_plans_use_an_index_per_filter() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            Some(JobStatus::Failed),
+            None,
+            None,
+            "cm_co_jobs_status (status=?)",
+        ),
+        (
+            None,
+            Some("hello".to_string()),
+            None,
+            "cm_co_jobs_type (job_type=?)",
+        ),
+        (None, None, Some(1), "cm_co_jobs_co (co_id=?)"),
+    ];
+    for (status, job_type, co_id, index) in cases {
+        let filter = ListFilter {
+            status,
+            job_type,
+            co_id,
+            limit: Some(100),
+        };
+        let (sql, values) = jobs::list_sql(&filter);
+        let plan = plan_of(&f, &sql, &values).join("\n");
+        assert!(plan.contains(index), "{filter:?}:\n{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");
+    }
+}
+
+/// Issue 10, finding 9: the counts `watch` refreshes read ranges of the
+/// status index (and the table's row count), never every row.
+#[test]
+fn counts_plan_reads_status_ranges() {
+    let f = Fixture::new();
+    let sql = "SELECT (SELECT count(*) FROM cm_co_jobs), \
+               (SELECT count(*) FROM cm_co_jobs WHERE status = 'Q')";
+    let plan = plan_of(&f, sql, &[]).join("\n");
+    assert!(plan.contains("cm_co_jobs_status (status=?)"), "{plan}");
+    // The statement the store runs has the same shape.
+    let counts = f.store.counts_by_status().unwrap();
+    assert_eq!(counts.len(), JobStatus::ALL.len());
+}
+
+/// Issue 10, finding 9: walking a retry chain seeks by primary key and by
+/// `cm_co_jobs_requeued_from`; it never scans the table.
+#[test]
+fn chain_plan_seeks() {
+    let f = Fixture::new();
+    let plan = plan_of(
+        &f,
+        jobs::CHAIN_MEMBERS_SQL,
+        &[rusqlite::types::Value::Integer(1)],
+    );
+    for line in &plan {
+        assert!(
+            !line.starts_with("SCAN cm_co_jobs") && !line.starts_with("SCAN j"),
+            "{plan:#?}"
+        );
+    }
+    assert!(
+        plan.iter().any(|l| l.contains("cm_co_jobs_requeued_from")),
+        "{plan:#?}"
+    );
+}
+
+/// Issue 10, finding 9: a page of a chain has the whole chain's counts and
+/// only the rows around the job.
+#[test]
+fn chain_page_counts_all_and_returns_a_neighbourhood() {
+    let mut f = Fixture::new();
+    let first = f.queue(hello());
+    f.sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 99) \
+         INSERT INTO cm_co_jobs (id, co_id, job_type, status, requeued_from_co_job_id) \
+         SELECT {first} + i, 1, 'hello', 'OK', {first} + i - 1 FROM n;"
+    ));
+    let page = f.store.chain_page(JobId(first.0 + 50), 3).unwrap();
+    assert_eq!(page.total, 100);
+    assert_eq!(page.position, 50);
+    assert_eq!(page.first, 47);
+    assert_eq!(page.rows.len(), 7);
+    assert!(page.counts.contains(&(JobStatus::Complete, 99)));
+    assert!(page.counts.contains(&(JobStatus::Queued, 1)));
+}
+
+/// Issue 10, finding 7: times past year 9999 are written as its last
+/// second, so they sort after every other time as text.
+#[test]
+fn far_times_are_clamped() {
+    let far = Utc.with_ymd_and_hms(12000, 1, 1, 0, 0, 0).unwrap();
+    assert_eq!(format_time(far), "9999-12-31 23:59:59.000");
+    assert!(format_time(far).as_str() > "2026-01-01 00:00:00.000");
+}
