@@ -622,7 +622,9 @@ fn stalled_runner_that_lost_its_lease_stops_its_copy() {
     assert!(stalled.wait(DEADLINE).success(), "{}", stalled.log());
     assert!(rescuer.wait(DEADLINE).success(), "{}", rescuer.log());
     assert!(
-        stalled.log().contains("0 ok, 0 failed, 0 canceled, 0 returned to the queue, 0 rescued, 1 lost"),
+        stalled
+            .log()
+            .contains("0 ok, 0 failed, 0 canceled, 0 returned to the queue, 0 rescued, 1 lost"),
         "{}",
         stalled.log()
     );
@@ -788,13 +790,18 @@ fn cancel_of_a_claimed_row_that_has_not_started_ends_it_at_once() {
     );
     let job = s.int("SELECT max(id) FROM cm_co_jobs");
     let show = s.cojobs(&["show", &job.to_string()]);
-    assert!(show.ok().contains("claimed by runner far-1, not started yet"));
+    assert!(
+        show.ok()
+            .contains("claimed by runner far-1, not started yet")
+    );
     let out = s.cojobs(&["cancel", &job.to_string()]);
     assert_eq!(out.ok().trim(), format!("job {job} canceled"));
     assert_eq!(s.status(job), "CX");
     assert_eq!(
-        s.text(&format!("SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"))
-            .as_deref(),
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .as_deref(),
         Some("canceled by ada")
     );
 }
@@ -825,8 +832,10 @@ fn cancel_during_the_grace_period_ends_cx_not_q() {
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
     assert_eq!(s.status(job), "CX", "{}\n{}", s.dump(), d.log());
     assert_eq!(
-        s.text(&format!("SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"))
-            .as_deref(),
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
+        ))
+        .as_deref(),
         Some("canceled by ada")
     );
     assert_eq!(s.env.job_count(), 1, "no successor:\n{}", s.dump());
@@ -849,22 +858,25 @@ fn shutdown_makes_cancel_requested_true_at_once() {
     ]);
     let mut d = s.daemon(&["--workers", "2", "--grace", "3600"]);
     d.wait_for(&s, "both jobs started", || {
-        s.int("SELECT count(*) FROM cm_co_jobs WHERE start_time IS NOT NULL AND status = 'GO'")
-            == 2
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE start_time IS NOT NULL AND status = 'GO'") == 2
     });
     d.terminate();
     let status = d.wait(DEADLINE);
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
     assert_eq!(s.status(ok), "OK", "{}", s.dump());
     assert!(
-        s.text(&format!("SELECT finish_summary FROM cm_co_jobs WHERE id = {ok}"))
-            .is_some_and(|t| t.starts_with("stopped on request after")),
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {ok}"
+        ))
+        .is_some_and(|t| t.starts_with("stopped on request after")),
         "{}",
         s.dump()
     );
     assert_eq!(s.status(retry), "Q", "{}", s.dump());
     let summary = s
-        .text(&format!("SELECT start_summary FROM cm_co_jobs WHERE id = {retry}"))
+        .text(&format!(
+            "SELECT start_summary FROM cm_co_jobs WHERE id = {retry}"
+        ))
         .expect("start_summary");
     assert!(
         summary.contains("shut down and the plugin asked to be retried: stopped on request"),

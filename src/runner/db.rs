@@ -123,8 +123,7 @@ impl Db {
         id: JobId,
         per_co: Option<usize>,
     ) -> Result<Option<Job>, StoreError> {
-        self.ask(|reply| Cmd::ClaimOne { id, per_co, reply })
-            .await
+        self.ask(|reply| Cmd::ClaimOne { id, per_co, reply }).await
     }
 
     pub async fn finish(&self, item: Finish) -> Result<Option<JobId>, StoreError> {

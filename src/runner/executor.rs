@@ -157,7 +157,14 @@ async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit
     runner.running().remove(&job.id);
     runner.note_run_time(started.elapsed());
     drop(permit);
-    record(runner, job, &shared, end, (fuel_used, log, started.elapsed())).await;
+    record(
+        runner,
+        job,
+        &shared,
+        end,
+        (fuel_used, log, started.elapsed()),
+    )
+    .await;
 }
 
 /// Record that the job starts. False (log said why) when it must not run:

@@ -354,7 +354,11 @@ impl Runner {
     /// How many jobs to claim beyond the free workers: see
     /// [`START_PROMPTLY`].
     fn claim_ahead(&self) -> usize {
-        let most = self.config.workers.saturating_mul(16).clamp(16, CLAIM_BATCH);
+        let most = self
+            .config
+            .workers
+            .saturating_mul(16)
+            .clamp(16, CLAIM_BATCH);
         let avg = self.run_time_us.load(Ordering::Relaxed);
         let prompt = START_PROMPTLY.as_micros() as u64;
         if avg == UNMEASURED || avg >= prompt {
@@ -373,7 +377,9 @@ impl Runner {
 
     /// Fold a plugin's run time into [`Runner::run_time_us`] (weight 1/8).
     fn note_run_time(&self, d: Duration) {
-        let x = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).min(UNMEASURED - 1);
+        let x = u64::try_from(d.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(UNMEASURED - 1);
         let old = self.run_time_us.load(Ordering::Relaxed);
         let new = if old == UNMEASURED {
             x

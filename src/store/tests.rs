@@ -947,7 +947,10 @@ fn claim_capped_per_co() {
         })
         .collect();
     let two = f.queue(NewJob::new(co2, "hello"));
-    let got = f.store.claim_capped("r1", 10, LEASE, Some(2), None).unwrap();
+    let got = f
+        .store
+        .claim_capped("r1", 10, LEASE, Some(2), None)
+        .unwrap();
     let mut ids: Vec<JobId> = got.iter().map(|j| j.id).collect();
     ids.sort();
     assert_eq!(ids, vec![ones[0], ones[1], two]);
@@ -969,7 +972,10 @@ fn claim_capped_per_co() {
             None,
         )
         .unwrap();
-    let got = f.store.claim_capped("r1", 10, LEASE, Some(2), None).unwrap();
+    let got = f
+        .store
+        .claim_capped("r1", 10, LEASE, Some(2), None)
+        .unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ones[2]]);
     assert_eq!(
         f.store
@@ -1070,7 +1076,12 @@ fn claim_due_by_and_claim_one() {
         .claim_capped("r1", 10, LEASE, None, Some(start))
         .unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![early]);
-    assert!(f.store.claim_one("r1", early, LEASE, None).unwrap().is_none());
+    assert!(
+        f.store
+            .claim_one("r1", early, LEASE, None)
+            .unwrap()
+            .is_none()
+    );
     let one = f.store.claim_one("r1", late, LEASE, None).unwrap();
     assert_eq!(one.map(|j| j.id), Some(late));
 }
