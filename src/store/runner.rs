@@ -313,7 +313,7 @@ impl Store {
         runner_id: &str,
         started: &[JobId],
         finishes: &[Finish],
-    ) -> Result<(Vec<bool>, Vec<Result<Option<JobId>>>)> {
+    ) -> Result<(Vec<bool>, FinishResults)> {
         let now = self.now();
         let now_text = format_time(now);
         let tx = self
@@ -444,6 +444,10 @@ impl Store {
         }
     }
 }
+
+/// One result per [`Finish`] of a batch: the successor's id, or why the
+/// row could not be ended (no longer ours).
+pub type FinishResults = Vec<Result<Option<JobId>>>;
 
 /// How one run ended, for [`Store::finish_batch`].
 #[derive(Debug, Clone)]
