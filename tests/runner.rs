@@ -43,6 +43,25 @@ fn go_count(setup: &Setup) -> i64 {
     setup.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'GO'")
 }
 
+/// Queue a `cancellable` job that waits 10 minutes and ignores cancel
+/// requests (stopped only by an interrupt), with `policy` options.
+fn queue_stubborn(setup: &Setup, policy: &[&str]) -> i64 {
+    let mut args = vec![
+        "cancellable",
+        "--params",
+        r#"{"seconds":600,"ignore_cancel":true}"#,
+    ];
+    args.extend_from_slice(policy);
+    setup.queue(&args)
+}
+
+/// A row's `finish_summary`.
+fn finish_summary(setup: &Setup, id: i64) -> Option<String> {
+    setup.text(&format!(
+        "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+    ))
+}
+
 // ------------------------------------------------------------------ tests
 
 /// (1) An OK job: percent 100, the plugin's summary, complete_time, history;
@@ -588,16 +607,8 @@ fn second_signal_returns_jobs_to_the_queue_at_once() {
 #[test]
 fn stalled_runner_that_lost_its_lease_stops_its_copy() {
     let s = Setup::new(&["cancellable"]);
-    let job = s.queue(&[
-        "cancellable",
-        "--params",
-        r#"{"seconds":600,"ignore_cancel":true}"#,
-        // A retry far in the future: no runner here picks it up.
-        "--retry-interval",
-        "3600",
-        "--max-retry",
-        "3",
-    ]);
+    // A retry far in the future: no runner here picks it up.
+    let job = queue_stubborn(&s, &["--retry-interval", "3600", "--max-retry", "3"]);
     let mut stalled = s.daemon(&["--lease", "2", "--grace", "3600"]);
     stalled.wait_for(&s, "the job is GO", || s.status(job) == "GO");
     let stalled_id = s
@@ -797,13 +808,7 @@ fn cancel_of_a_claimed_row_that_has_not_started_ends_it_at_once() {
     let out = s.cojobs(&["cancel", &job.to_string()]);
     assert_eq!(out.ok().trim(), format!("job {job} canceled"));
     assert_eq!(s.status(job), "CX");
-    assert_eq!(
-        s.text(&format!(
-            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
-        ))
-        .as_deref(),
-        Some("canceled by ada")
-    );
+    assert_eq!(finish_summary(&s, job).as_deref(), Some("canceled by ada"));
 }
 
 /// Issue 10 finding 6: a cancel requested while a shutdown's grace period
@@ -811,13 +816,7 @@ fn cancel_of_a_claimed_row_that_has_not_started_ends_it_at_once() {
 #[test]
 fn cancel_during_the_grace_period_ends_cx_not_q() {
     let s = Setup::new(&["cancellable"]);
-    let job = s.queue(&[
-        "cancellable",
-        "--params",
-        r#"{"seconds":600,"ignore_cancel":true}"#,
-        "--retry-interval",
-        "1",
-    ]);
+    let job = queue_stubborn(&s, &["--retry-interval", "1"]);
     // Grace (2 s) ends before the cancel's own interrupt (3 s after it is
     // seen): the row is released by the shutdown path.
     let mut d = s.daemon(&["--grace", "2"]);
@@ -831,13 +830,7 @@ fn cancel_during_the_grace_period_ends_cx_not_q() {
     let status = d.wait(DEADLINE);
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
     assert_eq!(s.status(job), "CX", "{}\n{}", s.dump(), d.log());
-    assert_eq!(
-        s.text(&format!(
-            "SELECT finish_summary FROM cm_co_jobs WHERE id = {job}"
-        ))
-        .as_deref(),
-        Some("canceled by ada")
-    );
+    assert_eq!(finish_summary(&s, job).as_deref(), Some("canceled by ada"));
     assert_eq!(s.env.job_count(), 1, "no successor:\n{}", s.dump());
 }
 
@@ -865,10 +858,7 @@ fn shutdown_makes_cancel_requested_true_at_once() {
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
     assert_eq!(s.status(ok), "OK", "{}", s.dump());
     assert!(
-        s.text(&format!(
-            "SELECT finish_summary FROM cm_co_jobs WHERE id = {ok}"
-        ))
-        .is_some_and(|t| t.starts_with("stopped on request after")),
+        finish_summary(&s, ok).is_some_and(|t| t.starts_with("stopped on request after")),
         "{}",
         s.dump()
     );
