@@ -185,7 +185,8 @@ fn cancel_queued_then_again() {
 fn cancel_running_requests_stop() {
     let env = Env::new();
     let id = env.queue(&["--no-check", "hello"]);
-    env.sql("UPDATE cm_co_jobs SET status = 'GO', runner_id = 'r1'");
+    // Started (a claimed row that has not started ends CX at once).
+    env.sql("UPDATE cm_co_jobs SET status = 'GO', runner_id = 'r1', start_time = datetime('now')");
     let run = env.run(&["cancel", &id.to_string()]);
     assert!(run.ok().contains("asked its runner to stop"), "{run:?}");
     assert_eq!(

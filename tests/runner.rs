@@ -43,6 +43,25 @@ fn go_count(setup: &Setup) -> i64 {
     setup.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'GO'")
 }
 
+/// Queue a `cancellable` job that waits 10 minutes and ignores cancel
+/// requests (stopped only by an interrupt), with `policy` options.
+fn queue_stubborn(setup: &Setup, policy: &[&str]) -> i64 {
+    let mut args = vec![
+        "cancellable",
+        "--params",
+        r#"{"seconds":600,"ignore_cancel":true}"#,
+    ];
+    args.extend_from_slice(policy);
+    setup.queue(&args)
+}
+
+/// A row's `finish_summary`.
+fn finish_summary(setup: &Setup, id: i64) -> Option<String> {
+    setup.text(&format!(
+        "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+    ))
+}
+
 // ------------------------------------------------------------------ tests
 
 /// (1) An OK job: percent 100, the plugin's summary, complete_time, history;
@@ -579,23 +598,18 @@ fn second_signal_returns_jobs_to_the_queue_at_once() {
     );
 }
 
-/// (12) A runner that stalls (SIGSTOP) past its lease loses the row to
-/// another runner's rescue; when it wakes and its job ends, it records
-/// nothing: the row stays X "stopped responding" with one retry.
+/// (12) Issue 10 finding 5: a runner that stalls (SIGSTOP) past its lease
+/// loses the row to another runner's rescue; when it resumes, its
+/// heartbeat finds the lease gone and stops its copy at once (a log line),
+/// recording nothing: the row stays X "stopped responding" with one retry.
+/// The copy would run 10 minutes: the stalled runner, given an hour of
+/// grace, exits at once on SIGTERM only because nothing runs any more.
 #[test]
-fn stalled_runner_that_lost_its_lease_records_no_finish() {
+fn stalled_runner_that_lost_its_lease_stops_its_copy() {
     let s = Setup::new(&["cancellable"]);
-    let job = s.queue(&[
-        "cancellable",
-        "--params",
-        r#"{"seconds":5,"ignore_cancel":true}"#,
-        // A retry far in the future: no runner here picks it up.
-        "--retry-interval",
-        "3600",
-        "--max-retry",
-        "3",
-    ]);
-    let mut stalled = s.daemon(&["--lease", "2"]);
+    // A retry far in the future: no runner here picks it up.
+    let job = queue_stubborn(&s, &["--retry-interval", "3600", "--max-retry", "3"]);
+    let mut stalled = s.daemon(&["--lease", "2", "--grace", "3600"]);
     stalled.wait_for(&s, "the job is GO", || s.status(job) == "GO");
     let stalled_id = s
         .text(&format!(
@@ -607,7 +621,9 @@ fn stalled_runner_that_lost_its_lease_records_no_finish() {
     let mut rescuer = s.daemon(&["--lease", "2"]);
     rescuer.wait_for(&s, "the job is rescued", || s.status(job) == "X");
     stalled.signal(libc::SIGCONT);
-    // Its job ends (its 5 s have passed) and the result must be dropped.
+    stalled.wait_for(&s, "the stalled runner stops its copy", || {
+        stalled.log().contains("lease lost")
+    });
     stalled.wait_for(&s, "the stalled runner drops its result", || {
         stalled.log().contains("result dropped")
     });
@@ -616,6 +632,13 @@ fn stalled_runner_that_lost_its_lease_records_no_finish() {
     }
     assert!(stalled.wait(DEADLINE).success(), "{}", stalled.log());
     assert!(rescuer.wait(DEADLINE).success(), "{}", rescuer.log());
+    assert!(
+        stalled
+            .log()
+            .contains("0 ok, 0 failed, 0 canceled, 0 returned to the queue, 0 rescued, 1 lost"),
+        "{}",
+        stalled.log()
+    );
 
     let (status, summary): (String, String) = s
         .conn()
@@ -675,4 +698,179 @@ fn once_rescues_a_dead_runners_row_and_runs_its_retry() {
         "the retry was left for a later run:\n{}",
         s.dump()
     );
+}
+
+/// Issue 10 finding 2: a timeout no deadline can hold, written by plain
+/// SQL (queue-time checks bypassed), made the job's task panic (`Instant`
+/// overflow): the row stayed GO for good and the runner went on. It runs
+/// now, and so does the job after it.
+#[test]
+fn absurd_timeout_from_plain_sql_does_not_strand_the_row() {
+    let s = Setup::new(&["hello"]);
+    s.cojobs(&["list"]).ok(); // create the database
+    s.env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, timeout_secs) \
+         VALUES (1, 'hello', 'Q', '2000-01-01 00:00:00', 9223372036854775807)",
+    );
+    let absurd = s.int("SELECT max(id) FROM cm_co_jobs");
+    let next = s.queue(&["hello"]);
+    let run = s.run_ok(&["--once"]);
+    assert_eq!(go_count(&s), 0, "{}\n{}", s.dump(), run.stderr);
+    assert_eq!(s.status(absurd), "OK", "{}\n{}", s.dump(), run.stderr);
+    assert_eq!(s.status(next), "OK", "{}", s.dump());
+}
+
+/// Issue 10 finding 3: `run --once` ends whatever the policies: a job
+/// requeued every second runs once (its requeued copy waits, queued), and a
+/// job retried every second without limit is followed 5 times (6 runs),
+/// leaving its next retry queued.
+#[test]
+fn once_ends_whatever_the_policies() {
+    let s = Setup::new(&["hello", "retry"]);
+    let requeued = s.queue(&["hello", "--requeue-interval", "1"]);
+    let retried = s.queue(&["retry", "--retry-interval", "1"]);
+    let mut d = s.daemon(&["--once"]);
+    d.wait_ok();
+    assert_eq!(s.status(requeued), "OK");
+    let count = |sql: &str| s.int(sql);
+    assert_eq!(
+        count("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'hello' AND status = 'Q'"),
+        1,
+        "{}",
+        s.dump()
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'hello'"),
+        2
+    );
+    assert_eq!(s.status(retried), "X");
+    assert_eq!(
+        count("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'retry' AND status = 'X'"),
+        6,
+        "{}",
+        s.dump()
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'retry' AND status = 'Q'"),
+        1
+    );
+    assert_eq!(go_count(&s), 0);
+}
+
+/// Issue 10 finding 4: slow jobs are claimed for free workers only, so a
+/// runner started later gets its share instead of idling while the first
+/// holds the rest; rows `GO` never outnumber the workers running them.
+#[test]
+fn slow_jobs_are_not_hoarded_by_one_runner() {
+    let s = Setup::new(&["cancellable"]);
+    let ids: Vec<i64> = (0..6)
+        .map(|_| s.queue(&["cancellable", "--params", r#"{"seconds":2}"#]))
+        .collect();
+    let a = s.daemon(&["--workers", "1"]);
+    a.wait_for(&s, "runner A took a job", || go_count(&s) >= 1);
+    let b = s.daemon(&["--workers", "1"]);
+    let mut max_go = 0;
+    a.wait_for(&s, "every job ended", || {
+        max_go = max_go.max(go_count(&s));
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'") == 6
+    });
+    assert!(max_go <= 2, "{max_go} rows GO with 2 workers in all");
+    let runners = s.int("SELECT count(DISTINCT runner_id) FROM cm_co_jobs");
+    assert_eq!(runners, 2, "one runner ran every job:\n{}", s.dump());
+    for d in [&a, &b] {
+        d.terminate();
+    }
+    for mut d in [a, b] {
+        assert!(d.wait(DEADLINE).success(), "{}", d.log());
+    }
+    assert_eq!(ids.len(), 6);
+}
+
+/// Issue 10 finding 4: a claimed row that has not started says so in
+/// `show`, and `cancel` ends it CX at once (its runner's start is then
+/// refused: it never runs).
+#[test]
+fn cancel_of_a_claimed_row_that_has_not_started_ends_it_at_once() {
+    let s = Setup::new(&["hello"]);
+    s.cojobs(&["list"]).ok(); // create the database
+    s.env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, runner_id, \
+            lease_expires_at, start_summary) \
+         VALUES (1, 'hello', 'GO', '2000-01-01 00:00:00', 'far-1', '2999-01-01 00:00:00', \
+            'claimed by runner far-1, not started yet')",
+    );
+    let job = s.int("SELECT max(id) FROM cm_co_jobs");
+    let show = s.cojobs(&["show", &job.to_string()]);
+    assert!(
+        show.ok()
+            .contains("claimed by runner far-1, not started yet")
+    );
+    let out = s.cojobs(&["cancel", &job.to_string()]);
+    assert_eq!(out.ok().trim(), format!("job {job} canceled"));
+    assert_eq!(s.status(job), "CX");
+    assert_eq!(finish_summary(&s, job).as_deref(), Some("canceled by ada"));
+}
+
+/// Issue 10 finding 6: a cancel requested while a shutdown's grace period
+/// runs out ends the row CX at once; it never goes back to Q.
+#[test]
+fn cancel_during_the_grace_period_ends_cx_not_q() {
+    let s = Setup::new(&["cancellable"]);
+    let job = queue_stubborn(&s, &["--retry-interval", "1"]);
+    // Grace (2 s) ends before the cancel's own interrupt (3 s after it is
+    // seen): the row is released by the shutdown path.
+    let mut d = s.daemon(&["--grace", "2"]);
+    d.wait_for(&s, "the job is GO", || s.status(job) == "GO");
+    d.terminate();
+    d.wait_for(&s, "the runner logged the signal", || {
+        d.log().contains("signal received")
+    });
+    let out = s.cojobs(&["cancel", &job.to_string()]);
+    assert!(out.ok().contains("asked its runner to stop"), "{out:#?}");
+    let status = d.wait(DEADLINE);
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    assert_eq!(s.status(job), "CX", "{}\n{}", s.dump(), d.log());
+    assert_eq!(finish_summary(&s, job).as_deref(), Some("canceled by ada"));
+    assert_eq!(s.env.job_count(), 1, "no successor:\n{}", s.dump());
+}
+
+/// Issue 10 finding 12: at SIGTERM every running plugin's
+/// `cancel-requested` turns true at once: a cooperative plugin stops long
+/// before the grace period (an hour here) ends. One returning `ok` ends
+/// OK; one returning `retry` goes back to Q, no retry spent.
+#[test]
+fn shutdown_makes_cancel_requested_true_at_once() {
+    let s = Setup::new(&["cancellable"]);
+    let ok = s.queue(&["cancellable", "--params", r#"{"seconds":600}"#]);
+    let retry = s.queue(&[
+        "cancellable",
+        "--params",
+        r#"{"seconds":600,"retry_on_cancel":true}"#,
+        "--retry-interval",
+        "1",
+    ]);
+    let mut d = s.daemon(&["--workers", "2", "--grace", "3600"]);
+    d.wait_for(&s, "both jobs started", || {
+        s.int("SELECT count(*) FROM cm_co_jobs WHERE start_time IS NOT NULL AND status = 'GO'") == 2
+    });
+    d.terminate();
+    let status = d.wait(DEADLINE);
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    assert_eq!(s.status(ok), "OK", "{}", s.dump());
+    assert!(
+        finish_summary(&s, ok).is_some_and(|t| t.starts_with("stopped on request after")),
+        "{}",
+        s.dump()
+    );
+    assert_eq!(s.status(retry), "Q", "{}", s.dump());
+    let summary = s
+        .text(&format!(
+            "SELECT start_summary FROM cm_co_jobs WHERE id = {retry}"
+        ))
+        .expect("start_summary");
+    assert!(
+        summary.contains("shut down and the plugin asked to be retried: stopped on request"),
+        "{summary}"
+    );
+    assert_eq!(s.env.job_count(), 2, "no retry row:\n{}", s.dump());
 }

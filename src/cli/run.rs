@@ -14,8 +14,9 @@ pub struct Args {
     /// Jobs run at once [default: the number of cores].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Run every due job (and successors falling due within a minute),
-    /// then exit: the cron mode.
+    /// Run the jobs due now (and their retries falling due within a
+    /// minute, at most 5 per chain; never requeued copies), then exit: the
+    /// cron mode.
     #[arg(long)]
     once: bool,
     /// Look for due jobs at least this often (newly queued jobs are

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use crate::job::JobStatus;
 use crate::store::{Finish, Job, JobId, Store, StoreError};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -26,7 +27,13 @@ enum Cmd {
     Claim {
         max: usize,
         per_co: Option<usize>,
+        due_by: Option<DateTime<Utc>>,
         reply: Reply<Vec<Job>>,
+    },
+    ClaimOne {
+        id: JobId,
+        per_co: Option<usize>,
+        reply: Reply<Option<Job>>,
     },
     Finish {
         item: Finish,
@@ -35,17 +42,17 @@ enum Cmd {
     Release {
         id: JobId,
         summary: String,
-        reply: Reply<()>,
+        reply: Reply<JobStatus>,
     },
     Progress {
         updates: Vec<(JobId, u8, Option<String>)>,
     },
-    Started {
+    Start {
         id: JobId,
-        at: DateTime<Utc>,
+        reply: Reply<bool>,
     },
     Heartbeat {
-        reply: Reply<usize>,
+        reply: Reply<Vec<JobId>>,
     },
     Rescue {
         reply: Reply<Vec<Rescued>>,
@@ -103,23 +110,42 @@ impl Db {
         rx.await.map_err(|_| gone())?
     }
 
-    pub async fn claim(&self, max: usize, per_co: Option<usize>) -> Result<Vec<Job>, StoreError> {
-        self.ask(|reply| Cmd::Claim { max, per_co, reply }).await
+    pub async fn claim(
+        &self,
+        max: usize,
+        per_co: Option<usize>,
+        due_by: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.ask(|reply| Cmd::Claim {
+            max,
+            per_co,
+            due_by,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn claim_one(
+        &self,
+        id: JobId,
+        per_co: Option<usize>,
+    ) -> Result<Option<Job>, StoreError> {
+        self.ask(|reply| Cmd::ClaimOne { id, per_co, reply }).await
     }
 
     pub async fn finish(&self, item: Finish) -> Result<Option<JobId>, StoreError> {
         self.ask(|reply| Cmd::Finish { item, reply }).await
     }
 
-    pub async fn release(&self, id: JobId, summary: String) -> Result<(), StoreError> {
+    pub async fn release(&self, id: JobId, summary: String) -> Result<JobStatus, StoreError> {
         self.ask(|reply| Cmd::Release { id, summary, reply }).await
     }
 
-    /// Fire and forget: a claimed job's run began. Written with the next
-    /// group of finishes; until then a rescue would treat the row as
-    /// claimed but never started (back to `Q`, no retry spent).
-    pub fn started(&self, id: JobId, at: DateTime<Utc>) {
-        let _ = self.tx.send(Cmd::Started { id, at });
+    /// A claimed job's run begins: false when the row is no longer ours
+    /// (canceled while it waited, or rescued), and then it must not run.
+    /// Written with whatever finishes are waiting (one commit).
+    pub async fn start_job(&self, id: JobId) -> Result<bool, StoreError> {
+        self.ask(|reply| Cmd::Start { id, reply }).await
     }
 
     /// Fire and forget: progress is advisory, the next flush repeats it.
@@ -127,7 +153,8 @@ impl Db {
         let _ = self.tx.send(Cmd::Progress { updates });
     }
 
-    pub async fn heartbeat(&self) -> Result<usize, StoreError> {
+    /// Extend this runner's leases; the rows it still holds.
+    pub async fn heartbeat(&self) -> Result<Vec<JobId>, StoreError> {
         self.ask(|reply| Cmd::Heartbeat { reply }).await
     }
 
@@ -223,31 +250,56 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
         let mut finishes = Vec::new();
         let mut replies = Vec::new();
         let mut started = Vec::new();
+        let mut start_replies = Vec::new();
         for cmd in pending.drain(..) {
             match cmd {
                 Cmd::Finish { item, reply } => {
                     finishes.push(item);
                     replies.push(reply);
                 }
-                Cmd::Started { id, at } => started.push((id, at)),
+                Cmd::Start { id, reply } => {
+                    started.push(id);
+                    start_replies.push(reply);
+                }
                 other => handle(&mut store, runner_id, lease, other),
             }
         }
         if !finishes.is_empty() || !started.is_empty() {
-            match patiently("record job starts and ends", || {
-                store.record(runner_id, &started, &finishes)
-            }) {
-                Ok(results) => {
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(r);
-                    }
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
-                }
+            record(
+                &mut store,
+                runner_id,
+                (&started, start_replies),
+                (&finishes, replies),
+            );
+        }
+    }
+}
+
+/// Write starts and finishes in one commit and answer each.
+fn record(
+    store: &mut Store,
+    runner_id: &str,
+    (started, start_replies): (&[JobId], Vec<Reply<bool>>),
+    (finishes, replies): (&[Finish], Vec<Reply<Option<JobId>>>),
+) {
+    match patiently("record job starts and ends", || {
+        store.record(runner_id, started, finishes)
+    }) {
+        Ok((starts, results)) => {
+            for (reply, r) in start_replies.into_iter().zip(starts) {
+                let _ = reply.send(Ok(r));
+            }
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for reply in start_replies {
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+            }
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
             }
         }
     }
@@ -258,9 +310,11 @@ fn refuse(cmd: Cmd, msg: &str) {
     let err = || StoreError::Unavailable(msg.to_string());
     match cmd {
         Cmd::Claim { reply, .. } => drop(reply.send(Err(err()))),
+        Cmd::ClaimOne { reply, .. } => drop(reply.send(Err(err()))),
+        Cmd::Start { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Finish { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Release { reply, .. } => drop(reply.send(Err(err()))),
-        Cmd::Progress { .. } | Cmd::Started { .. } => {}
+        Cmd::Progress { .. } => {}
         Cmd::Heartbeat { reply } => drop(reply.send(Err(err()))),
         Cmd::Rescue { reply } => drop(reply.send(Err(err()))),
         Cmd::CancelRequests { reply } => drop(reply.send(Err(err()))),
@@ -271,9 +325,19 @@ fn refuse(cmd: Cmd, msg: &str) {
 
 fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
     match cmd {
-        Cmd::Claim { max, per_co, reply } => {
+        Cmd::Claim {
+            max,
+            per_co,
+            due_by,
+            reply,
+        } => {
             let _ = reply.send(patiently("claim jobs", || {
-                store.claim_capped(runner_id, max, lease, per_co)
+                store.claim_capped(runner_id, max, lease, per_co, due_by)
+            }));
+        }
+        Cmd::ClaimOne { id, per_co, reply } => {
+            let _ = reply.send(patiently("claim a job", || {
+                store.claim_one(runner_id, id, lease, per_co)
             }));
         }
         Cmd::Finish { item, reply } => {
@@ -288,12 +352,8 @@ fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
                 store.release(id, runner_id, &summary)
             }));
         }
-        Cmd::Started { id, at } => {
-            if let Err(e) = patiently("record a job's start", || {
-                store.record(runner_id, &[(id, at)], &[])
-            }) {
-                tracing::warn!(job = id.0, "could not record the job's start: {e}");
-            }
+        Cmd::Start { id, reply } => {
+            let _ = reply.send(patiently("record a job's start", || store.start(id, runner_id)));
         }
         Cmd::Progress { updates } => {
             for (id, percent, line) in updates {

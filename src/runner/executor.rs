@@ -1,15 +1,18 @@
 //! Running one claimed job: the sandbox run, then its end recorded.
 
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{CANCEL_PREFIX, Runner, Running, SHUTDOWN};
-use crate::job::{self, Outcome, RecordStatus};
+use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
+use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
-    HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel, RunEnd,
+    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel, RunEnd,
 };
 use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
 
@@ -48,6 +51,8 @@ impl Shared {
 struct Events {
     job: JobId,
     shared: Arc<Shared>,
+    /// The runner is shutting down ([`Runner::stopping`]).
+    stopping: Arc<AtomicBool>,
 }
 
 impl HostEvents for Events {
@@ -76,7 +81,7 @@ impl HostEvents for Events {
     }
 
     fn cancel_requested(&mut self) -> bool {
-        self.shared.cancel.load(Ordering::Relaxed)
+        self.shared.cancel.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed)
     }
 
     fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
@@ -106,14 +111,36 @@ fn to_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-/// Run `job` and record how it ended. Holds `permit` (a worker slot)
-/// while the plugin runs, not while the end is written: the next job
-/// starts while the database thread records this one.
+/// Run `job` and record how it ended: the phases are [`start`], the run
+/// ([`run_job`]) and [`record`]. Holds `permit` (a worker slot) while the
+/// plugin runs, not while the end is written: the next job starts while the
+/// database thread records this one. A panic anywhere in here ends the row
+/// `X`, "internal error: <the panic>", retried per its policy; the runner
+/// goes on.
 pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
-    let started = Instant::now();
-    let started_at = chrono::Utc::now();
-    runner.db.started(job.id, started_at);
-    tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
+    let began = Instant::now();
+    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, permit)));
+    if let Err(what) = task.await {
+        runner.running().remove(&job.id);
+        tracing::error!(job = job.id.0, "internal error in the job's task: {what}");
+        let item = Finish {
+            id: job.id,
+            outcome: Outcome::Failed {
+                summary: format!("internal error: {what}"),
+                retryable: true,
+            },
+            fuel_used: None,
+            log: None,
+            history: Vec::new(),
+        };
+        finish(&runner, &job, item, began.elapsed()).await;
+    }
+}
+
+async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit) {
+    if !start(runner, job).await {
+        return;
+    }
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(
@@ -121,36 +148,90 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
         Arc::new(Running {
             shared: Arc::clone(&shared),
             interrupt: interrupt.clone(),
+            started: Instant::now(),
             cancel_seen: Mutex::new(None),
         }),
     );
-    let (end, fuel_used, log) = run_job(&runner, &job, &shared, &interrupt).await;
+    let started = Instant::now();
+    let (end, fuel_used, log) = run_job(runner, job, &shared, &interrupt).await;
     runner.running().remove(&job.id);
+    runner.note_run_time(started.elapsed());
     drop(permit);
+    record(
+        runner,
+        job,
+        &shared,
+        end,
+        (fuel_used, log, started.elapsed()),
+    )
+    .await;
+}
 
-    let outcome = match &end {
-        RunEnd::Interrupted(reason) if reason == SHUTDOWN => {
-            let summary = format!(
-                "returned to the queue: runner {} shut down before the job ended",
-                runner.config.runner_id
-            );
-            match runner.db.release(job.id, summary).await {
-                Ok(()) => {
-                    runner.stats.released.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(job = job.id.0, job_type = %job.job_type, "returned to the queue at shutdown");
-                }
-                Err(e) => {
-                    tracing::warn!(job = job.id.0, "could not return the job to the queue: {e}")
-                }
-            }
-            return;
+/// Record that the job starts. False (log said why) when it must not run:
+/// the row was canceled or taken while it waited for a worker, or the
+/// database failed (then the runner stops; the row, never started, goes
+/// back to `Q` when its lease runs out).
+async fn start(runner: &Runner, job: &Job) -> bool {
+    match runner.db.start_job(job.id).await {
+        Ok(true) => {
+            runner.stats.started.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
+            true
         }
+        Ok(false) => {
+            tracing::info!(
+                job = job.id.0,
+                "not started: the row was canceled (or taken) while it waited for a worker"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::error!(
+                job = job.id.0,
+                "could not record the job's start: {e}; stopping the runner"
+            );
+            runner.set_fatal(e);
+            false
+        }
+    }
+}
+
+/// What becomes of a row after its run.
+enum After {
+    /// Back to `Q` (or `CX` if a cancel was requested), with this summary.
+    Release(String),
+    /// Nothing: the row is no longer ours.
+    Drop,
+    /// End it so.
+    Finish(Outcome),
+}
+
+/// Decide what a run's end means for the row.
+fn after(runner: &Runner, shared: &Shared, end: RunEnd) -> After {
+    let me = &runner.config.runner_id;
+    let outcome = match end {
+        RunEnd::Interrupted(reason) if reason == SHUTDOWN => {
+            return After::Release(format!(
+                "returned to the queue: runner {me} shut down before the job ended"
+            ));
+        }
+        RunEnd::Interrupted(reason) if reason == LEASE_LOST => return After::Drop,
         RunEnd::Interrupted(reason) => Outcome::Canceled {
             summary: format!(
                 "canceled by {}",
-                reason.strip_prefix(CANCEL_PREFIX).unwrap_or(reason)
+                reason.strip_prefix(CANCEL_PREFIX).unwrap_or(&reason)
             ),
         },
+        // A plugin that stopped at shutdown asking to be retried: back to
+        // `Q` as it was, as at the end of the grace period.
+        RunEnd::Failed {
+            kind: FailKind::Retry,
+            message,
+        } if runner.stopping.load(Ordering::Relaxed) && cancel_who(shared).is_none() => {
+            return After::Release(format!(
+                "returned to the queue: runner {me} shut down and the plugin asked to be retried: {message}"
+            ));
+        }
         other => other.outcome().unwrap_or_else(|| Outcome::Failed {
             summary: "the run ended without an outcome".to_string(),
             retryable: true,
@@ -158,31 +239,56 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
     };
     // A cooperative plugin that stopped because it was asked to: the row
     // ends `CX`, whatever the plugin returned.
-    let outcome = match (&outcome, cancel_who(&shared)) {
+    After::Finish(match (&outcome, cancel_who(shared)) {
         (Outcome::Canceled { .. }, _) | (_, None) => outcome,
         (_, Some(who)) => Outcome::Canceled {
             summary: format!("canceled by {who}"),
         },
-    };
-    let history = std::mem::take(
-        &mut *shared
-            .history
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    let fuel = i64::try_from(fuel_used).unwrap_or(i64::MAX);
-    let status = outcome.status();
-    let successor_delay = job::successor(&job.policy(), &outcome).map(|s| s.delay_secs);
-    let finish = Finish {
-        id: job.id,
-        outcome,
-        fuel_used: Some(fuel),
-        log: Some(log),
-        history,
-        started: Some(started_at),
-    };
-    let summary = finish.outcome.summary().to_string();
-    match finish_with_retries(&runner, finish).await {
+    })
+}
+
+/// Write what the run's end means for the row.
+async fn record(
+    runner: &Runner,
+    job: &Job,
+    shared: &Shared,
+    end: RunEnd,
+    (fuel_used, log, elapsed): (u64, String, Duration),
+) {
+    match after(runner, shared, end) {
+        After::Release(summary) => runner.release(job, summary).await,
+        After::Drop => {
+            runner.stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                job = job.id.0,
+                "run stopped and result dropped: the row is no longer this runner's"
+            );
+        }
+        After::Finish(outcome) => {
+            let history = std::mem::take(
+                &mut *shared
+                    .history
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            let item = Finish {
+                id: job.id,
+                outcome,
+                fuel_used: Some(i64::try_from(fuel_used).unwrap_or(i64::MAX)),
+                log: Some(log),
+                history,
+            };
+            finish(runner, job, item, elapsed).await;
+        }
+    }
+}
+
+/// Write a row's end (and its successor); count and log it.
+async fn finish(runner: &Runner, job: &Job, item: Finish, elapsed: Duration) {
+    let (id, status, fuel) = (item.id, item.outcome.status(), item.fuel_used);
+    let next = job::successor(&job.policy(), &item.outcome);
+    let summary = item.outcome.summary().to_string();
+    match finish_with_retries(runner, item).await {
         Ok(successor) => {
             let counter = match status {
                 job::JobStatus::Complete => &runner.stats.ok,
@@ -190,16 +296,17 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
                 _ => &runner.stats.failed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            if let (Some(_), Some(delay)) = (successor, successor_delay) {
-                runner.note_successor(delay);
+            if let (Some(s), Some(next)) = (successor, next) {
+                let delay = Duration::from_secs(u64::try_from(next.delay_secs).unwrap_or(0));
+                runner.note_successor(id, s, next.kind == SuccessorKind::Retry, delay);
             }
             tracing::info!(
-                job = job.id.0,
+                job = id.0,
                 job_type = %job.job_type,
                 co = job.co_id,
                 status = %status,
-                seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
-                fuel = fuel_used,
+                seconds = format!("{:.3}", elapsed.as_secs_f64()),
+                fuel = fuel.unwrap_or(0),
                 successor = successor.map(|s| s.0),
                 "{summary}"
             );
@@ -207,7 +314,7 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
         Err(StoreError::NotOurs { status, .. }) => {
             runner.stats.lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                job = job.id.0,
+                job = id.0,
                 "result dropped: the row is no longer this runner's (now {status})"
             );
         }
@@ -216,12 +323,37 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
             // policy) once its lease runs out; this runner must not go on
             // running jobs whose ends it cannot write.
             tracing::error!(
-                job = job.id.0,
+                job = id.0,
                 "could not record the job's end: {e}; stopping the runner"
             );
             runner.set_fatal(e);
         }
     }
+}
+
+/// A future that turns a panic while polling it into `Err(message)`.
+struct CatchPanic<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic_text(panic.as_ref()))),
+        }
+    }
+}
+
+/// The message of a panic payload.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
 }
 
 /// Attempts at writing a job's end before the runner gives up on the
@@ -233,7 +365,7 @@ async fn finish_with_retries(runner: &Runner, finish: Finish) -> Result<Option<J
     let mut attempt = 1;
     loop {
         match runner.db.finish(finish.clone()).await {
-            Err(e @ StoreError::Sqlite(_)) | Err(e @ StoreError::Unavailable(_))
+            Err(e @ (StoreError::Sqlite(_) | StoreError::Unavailable(_)))
                 if attempt < FINISH_ATTEMPTS =>
             {
                 tracing::warn!(
@@ -242,7 +374,7 @@ async fn finish_with_retries(runner: &Runner, finish: Finish) -> Result<Option<J
                     "writing the job's end failed, trying again: {e}"
                 );
                 attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             other => return other,
         }
@@ -306,10 +438,39 @@ async fn run_job(
     let events = Events {
         job: job.id,
         shared: Arc::clone(shared),
+        stopping: Arc::clone(&runner.stopping),
     };
     let report = runner
         .sandbox
         .run(&plugin, &input, limits, Box::new(events), interrupt)
         .await;
     (report.end, report.fuel_used, report.log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10 finding 2: a panic inside a job's task becomes an error the
+    /// runner records ("internal error: …"), not a lost task.
+    #[test]
+    fn a_panic_while_polling_is_caught_with_its_message() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        let caught = rt.block_on(CatchPanic(Box::pin(async {
+            tokio::task::yield_now().await;
+            let n: u64 = std::hint::black_box(u64::MAX);
+            if n > 1 {
+                panic!("overflow when adding duration to instant");
+            }
+            n
+        })));
+        assert_eq!(
+            caught,
+            Err("overflow when adding duration to instant".to_string())
+        );
+        let fine = rt.block_on(CatchPanic(Box::pin(async { 7 })));
+        assert_eq!(fine, Ok(7));
+    }
 }

@@ -5,15 +5,20 @@
 //! and look for cancel requests on this runner's jobs. A cancel first makes
 //! the plugin's `cancel-requested` true; a plugin still running
 //! [`CANCEL_GRACE`] later is interrupted. Every third of the lease: extend
-//! this runner's leases and rescue rows whose runner stopped responding.
+//! this runner's leases, stop at once any run whose row is no longer this
+//! runner's (a runner stalled past its lease, SIGSTOP or swap, finds its
+//! rows rescued and retried elsewhere: its copy must not run on beside the
+//! retry), and rescue rows whose runner stopped responding.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{CANCEL_PREFIX, Runner};
+use super::{CANCEL_PREFIX, LEASE_LOST, Runner};
+use crate::store::JobId;
 
 /// How often progress is written and cancel requests are read.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -34,9 +39,7 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
         }
         if last_lease.elapsed() >= lease_every {
             last_lease = Instant::now();
-            if let Err(e) = runner.db.heartbeat().await {
-                tracing::warn!("heartbeat failed: {e}");
-            }
+            heartbeat(&runner).await;
             match runner.db.rescue().await {
                 Ok(rescued) if !rescued.is_empty() => {
                     runner.note_rescued(&rescued);
@@ -51,6 +54,32 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!("rescue failed: {e}"),
             }
+        }
+    }
+}
+
+/// Extend our leases; interrupt the runs whose row is no longer ours.
+async fn heartbeat(runner: &Runner) {
+    // Runs listed before the heartbeat: each had its start recorded (so its
+    // row was ours) before the heartbeat's statement ran.
+    let before: Vec<JobId> = runner.running().keys().copied().collect();
+    let held: HashSet<JobId> = match runner.db.heartbeat().await {
+        Ok(held) => held.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!("heartbeat failed: {e}");
+            return;
+        }
+    };
+    let running = runner.running();
+    for id in before.iter().filter(|id| !held.contains(id)) {
+        // Still running (one that ended meanwhile may have ended its row).
+        if let Some(r) = running.get(id) {
+            tracing::warn!(
+                job = id.0,
+                "lease lost: the row is no longer this runner's (rescued while this runner \
+                 was stalled?); stopping its run now"
+            );
+            r.interrupt.fire(LEASE_LOST);
         }
     }
 }

@@ -1,33 +1,46 @@
 //! The runner daemon: the one place where store and sandbox meet.
 //!
-//! - The claim loop ([`Runner::run`]) takes due jobs in batches, as many as
-//!   there are free workers, and wakes promptly when jobs are queued: it
-//!   watches SQLite's `data_version` (which changes when another process
-//!   commits) every [`PICKUP_TICK`], and the next due time of delayed jobs.
-//! - [`executor`] runs one job in the sandbox and records its end.
-//! - [`maintenance`] heartbeats this runner's leases, rescues rows whose
-//!   runner died, writes coalesced progress, and turns cancel requests into
-//!   a cooperative stop, then an interrupt.
+//! - The claim loop ([`Runner::run`]) takes due jobs in batches: for its
+//!   free workers, plus as many ahead as its workers start promptly at the
+//!   measured run time of recent jobs ([`START_PROMPTLY`]); it wakes
+//!   promptly when jobs are queued: it watches SQLite's `data_version`
+//!   (which changes when another process commits) every [`PICKUP_TICK`],
+//!   and the next due time of delayed jobs.
+//! - [`executor`] records a claimed job's start (refused if the row was
+//!   canceled or taken meanwhile: then it never runs), runs it in the
+//!   sandbox and records its end. Whatever goes wrong in a job's task,
+//!   a panic included, ends the row `X` "internal error: …".
+//! - [`maintenance`] heartbeats this runner's leases (and stops any run
+//!   whose row is no longer this runner's), rescues rows whose runner died,
+//!   writes coalesced progress, and turns cancel requests into a
+//!   cooperative stop, then an interrupt.
 //! - [`db`] owns the one database connection, on its own thread, and
-//!   writes finishes that arrive together in one transaction.
+//!   writes starts and finishes that arrive together in one transaction.
 //!
-//! Shutdown: a first signal stops claiming and lets running jobs finish
-//! within the grace period; then (or at a second signal) the rest are
-//! interrupted and put back to `Q` as if never started.
+//! Shutdown: a first signal stops claiming, makes every running plugin's
+//! `cancel-requested` true and lets running jobs finish within the grace
+//! period; then (or at a second signal) the rest are interrupted and put
+//! back to `Q` as if never started (or end `CX` if a cancel was requested).
+//!
+//! `--once` ([`RunnerConfig::once`]) runs what was due when it started,
+//! plus the retries of those jobs falling due within [`ONCE_FOLLOW_UP`],
+//! each chain at most [`ONCE_MAX_RETRIES`] times, never a requeued copy:
+//! so it ends whatever the jobs' policies.
 
 mod db;
 mod executor;
 mod maintenance;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::job::JobStatus;
 use crate::sandbox::{Interrupt, Sandbox};
 use crate::store::{Job, JobId, Store, StoreError};
 
@@ -37,9 +50,23 @@ pub use db::{Db, Rescued};
 pub const PICKUP_TICK: Duration = Duration::from_millis(20);
 /// Most jobs claimed in one statement.
 pub const CLAIM_BATCH: usize = 64;
-/// With `--once`, successors (retries, requeues) this run queued that fall
-/// due within this long are waited for and run too.
+/// A claimed job should start within about this long. The runner claims
+/// for its free workers, and ahead of them only as many jobs as its workers
+/// get through in this time at the average run time of recent jobs: many
+/// when jobs take microseconds (a batch per statement is what makes the
+/// runner fast), none when they take seconds (a row claimed ahead would
+/// wait that long, looking taken, while another runner idles). No
+/// measurement yet, or a job running longer than this: none ahead.
+pub const START_PROMPTLY: Duration = Duration::from_millis(100);
+/// A claimed job no worker started within this long goes back to the queue
+/// (for another runner, or this one once a worker is free): the jobs
+/// running turned out slower than the run times it was claimed for.
+pub const HOLD_AT_MOST: Duration = Duration::from_secs(1);
+/// With `--once`, retries of the jobs this run ended that fall due within
+/// this long are waited for and run too.
 pub const ONCE_FOLLOW_UP: Duration = Duration::from_secs(60);
+/// With `--once`, a job's retry chain is followed at most this many times.
+pub const ONCE_MAX_RETRIES: u32 = 5;
 
 /// How a runner is set up (`cojobs run` options).
 #[derive(Debug, Clone)]
@@ -48,7 +75,7 @@ pub struct RunnerConfig {
     pub runner_id: String,
     /// Jobs run at once.
     pub workers: usize,
-    /// Run what is due, then exit.
+    /// Run what is due, then exit (see [`ONCE_FOLLOW_UP`]).
     pub once: bool,
     /// How often to look for due jobs even when nothing signals new ones.
     pub poll_interval: Duration,
@@ -128,8 +155,21 @@ pub enum RunnerError {
 struct Running {
     shared: Arc<executor::Shared>,
     interrupt: Interrupt,
+    /// When its run began (a long run stops claiming ahead).
+    started: Instant,
     /// When the cancel request was first seen, and by whom.
     cancel_seen: Mutex<Option<(Instant, String)>>,
+}
+
+/// `--once` bookkeeping: what is due at start, and the retries to follow.
+#[derive(Debug)]
+struct Once {
+    /// Only rows due by the time the run started are claimed.
+    due_by: DateTime<Utc>,
+    /// Retries this run will claim when due: (row, when due).
+    follow_ups: Vec<(JobId, Instant)>,
+    /// How many retries of its chain this run followed to reach a row.
+    hops: HashMap<JobId, u32>,
 }
 
 /// The runner. Build with [`Runner::new`], drive with [`Runner::run`].
@@ -137,11 +177,19 @@ pub struct Runner {
     config: RunnerConfig,
     db: Db,
     sandbox: Arc<Sandbox>,
-    /// Jobs in flight, for maintenance (progress, cancels) and shutdown.
-    /// A std mutex: held for map operations only, never across an await.
+    /// Jobs in flight, for maintenance (progress, cancels, leases) and
+    /// shutdown. A std mutex: held for map operations only, never across
+    /// an await.
     running: Mutex<HashMap<JobId, Arc<Running>>>,
-    /// Latest due time of a near successor this run queued (`--once`).
-    follow_up: Mutex<Option<Instant>>,
+    /// Set at the first shutdown signal: every running plugin's
+    /// `cancel-requested` reads it, so a cooperative plugin can stop (and
+    /// return `retry`) before the grace period ends.
+    stopping: Arc<AtomicBool>,
+    /// Moving average of recent plugin run times, µs ([`UNMEASURED`] until
+    /// a job ends): how far ahead the claim loop may claim.
+    run_time_us: AtomicU64,
+    /// `--once` only.
+    once: Option<Mutex<Once>>,
     /// A job's end could not be written (the database failed): the claim
     /// loop stops and `run` returns this error, so `cojobs run` exits
     /// non-zero instead of running more jobs whose ends would be lost too.
@@ -151,7 +199,33 @@ pub struct Runner {
 
 /// Interrupt reasons.
 const SHUTDOWN: &str = "shutdown";
+const LEASE_LOST: &str = "lease lost";
 const CANCEL_PREFIX: &str = "cancel:";
+/// [`Runner::run_time_us`] before any job ended.
+const UNMEASURED: u64 = u64::MAX;
+
+/// The claim loop's own state.
+struct Loop {
+    /// One permit per worker: a job holds one while its plugin runs.
+    slots: Arc<Semaphore>,
+    /// The job tasks; "all done" at shutdown is this set empty.
+    tasks: JoinSet<()>,
+    /// Claimed jobs waiting for a worker, in claim order, with when.
+    ready: VecDeque<(Job, Instant)>,
+    signals: mpsc::UnboundedReceiver<()>,
+    signals_open: bool,
+    /// A shutdown signal arrived.
+    signaled: bool,
+    /// SQLite's `data_version` when last seen.
+    version: i64,
+}
+
+/// `now + d`, or a year from now if that cannot be represented.
+fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
 
 impl Runner {
     pub fn new(
@@ -160,19 +234,34 @@ impl Runner {
         sandbox: Arc<Sandbox>,
     ) -> Result<Arc<Self>, RunnerError> {
         let db = Db::start(store, config.runner_id.clone(), config.lease)?;
+        let once = config.once.then(|| {
+            Mutex::new(Once {
+                due_by: Utc::now(),
+                follow_ups: Vec::new(),
+                hops: HashMap::new(),
+            })
+        });
         Ok(Arc::new(Runner {
             config,
             db,
             sandbox,
             running: Mutex::new(HashMap::new()),
-            follow_up: Mutex::new(None),
+            stopping: Arc::new(AtomicBool::new(false)),
+            run_time_us: AtomicU64::new(UNMEASURED),
+            once,
             fatal: Mutex::new(None),
             stats: RunStats::default(),
         }))
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Arc<Running>>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<JobId, Arc<Running>>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn once(&self) -> Option<MutexGuard<'_, Once>> {
+        self.once
+            .as_ref()
+            .map(|o| o.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn interrupt_all(&self, reason: &str) {
@@ -186,121 +275,31 @@ impl Runner {
     /// running jobs at once.
     pub async fn run(
         self: &Arc<Self>,
-        mut signals: mpsc::UnboundedReceiver<()>,
+        signals: mpsc::UnboundedReceiver<()>,
     ) -> Result<(), RunnerError> {
-        let slots = Arc::new(Semaphore::new(self.config.workers));
-        let mut tasks: JoinSet<()> = JoinSet::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance::run(Arc::clone(self), stop_rx));
         // Jobs left `GO` by a runner that died are rescued before we start.
         if let Ok(rescued) = self.db.rescue().await {
             self.note_rescued(&rescued);
         }
-        let mut version = self.db.data_version().await?;
-        let mut signaled = false;
-        let mut signals_open = true;
-        // Claimed jobs waiting for a free worker: claiming a batch at a time
-        // costs a fraction of claiming one job per free slot.
-        let mut ready: VecDeque<Job> = VecDeque::new();
-        let prefetch = (self.config.workers * 16).clamp(16, CLAIM_BATCH);
-        let result = loop {
-            while tasks.try_join_next().is_some() {}
-            if let Some(e) = self.take_fatal() {
-                break Err(e.into());
-            }
-            let mut exhausted = false;
-            if ready.len() < self.config.workers.min(prefetch) {
-                let want = prefetch - ready.len();
-                match self.db.claim(want, self.config.per_co).await {
-                    Ok(jobs) => {
-                        exhausted = jobs.len() < want;
-                        ready.extend(jobs);
-                    }
-                    Err(e) => break Err(e.into()),
-                }
-            }
-            while !ready.is_empty() {
-                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    break;
-                };
-                if let Some(job) = ready.pop_front() {
-                    self.stats.started.fetch_add(1, Ordering::Relaxed);
-                    tasks.spawn(executor::execute(Arc::clone(self), job, permit));
-                }
-            }
-            if !ready.is_empty() || !exhausted {
-                // Work in hand: wait for a worker to free up (a job's plugin
-                // returned; its end may still be being written), or a signal.
-                tokio::select! {
-                    s = signals.recv(), if signals_open => match s {
-                        Some(()) => { signaled = true; }
-                        None => signals_open = false,
-                    },
-                    permit = Arc::clone(&slots).acquire_owned() => {
-                        if let (Ok(permit), Some(job)) = (permit, ready.pop_front()) {
-                            self.stats.started.fetch_add(1, Ordering::Relaxed);
-                            tasks.spawn(executor::execute(Arc::clone(self), job, permit));
-                        }
-                    }
-                }
-                if signaled {
-                    break Ok(());
-                }
-                if let Some(e) = self.take_fatal() {
-                    break Err(e.into());
-                }
-                continue;
-            }
-            let wake_at = match self.idle_deadline(tasks.is_empty()).await {
-                Ok(Some(t)) => t,
-                Ok(None) => break Ok(()), // --once and nothing left
-                Err(e) => break Err(e.into()),
-            };
-            // Wait for: a free slot, a newly queued job, the next due time,
-            // the poll interval, or a signal.
-            let woke = loop {
-                tokio::select! {
-                    s = signals.recv(), if signals_open => match s {
-                        Some(()) => { signaled = true; break false; }
-                        None => signals_open = false,
-                    },
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => break true,
-                    _ = tokio::time::sleep(PICKUP_TICK) => {
-                        if Instant::now() >= wake_at { break true; }
-                        match self.db.data_version().await {
-                            Ok(v) if v != version => { version = v; break true; }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!("cannot poll the database: {e}"),
-                        }
-                    }
-                }
-            };
-            if !woke {
-                break Ok(());
-            }
+        let mut lp = Loop {
+            slots: Arc::new(Semaphore::new(self.config.workers)),
+            tasks: JoinSet::new(),
+            ready: VecDeque::new(),
+            signals,
+            signals_open: true,
+            signaled: false,
+            version: 0,
         };
-        if signaled {
-            tracing::info!(
-                "signal received: claiming no more jobs; {} running get {:?} to finish",
-                tasks.len(),
-                self.config.grace
-            );
-        }
-        // Claimed but never started: back to the queue, untouched.
-        for job in ready.drain(..) {
-            let summary = format!(
-                "returned to the queue: runner {} stopped before the job started",
-                self.config.runner_id
-            );
-            if let Err(e) = self.db.release(job.id, summary).await {
-                tracing::warn!(job = job.id.0, "could not return the job to the queue: {e}");
+        let result = match self.db.data_version().await {
+            Ok(v) => {
+                lp.version = v;
+                self.claim_loop(&mut lp).await
             }
-        }
-        if signaled {
-            self.drain(&mut tasks, &mut signals).await;
-        } else {
-            while tasks.join_next().await.is_some() {}
-        }
+            Err(e) => Err(e.into()),
+        };
+        self.shut_down(&mut lp).await;
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
         tracing::info!(
@@ -309,6 +308,212 @@ impl Runner {
             self.stats.line()
         );
         result
+    }
+
+    /// Claim, dispatch, wait; until a signal, `--once` is done, or a
+    /// store failure.
+    async fn claim_loop(self: &Arc<Self>, lp: &mut Loop) -> Result<(), RunnerError> {
+        loop {
+            while lp.tasks.try_join_next().is_some() {}
+            if let Some(e) = self.take_fatal() {
+                return Err(e.into());
+            }
+            let exhausted = self.claim(lp).await?;
+            self.dispatch(lp);
+            if !lp.ready.is_empty() || !exhausted {
+                self.wait_for_worker(lp).await;
+            } else if !self.wait_idle(lp).await? {
+                return Ok(());
+            }
+            if lp.signaled {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Claim due jobs into `lp.ready`: for the free workers, plus
+    /// [`Runner::claim_ahead`]. True when fewer were due than asked for.
+    async fn claim(&self, lp: &mut Loop) -> Result<bool, StoreError> {
+        let limit = lp.slots.available_permits() + self.claim_ahead();
+        // Claim in batches: refill only when fewer than a worker each wait.
+        if lp.ready.len() >= limit.min(self.config.workers) {
+            return Ok(false);
+        }
+        let want = limit - lp.ready.len();
+        let follow_ups = self.claim_follow_ups(want).await?;
+        let want = want - follow_ups.len();
+        let due_by = self.once().map(|o| o.due_by);
+        let jobs = self.db.claim(want, self.config.per_co, due_by).await?;
+        let exhausted = jobs.len() < want;
+        let now = Instant::now();
+        lp.ready
+            .extend(follow_ups.into_iter().chain(jobs).map(|j| (j, now)));
+        Ok(exhausted)
+    }
+
+    /// How many jobs to claim beyond the free workers: see
+    /// [`START_PROMPTLY`].
+    fn claim_ahead(&self) -> usize {
+        let most = self
+            .config
+            .workers
+            .saturating_mul(16)
+            .clamp(16, CLAIM_BATCH);
+        let avg = self.run_time_us.load(Ordering::Relaxed);
+        let prompt = START_PROMPTLY.as_micros() as u64;
+        if avg == UNMEASURED || avg >= prompt {
+            return 0;
+        }
+        let long_run = self
+            .running()
+            .values()
+            .any(|r| r.started.elapsed() >= START_PROMPTLY);
+        if long_run {
+            return 0;
+        }
+        let per_worker = usize::try_from(prompt / avg.max(1)).unwrap_or(usize::MAX);
+        self.config.workers.saturating_mul(per_worker).min(most)
+    }
+
+    /// Fold a plugin's run time into [`Runner::run_time_us`] (weight 1/8).
+    fn note_run_time(&self, d: Duration) {
+        let x = u64::try_from(d.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(UNMEASURED - 1);
+        let old = self.run_time_us.load(Ordering::Relaxed);
+        let new = if old == UNMEASURED {
+            x
+        } else {
+            (old - old / 8).saturating_add(x / 8)
+        };
+        self.run_time_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Start ready jobs on free workers.
+    fn dispatch(self: &Arc<Self>, lp: &mut Loop) {
+        while !lp.ready.is_empty() {
+            let Ok(permit) = Arc::clone(&lp.slots).try_acquire_owned() else {
+                break;
+            };
+            if let Some((job, _)) = lp.ready.pop_front() {
+                lp.tasks
+                    .spawn(executor::execute(Arc::clone(self), job, permit));
+            }
+        }
+    }
+
+    /// Work in hand: wait for a worker to free up (a job's plugin
+    /// returned; its end may still be being written), a signal, or the
+    /// oldest claimed job to have waited [`HOLD_AT_MOST`].
+    async fn wait_for_worker(self: &Arc<Self>, lp: &mut Loop) {
+        let hold_until = lp
+            .ready
+            .front()
+            .and_then(|(_, at)| at.checked_add(HOLD_AT_MOST));
+        let held_too_long = async {
+            match hold_until {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            s = lp.signals.recv(), if lp.signals_open => match s {
+                Some(()) => lp.signaled = true,
+                None => lp.signals_open = false,
+            },
+            permit = Arc::clone(&lp.slots).acquire_owned() => {
+                if let (Ok(permit), Some((job, _))) = (permit, lp.ready.pop_front()) {
+                    lp.tasks.spawn(executor::execute(Arc::clone(self), job, permit));
+                }
+            }
+            () = held_too_long => {
+                let summary = format!(
+                    "returned to the queue: runner {} had no worker free to start it",
+                    self.config.runner_id
+                );
+                for (job, _) in std::mem::take(&mut lp.ready) {
+                    self.release(&job, summary.clone()).await;
+                }
+            }
+        }
+    }
+
+    /// Nothing to claim: wait for a free slot, a newly queued job, the next
+    /// due time, the poll interval, or a signal. False when the loop should
+    /// end (a signal, or `--once` is done).
+    async fn wait_idle(&self, lp: &mut Loop) -> Result<bool, StoreError> {
+        let Some(wake_at) = self.idle_deadline(lp.tasks.is_empty()).await? else {
+            return Ok(false);
+        };
+        loop {
+            tokio::select! {
+                s = lp.signals.recv(), if lp.signals_open => match s {
+                    Some(()) => {
+                        lp.signaled = true;
+                        return Ok(false);
+                    }
+                    None => lp.signals_open = false,
+                },
+                Some(_) = lp.tasks.join_next(), if !lp.tasks.is_empty() => return Ok(true),
+                _ = tokio::time::sleep(PICKUP_TICK) => {
+                    if Instant::now() >= wake_at {
+                        return Ok(true);
+                    }
+                    match self.db.data_version().await {
+                        Ok(v) if v != lp.version => {
+                            lp.version = v;
+                            return Ok(true);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("cannot poll the database: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The claim loop ended: return claimed jobs that never started, make
+    /// `cancel-requested` true for running ones, and (after a signal) give
+    /// them the grace period.
+    async fn shut_down(&self, lp: &mut Loop) {
+        if lp.signaled {
+            self.stopping.store(true, Ordering::Relaxed);
+            tracing::info!(
+                "signal received: claiming no more jobs; {} running get {:?} to finish \
+                 (their plugins' cancel-requested is now true)",
+                lp.tasks.len(),
+                self.config.grace
+            );
+        }
+        for (job, _) in std::mem::take(&mut lp.ready) {
+            let summary = format!(
+                "returned to the queue: runner {} stopped before the job started",
+                self.config.runner_id
+            );
+            self.release(&job, summary).await;
+        }
+        if lp.signaled {
+            self.drain(&mut lp.tasks, &mut lp.signals).await;
+        } else {
+            while lp.tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Put a row of ours back to `Q` (or `CX`, if a cancel was requested).
+    async fn release(&self, job: &Job, summary: String) {
+        match self.db.release(job.id, summary).await {
+            Ok(JobStatus::Canceled) => {
+                self.stats.canceled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job = job.id.0, job_type = %job.job_type, "canceled at shutdown (a cancel was requested)");
+            }
+            Ok(_) => {
+                self.stats.released.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job = job.id.0, job_type = %job.job_type, "returned to the queue");
+            }
+            Err(e) => {
+                tracing::warn!(job = job.id.0, "could not return the job to the queue: {e}")
+            }
+        }
     }
 
     /// After a shutdown signal: let running jobs finish within the grace
@@ -347,62 +552,87 @@ impl Runner {
             .take()
     }
 
-    /// When to look for due jobs again; `None` means `--once` is done.
+    /// When to look for due jobs again; `None` means `--once` is done:
+    /// nothing due at its start is left to claim, nothing runs, and no
+    /// retry is to be followed.
     async fn idle_deadline(&self, idle: bool) -> Result<Option<Instant>, StoreError> {
-        let now = Instant::now();
-        let mut wake = now + self.config.poll_interval;
-        let next_due = self.db.next_due().await?;
-        let due_in = next_due.as_deref().map(until_due);
-        if let Some(d) = due_in {
-            wake = wake.min(now + d);
+        let mut wake = instant_after(self.config.poll_interval);
+        if let Some(due) = self.db.next_due().await? {
+            wake = wake.min(instant_after(until_due(&due)));
         }
-        if self.config.once && idle {
-            let follow_up = *self
-                .follow_up
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let due_now = due_in.is_some_and(|d| d.is_zero());
-            let waiting_for_follow_up = follow_up.is_some_and(|f| f > now);
-            if !due_now && !waiting_for_follow_up {
-                return Ok(None);
-            }
-            if let Some(f) = follow_up.filter(|f| *f > now) {
-                wake = wake.min(f);
+        if let Some(once) = self.once() {
+            let next = once.follow_ups.iter().map(|(_, at)| *at).min();
+            match next {
+                None if idle => return Ok(None),
+                None => {}
+                Some(at) => wake = wake.min(at),
             }
         }
         Ok(Some(wake))
     }
 
-    /// Count rows rescued from dead runners, and remember their retries
-    /// (for `--once`, which runs them like its own successors).
+    /// `--once`: claim the follow-ups that are due, up to `max`.
+    async fn claim_follow_ups(&self, max: usize) -> Result<Vec<Job>, StoreError> {
+        let due: Vec<JobId> = {
+            let Some(mut once) = self.once() else {
+                return Ok(Vec::new());
+            };
+            let now = Instant::now();
+            let mut due = Vec::new();
+            once.follow_ups.retain(|(id, at)| {
+                let take = *at <= now && due.len() < max;
+                if take {
+                    due.push(*id);
+                }
+                !take
+            });
+            due
+        };
+        let mut jobs = Vec::with_capacity(due.len());
+        for id in due {
+            // Gone (canceled, claimed by another runner): nothing to follow.
+            if let Some(job) = self.db.claim_one(id, self.config.per_co).await? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Count rows rescued from dead runners, and (`--once`) follow their
+    /// retries like its own.
     fn note_rescued(&self, rescued: &[Rescued]) {
         self.stats
             .rescued
             .fetch_add(rescued.len() as u64, Ordering::Relaxed);
         for r in rescued {
-            if let Some((_, due)) = &r.successor {
-                self.note_due_in(due.as_deref().map_or(Duration::ZERO, until_due));
+            if let Some((id, due)) = &r.successor {
+                let delay = due.as_deref().map_or(Duration::ZERO, until_due);
+                self.follow_up(*id, 1, delay);
             }
         }
     }
 
-    /// Remember a successor due `delay_secs` from now (for `--once`).
-    fn note_successor(&self, delay_secs: i64) {
-        let Ok(secs) = u64::try_from(delay_secs) else {
+    /// `--once`: a job this run ended queued `next`, a retry due in `delay`
+    /// (or a requeue: `retry` false, never followed).
+    fn note_successor(&self, job: JobId, next: JobId, retry: bool, delay: Duration) {
+        if !retry {
             return;
-        };
-        self.note_due_in(Duration::from_secs(secs));
+        }
+        let hops = self
+            .once()
+            .map_or(0, |o| o.hops.get(&job).copied().unwrap_or(0));
+        self.follow_up(next, hops.saturating_add(1), delay);
     }
 
-    /// Remember a successor due `delay` from now (for `--once`).
-    fn note_due_in(&self, delay: Duration) {
-        if delay <= ONCE_FOLLOW_UP {
-            let due = Instant::now() + delay;
-            let mut f = self
-                .follow_up
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            *f = Some(f.map_or(due, |old| old.max(due)));
+    /// `--once`: claim `id` when it falls due, if within [`ONCE_FOLLOW_UP`]
+    /// and its chain was followed fewer than [`ONCE_MAX_RETRIES`] times.
+    fn follow_up(&self, id: JobId, hops: u32, delay: Duration) {
+        let Some(mut once) = self.once() else {
+            return;
+        };
+        if delay <= ONCE_FOLLOW_UP && hops <= ONCE_MAX_RETRIES {
+            once.follow_ups.push((id, instant_after(delay)));
+            once.hops.insert(id, hops);
         }
     }
 }

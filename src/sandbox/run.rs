@@ -295,9 +295,11 @@ impl Sandbox {
                 .set_fuel(limits.fuel)
                 .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         }
-        let deadline = Instant::now() + limits.timeout;
+        // A timeout too large to add to now (a plain-SQL row may hold any
+        // number) means no deadline: `checked_add`, never a panic.
+        let deadline = Instant::now().checked_add(limits.timeout);
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 Err(wasmtime::Error::new(TimedOut))
             } else {
                 Ok(UpdateDeadline::Yield(1))

@@ -135,7 +135,7 @@ pub(super) const CHAIN_MEMBERS_SQL: &str = "WITH RECURSIVE \
 /// What [`Store::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelResult {
-    /// The row was `Q` and is now `CX`.
+    /// The row was `Q`, or `GO` but not started yet, and is now `CX`.
     Canceled,
     /// The row is `GO`: its runner was asked to stop and will end it `CX`.
     StopRequested,
@@ -452,28 +452,33 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Cancel a job: `Q` ends `CX` at once ("canceled by <who>"); `GO`
-    /// gets a stop request its runner acts on; an ended row is an error.
+    /// Cancel a job: `Q` ends `CX` at once ("canceled by <who>"), and so
+    /// does a `GO` row its runner claimed but has not started (no
+    /// `start_time`: the runner records the start, refused for a row that
+    /// is no longer its, before the plugin runs, so such a job never runs);
+    /// a started `GO` row gets a stop request its runner acts on; an ended
+    /// row is an error.
     pub fn cancel(&mut self, id: JobId, who: &str) -> Result<CancelResult> {
         let now = self.now_text();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let status: Option<String> = optional(tx.query_row(
-            "SELECT status FROM cm_co_jobs WHERE id = ?1",
+        let row: Option<(String, bool)> = optional(tx.query_row(
+            "SELECT status, start_time IS NOT NULL FROM cm_co_jobs WHERE id = ?1",
             [id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         ))?;
-        let status = status.ok_or(StoreError::NoJob(id))?;
+        let (status, started) = row.ok_or(StoreError::NoJob(id))?;
         let status: JobStatus = status
             .parse()
             .map_err(|_| StoreError::BadStatus { id, status })?;
+        let ends_now = status == JobStatus::Queued || (status == JobStatus::InProgress && !started);
         let result = match status {
-            JobStatus::Queued => {
+            _ if ends_now => {
                 tx.execute(
                     "UPDATE cm_co_jobs SET status = 'CX', complete_time = ?2, finish_summary = ?3, \
-                        cancel_requested_by = ?4, cancel_requested_at = ?2 \
-                     WHERE id = ?1 AND status = 'Q'",
+                        cancel_requested_by = ?4, cancel_requested_at = ?2, lease_expires_at = NULL \
+                     WHERE id = ?1 AND (status = 'Q' OR (status = 'GO' AND start_time IS NULL))",
                     params![
                         id,
                         now,

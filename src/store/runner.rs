@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{TransactionBehavior, params};
 
 use super::{JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional};
-use crate::job::{self, Outcome};
+use crate::job::{self, JobStatus, Outcome};
 
 /// The claim statement for batches of `n`. Fair between COs: for every CO
 /// with queued rows (found by a skip-scan of the partial index, one seek
@@ -90,6 +90,11 @@ fn round_robin(mut jobs: Vec<Job>) -> Vec<Job> {
     ranked.into_iter().map(|(_, j)| j).collect()
 }
 
+/// `start_summary` of a claimed row whose run has not begun.
+fn claimed_summary(runner_id: &str) -> String {
+    job::truncate_summary(&format!("claimed by runner {runner_id}, not started yet"))
+}
+
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> String {
     let lease = TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX);
     format_time(
@@ -104,36 +109,75 @@ impl Store {
     /// get the same row. Returned in the claim's fair order: the earliest
     /// due row of each CO, then the second of each, and so on.
     pub fn claim(&mut self, runner_id: &str, max: usize, lease: Duration) -> Result<Vec<Job>> {
-        self.claim_capped(runner_id, max, lease, None)
+        self.claim_capped(runner_id, max, lease, None, None)
     }
 
     /// [`Store::claim`], taking no more rows of one CO than `per_co` minus
-    /// the rows of that CO `runner_id` already holds (`--per-co`).
+    /// the rows of that CO `runner_id` already holds (`--per-co`), and,
+    /// with `due_by`, only rows due by then (`run --once`: what was due
+    /// when it started). A claimed row says so in `start_summary` ("claimed
+    /// by runner …"); [`Store::start`] records that its run began.
     pub fn claim_capped(
         &mut self,
         runner_id: &str,
         max: usize,
         lease: Duration,
         per_co: Option<usize>,
+        due_by: Option<DateTime<Utc>>,
     ) -> Result<Vec<Job>> {
         if max == 0 || per_co == Some(0) {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let now_text = format_time(now);
+        let cutoff = format_time(due_by.map_or(now, |d| d.min(now)));
         let mut stmt = self.conn.prepare_cached(&claim_sql(max))?;
         let rows = stmt.query_map(
             params![
-                now_text,
+                cutoff,
                 runner_id,
                 lease_end(now, lease),
-                job::truncate_summary(&format!("started by runner {runner_id}")),
+                claimed_summary(runner_id),
                 per_co.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
             ],
             Job::from_row,
         )?;
         let jobs: Vec<Job> = rows.collect::<rusqlite::Result<_>>()?;
         Ok(round_robin(jobs))
+    }
+
+    /// Claim row `id` if it is queued and due (a `run --once` follow-up:
+    /// a retry of a job this run ended), under the same `per_co` cap as
+    /// [`Store::claim_capped`].
+    pub fn claim_one(
+        &mut self,
+        runner_id: &str,
+        id: JobId,
+        lease: Duration,
+        per_co: Option<usize>,
+    ) -> Result<Option<Job>> {
+        let now = self.now();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "UPDATE cm_co_jobs SET status = 'GO', start_time = NULL, runner_id = ?2, \
+                lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
+                status_line = NULL, complete_time = NULL \
+             WHERE id = ?1 AND status = 'Q' \
+               AND coalesce(start_after_time, queue_time, '') <= ?5 \
+               AND (?6 IS NULL OR ?6 > ( \
+                 SELECT count(*) FROM cm_co_jobs r INDEXED BY cm_co_jobs_running \
+                 WHERE r.status = 'GO' AND r.runner_id = ?2 AND r.co_id = cm_co_jobs.co_id)) \
+             RETURNING {JOB_COLUMNS}"
+        ))?;
+        optional(stmt.query_row(
+            params![
+                id,
+                runner_id,
+                lease_end(now, lease),
+                claimed_summary(runner_id),
+                format_time(now),
+                per_co.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+            ],
+            Job::from_row,
+        ))
     }
 
     /// Record how a claimed row ended and queue its successor (retry or
@@ -155,7 +199,6 @@ impl Store {
             fuel_used,
             log: log.map(str::to_string),
             history: Vec::new(),
-            started: None,
         };
         self.finish_batch(runner_id, std::slice::from_ref(&item))?
             .pop()
@@ -172,17 +215,21 @@ impl Store {
         runner_id: &str,
         items: &[Finish],
     ) -> Result<Vec<Result<Option<JobId>>>> {
-        self.record(runner_id, &[], items)
+        Ok(self.record(runner_id, &[], items)?.1)
     }
 
     /// Extend the lease of every `GO` row of `runner_id` to now + `lease`.
-    /// Returns how many rows it holds.
-    pub fn heartbeat(&mut self, runner_id: &str, lease: Duration) -> Result<usize> {
+    /// Returns the rows it still holds: a runner interrupts any run whose
+    /// row is not among them (rescued while the runner was stalled, or
+    /// otherwise taken from it).
+    pub fn heartbeat(&mut self, runner_id: &str, lease: Duration) -> Result<Vec<JobId>> {
         let end = lease_end(self.now(), lease);
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE cm_co_jobs SET lease_expires_at = ?2 WHERE status = 'GO' AND runner_id = ?1",
+            "UPDATE cm_co_jobs SET lease_expires_at = ?2 WHERE status = 'GO' AND runner_id = ?1 \
+             RETURNING id",
         )?;
-        Ok(stmt.execute(params![runner_id, end])?)
+        let ids = stmt.query_map(params![runner_id, end], |r| r.get(0))?;
+        Ok(ids.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Deal with every `GO` row whose lease ran out. A row whose run had
@@ -240,7 +287,6 @@ impl Store {
                 now,
                 None,
                 None,
-                None,
             )?
             .flatten();
             rescued.push((job.id, successor));
@@ -249,27 +295,33 @@ impl Store {
         Ok(rescued)
     }
 
-    /// Record that runs of claimed rows began (their `start_time`), for rows
-    /// still this runner's; then the ends in `finishes` — all in ONE
-    /// transaction (group commit). A row whose start is recorded is one a
-    /// rescue treats as run, not as merely claimed.
+    /// Record that the run of a claimed row begins: its `start_time` and a
+    /// "started by runner …" summary. False, writing nothing, when the row
+    /// is no longer this runner's (canceled while claimed, or rescued): then
+    /// the job must not run.
+    pub fn start(&mut self, id: JobId, runner_id: &str) -> Result<bool> {
+        let now = self.now();
+        Ok(start_row(&self.conn, runner_id, id, now)?)
+    }
+
+    /// [`Store::start`] for the rows of `started` (one result each, in
+    /// order), then the ends in `finishes` — all in ONE transaction (group
+    /// commit). A row whose start is recorded is one a rescue treats as
+    /// run, not as merely claimed.
     pub fn record(
         &mut self,
         runner_id: &str,
-        started: &[(JobId, DateTime<Utc>)],
+        started: &[JobId],
         finishes: &[Finish],
-    ) -> Result<Vec<Result<Option<JobId>>>> {
+    ) -> Result<(Vec<bool>, FinishResults)> {
         let now = self.now();
         let now_text = format_time(now);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (id, at) in started {
-            tx.prepare_cached(
-                "UPDATE cm_co_jobs SET start_time = ?3 \
-                 WHERE id = ?1 AND status = 'GO' AND runner_id = ?2",
-            )?
-            .execute(params![id, runner_id, format_time(*at)])?;
+        let mut starts = Vec::with_capacity(started.len());
+        for id in started {
+            starts.push(start_row(&tx, runner_id, *id, now)?);
         }
         let mut results = Vec::with_capacity(finishes.len());
         for item in finishes {
@@ -285,25 +337,44 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(results)
+        Ok((starts, results))
     }
 
     /// Put a `GO` row of `runner_id` back to `Q` as if never started (the
-    /// shutdown path); `summary` goes to `start_summary` to say why.
-    pub fn release(&mut self, id: JobId, runner_id: &str, summary: &str) -> Result<()> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE cm_co_jobs SET status = 'Q', start_time = NULL, runner_id = NULL, \
-                lease_expires_at = NULL, percent_complete = NULL, status_line = NULL, \
-                start_summary = ?3 \
-             WHERE id = ?1 AND status = 'GO' AND runner_id = ?2",
-            )?
-            .execute(params![id, runner_id, job::truncate_summary(summary)])?;
-        if n == 0 {
+    /// shutdown path); `summary` goes to `start_summary` to say why. A row
+    /// whose cancel was requested never goes back to `Q`: the same
+    /// statement ends it `CX`, "canceled by <who>". Returns the status the
+    /// row now has (`Q` or `CX`).
+    pub fn release(&mut self, id: JobId, runner_id: &str, summary: &str) -> Result<JobStatus> {
+        let now = self.now_text();
+        let status: Option<String> = optional(
+            self.conn
+                .prepare_cached(
+                    "UPDATE cm_co_jobs SET \
+                        status = CASE WHEN cancel_requested_by IS NULL THEN 'Q' ELSE 'CX' END, \
+                        start_time = CASE WHEN cancel_requested_by IS NULL THEN NULL ELSE start_time END, \
+                        runner_id = CASE WHEN cancel_requested_by IS NULL THEN NULL ELSE runner_id END, \
+                        percent_complete = CASE WHEN cancel_requested_by IS NULL THEN NULL ELSE percent_complete END, \
+                        status_line = CASE WHEN cancel_requested_by IS NULL THEN NULL ELSE status_line END, \
+                        start_summary = CASE WHEN cancel_requested_by IS NULL THEN ?3 ELSE start_summary END, \
+                        complete_time = CASE WHEN cancel_requested_by IS NULL THEN NULL ELSE ?4 END, \
+                        finish_summary = CASE WHEN cancel_requested_by IS NULL THEN finish_summary \
+                            ELSE substr('canceled by ' || cancel_requested_by, 1, 256) END, \
+                        lease_expires_at = NULL \
+                     WHERE id = ?1 AND status = 'GO' AND runner_id = ?2 \
+                     RETURNING status",
+                )?
+                .query_row(
+                    params![id, runner_id, job::truncate_summary(summary), now],
+                    |r| r.get(0),
+                ),
+        )?;
+        let Some(status) = status else {
             return Err(self.not_ours(id, runner_id));
-        }
-        Ok(())
+        };
+        status
+            .parse()
+            .map_err(|_| StoreError::BadStatus { id, status })
     }
 
     /// Record progress of a `GO` row: `percent` clamped to 0..=100, and the
@@ -374,6 +445,10 @@ impl Store {
     }
 }
 
+/// One result per [`Finish`] of a batch: the successor's id, or why the
+/// row could not be ended (no longer ours).
+pub type FinishResults = Vec<Result<Option<JobId>>>;
+
 /// How one run ended, for [`Store::finish_batch`].
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -384,9 +459,27 @@ pub struct Finish {
     pub log: Option<String>,
     /// History records the plugin made during the run.
     pub history: Vec<super::NewHistoryRecord>,
-    /// When the run really began, if later than the claim (a runner claims
-    /// a batch ahead of its free workers); replaces `start_time`.
-    pub started: Option<DateTime<Utc>>,
+}
+
+/// [`Store::start`] inside a transaction or on the connection.
+fn start_row(
+    conn: &rusqlite::Connection,
+    runner_id: &str,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE cm_co_jobs SET start_time = ?3, start_summary = ?4 \
+             WHERE id = ?1 AND status = 'GO' AND runner_id = ?2",
+        )?
+        .execute(params![
+            id,
+            runner_id,
+            format_time(now),
+            job::truncate_summary(&format!("started by runner {runner_id}"))
+        ])?;
+    Ok(n == 1)
 }
 
 fn finish_one(
@@ -404,7 +497,6 @@ fn finish_one(
         now,
         item.fuel_used,
         item.log.as_deref(),
-        item.started,
     )?;
     let Some(successor) = ended else {
         // Not ours (any more): say what the row is now.
@@ -434,7 +526,6 @@ fn finish_one(
 /// successor, inside `tx`. The UPDATE returns the row's policy columns, so
 /// no read comes first. Returns `None` (writing nothing) if the row is no
 /// longer `GO` and held by `runner_id`.
-#[allow(clippy::too_many_arguments)]
 fn end_row(
     tx: &rusqlite::Connection,
     id: JobId,
@@ -443,7 +534,6 @@ fn end_row(
     now: DateTime<Utc>,
     fuel_used: Option<i64>,
     log: Option<&str>,
-    started: Option<DateTime<Utc>>,
 ) -> Result<Option<Option<JobId>>> {
     let now_text = format_time(now);
     let policy = optional(
@@ -451,7 +541,7 @@ fn end_row(
             "UPDATE cm_co_jobs SET status = ?3, complete_time = ?4, finish_summary = ?5, \
                 percent_complete = CASE WHEN ?3 = 'OK' THEN 100 ELSE percent_complete END, \
                 fuel_used = coalesce(?6, fuel_used), job_log = coalesce(?7, job_log), \
-                lease_expires_at = NULL, start_time = coalesce(?8, start_time) \
+                lease_expires_at = NULL \
              WHERE id = ?1 AND status = 'GO' AND runner_id IS ?2 \
              RETURNING requeue_interval, retry_interval, max_retry, max_retry_count",
         )?
@@ -464,7 +554,6 @@ fn end_row(
                 job::truncate_summary(outcome.summary()),
                 fuel_used,
                 log,
-                started.map(format_time),
             ],
             |r| {
                 Ok(job::Policy {

@@ -276,8 +276,17 @@ fn claim_and_finish_ok_with_requeue() {
         j.lease_expires_at.as_deref(),
         Some("2030-01-01 12:00:30.000")
     );
-    assert_eq!(j.start_summary.as_deref(), Some("started by runner r1"));
+    // Issue 10 finding 4: a claimed row does not say it started.
+    assert_eq!(
+        j.start_summary.as_deref(),
+        Some("claimed by runner r1, not started yet")
+    );
     assert!(f.store.claim("r2", 8, LEASE).unwrap().is_empty());
+    assert!(!f.store.start(id, "r2").unwrap(), "not r2's row");
+    assert!(f.store.start(id, "r1").unwrap());
+    let j = f.job(id);
+    assert_eq!(j.start_summary.as_deref(), Some("started by runner r1"));
+    assert_eq!(j.start_time.as_deref(), Some("2030-01-01 12:00:00.000"));
 
     assert!(f.store.set_progress(id, "r1", 250, Some("half")).unwrap());
     assert_eq!(f.job(id).percent_complete, Some(100));
@@ -463,6 +472,7 @@ fn cancel_of_running_row_requests_a_stop() {
     let mut f = Fixture::new();
     let id = f.queue(hello());
     f.store.claim("r1", 1, LEASE).unwrap();
+    assert!(f.store.start(id, "r1").unwrap());
     assert!(!f.store.cancel_requested(id).unwrap());
     assert_eq!(
         f.store.cancel(id, "ada").unwrap(),
@@ -508,9 +518,10 @@ fn rescue_expired_fails_and_retries_and_lost_runner_cannot_finish() {
     f.store.claim("r1", 1, LEASE).unwrap();
     f.store.claim("r2", 1, LEASE).unwrap();
     let at = f.store.now();
-    f.store.record("r1", &[(id, at)], &[]).unwrap();
+    let _ = at;
+    assert_eq!(f.store.record("r1", &[id], &[]).unwrap().0, vec![true]);
     f.advance(20);
-    assert_eq!(f.store.heartbeat("r2", LEASE).unwrap(), 1);
+    assert_eq!(f.store.heartbeat("r2", LEASE).unwrap(), vec![other]);
     assert!(f.store.rescue_expired().unwrap().is_empty());
     f.advance(11);
     let rescued = f.store.rescue_expired().unwrap();
@@ -936,14 +947,17 @@ fn claim_capped_per_co() {
         })
         .collect();
     let two = f.queue(NewJob::new(co2, "hello"));
-    let got = f.store.claim_capped("r1", 10, LEASE, Some(2)).unwrap();
+    let got = f
+        .store
+        .claim_capped("r1", 10, LEASE, Some(2), None)
+        .unwrap();
     let mut ids: Vec<JobId> = got.iter().map(|j| j.id).collect();
     ids.sort();
     assert_eq!(ids, vec![ones[0], ones[1], two]);
     // CO 1 is at its cap for r1, not for r2.
     assert!(
         f.store
-            .claim_capped("r1", 10, LEASE, Some(2))
+            .claim_capped("r1", 10, LEASE, Some(2), None)
             .unwrap()
             .is_empty()
     );
@@ -958,18 +972,21 @@ fn claim_capped_per_co() {
             None,
         )
         .unwrap();
-    let got = f.store.claim_capped("r1", 10, LEASE, Some(2)).unwrap();
+    let got = f
+        .store
+        .claim_capped("r1", 10, LEASE, Some(2), None)
+        .unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ones[2]]);
     assert_eq!(
         f.store
-            .claim_capped("r2", 10, LEASE, Some(1))
+            .claim_capped("r2", 10, LEASE, Some(1), None)
             .unwrap()
             .len(),
         1
     );
     assert!(
         f.store
-            .claim_capped("r3", 10, LEASE, Some(0))
+            .claim_capped("r3", 10, LEASE, Some(0), None)
             .unwrap()
             .is_empty()
     );
@@ -1112,4 +1129,68 @@ fn far_times_are_clamped() {
     let far = Utc.with_ymd_and_hms(12000, 1, 1, 0, 0, 0).unwrap();
     assert_eq!(format_time(far), "9999-12-31 23:59:59.000");
     assert!(format_time(far).as_str() > "2026-01-01 00:00:00.000");
+/// Issue 10 finding 6: a row whose cancel was requested never goes back to
+/// `Q` at shutdown: the release ends it `CX` in the same statement.
+#[test]
+fn release_of_a_row_with_a_cancel_request_ends_it_cx() {
+    let mut f = Fixture::new();
+    let id = f.queue(NewJob {
+        retry_interval: Some(10),
+        ..hello()
+    });
+    f.store.claim("r1", 1, LEASE).unwrap();
+    assert!(f.store.start(id, "r1").unwrap());
+    assert_eq!(
+        f.store.cancel(id, "ada").unwrap(),
+        CancelResult::StopRequested
+    );
+    assert_eq!(
+        f.store.release(id, "r1", "returned to the queue").unwrap(),
+        JobStatus::Canceled
+    );
+    let j = f.job(id);
+    assert_eq!(j.status, JobStatus::Canceled);
+    assert_eq!(j.finish_summary.as_deref(), Some("canceled by ada"));
+    assert!(j.complete_time.is_some());
+    assert_eq!(j.lease_expires_at, None);
+    assert_eq!(f.store.job_count().unwrap(), 1, "no successor");
+}
+
+/// Issue 10 finding 4: a cancel of a claimed row that has not started ends
+/// it `CX` at once, and its runner's start is then refused (it never runs).
+#[test]
+fn cancel_of_a_claimed_row_not_started_ends_it_at_once() {
+    let mut f = Fixture::new();
+    let id = f.queue(hello());
+    f.store.claim("r1", 1, LEASE).unwrap();
+    assert_eq!(f.store.cancel(id, "ada").unwrap(), CancelResult::Canceled);
+    let j = f.job(id);
+    assert_eq!(j.status, JobStatus::Canceled);
+    assert_eq!(j.finish_summary.as_deref(), Some("canceled by ada"));
+    assert!(!f.store.start(id, "r1").unwrap());
+    assert!(f.store.heartbeat("r1", LEASE).unwrap().is_empty());
+}
+
+/// Issue 10 finding 3: `run --once` claims only what was due when it
+/// started, and its follow-ups one by one.
+#[test]
+fn claim_due_by_and_claim_one() {
+    let mut f = Fixture::new();
+    let early = f.queue(hello());
+    let start = f.store.now();
+    f.advance(5);
+    let late = f.queue(hello());
+    let got = f
+        .store
+        .claim_capped("r1", 10, LEASE, None, Some(start))
+        .unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![early]);
+    assert!(
+        f.store
+            .claim_one("r1", early, LEASE, None)
+            .unwrap()
+            .is_none()
+    );
+    let one = f.store.claim_one("r1", late, LEASE, None).unwrap();
+    assert_eq!(one.map(|j| j.id), Some(late));
 }
