@@ -465,22 +465,22 @@ fn bad_input_is_refused_and_writes_nothing() {
         (
             vec!["queue", "--no-check", "hello", "--memory", "4097"],
             2,
-            "--memory 4097 is above the most a job can have (4096 MiB)",
+            "--memory 4097 is out of range: 1 to 4096 MiB",
         ),
         (
             vec!["queue", "hello", "--memory", "0"],
             2,
-            "--memory must be greater than 0",
+            "--memory 0 is out of range: 1 to 4096 MiB",
         ),
         (
             vec!["queue", "hello", "--fuel", "0"],
             2,
-            "--fuel must be greater than 0",
+            "--fuel 0 is out of range: 1 to",
         ),
         (
             vec!["queue", "hello", "--timeout", "0"],
             2,
-            "--timeout must be greater than 0",
+            "--timeout 0 is out of range: 1 to 604800 seconds",
         ),
         (vec!["list", "--status", "Z"], 2, "unknown job status 'Z'"),
         (vec!["show", "99"], 2, "no job 99"),
