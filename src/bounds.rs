@@ -185,7 +185,9 @@ mod tests {
 
     #[test]
     fn messages_name_the_setting_and_its_range() {
-        let e = TIMEOUT_SECS.check(9_223_372_036_854_775_807).expect_err("out of range");
+        let e = TIMEOUT_SECS
+            .check(9_223_372_036_854_775_807)
+            .expect_err("out of range");
         assert_eq!(
             e.to_string(),
             "timeout 9223372036854775807 is out of range: 1 to 604800 seconds (7 days)"

@@ -596,7 +596,10 @@ fn design_ref_checker_catches_a_missing_section() {
         broken_design_refs("a.rs", "// see docs/design.md#not-there.", &known).len(),
         1
     );
-    assert_eq!(broken_design_refs("a.rs", "// see DESIGN.md", &known).len(), 1);
+    assert_eq!(
+        broken_design_refs("a.rs", "// see DESIGN.md", &known).len(),
+        1
+    );
     assert_eq!(
         slug("Claiming, leases, heartbeat and rescue"),
         "claiming-leases-heartbeat-and-rescue"
@@ -626,7 +629,9 @@ fn readme_limits_table_states_the_real_ranges() {
             .and_then(|r| r.split('|').nth(3))
             .unwrap_or("");
         if !range.contains(&want) {
-            errors.push(format!("the {limit} row's range is {range:?}, not {want:?}"));
+            errors.push(format!(
+                "the {limit} row's range is {range:?}, not {want:?}"
+            ));
         }
     }
     report("README.md", &errors);

@@ -523,7 +523,10 @@ fn bad_run_options_exit_2_and_write_nothing() {
     let s = Setup::new(&["hello"]);
     for (args, msg) in [
         (&["--workers", "0"][..], "--workers must be at least 1"),
-        (&["--lease", "0"][..], "--lease 0 is out of range: 1 to 86400 seconds"),
+        (
+            &["--lease", "0"][..],
+            "--lease 0 is out of range: 1 to 86400 seconds",
+        ),
         (
             &["--memory", "999999"][..],
             "--memory 999999 is out of range: 1 to 4096 MiB",

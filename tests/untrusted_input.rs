@@ -143,7 +143,9 @@ fn issue_10_2a_out_of_range_limits_of_rows_and_side_files_are_clamped() {
     let queued = s.cojobs(&["queue", "noop"]);
     let noop: i64 = queued.ok().trim().parse().expect("id");
     assert!(
-        queued.stderr.contains("noop.toml: timeout 9223372036854775807 is out of range"),
+        queued
+            .stderr
+            .contains("noop.toml: timeout 9223372036854775807 is out of range"),
         "queue did not warn: {queued:#?}"
     );
     s.conn()
@@ -197,7 +199,10 @@ fn issue_10_8_exec_shows_a_plugins_control_characters_escaped() {
         format!("stdout {SHOWN}"),
         format!("stderr {SHOWN}"),
     ] {
-        assert!(out.stderr.contains(&want), "stderr lacks {want:?}: {out:#?}");
+        assert!(
+            out.stderr.contains(&want),
+            "stderr lacks {want:?}: {out:#?}"
+        );
     }
 }
 
@@ -214,7 +219,9 @@ fn issue_10_8_show_list_history_and_watch_show_control_characters_escaped() {
     assert_eq!(s.status(id), "OK", "{}", s.dump());
     // Stored as they came.
     assert_eq!(
-        s.text(&format!("SELECT finish_summary FROM cm_co_jobs WHERE id = {id}")),
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+        )),
         Some(format!("summary {JUNK}"))
     );
     // A row queued (its register summary shown by `list`) and one running
@@ -244,11 +251,17 @@ fn issue_10_8_show_list_history_and_watch_show_control_characters_escaped() {
         format!("[info] {SHOWN}"),
         format!("stdout {SHOWN}"),
     ] {
-        assert!(show.stdout.contains(&want), "show lacks {want:?}: {show:#?}");
+        assert!(
+            show.stdout.contains(&want),
+            "show lacks {want:?}: {show:#?}"
+        );
     }
     let list = s.cojobs(&["list"]);
     assert_inert("list", list.ok());
-    assert!(list.stdout.contains(&format!("summary {SHOWN}")), "{list:#?}");
+    assert!(
+        list.stdout.contains(&format!("summary {SHOWN}")),
+        "{list:#?}"
+    );
     assert!(list.stdout.contains(SHOWN), "{list:#?}");
     let history = s.cojobs(&["history", &id_text]);
     assert_inert("history", history.ok());
@@ -336,8 +349,10 @@ fn issue_10_11_a_swapped_or_corrupted_cache_entry_is_compiled_again() {
     let dir = cache_dir(&s);
     let (hello, noop) = (entry(&dir, "hello"), entry(&dir, "noop"));
     let finish = |id: i64| {
-        s.text(&format!("SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"))
-            .unwrap_or_default()
+        s.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+        ))
+        .unwrap_or_default()
     };
 
     // hello's entry under noop's name: noop must still run noop.
@@ -366,7 +381,8 @@ fn issue_10_11_a_swapped_or_corrupted_cache_entry_is_compiled_again() {
     assert_eq!(s.status(id), "OK", "{}", s.dump());
     assert_eq!(finish(id), "hello, world");
     assert!(
-        run.stderr.contains("its contents changed after it was written"),
+        run.stderr
+            .contains("its contents changed after it was written"),
         "{run:#?}"
     );
     assert_ne!(std::fs::read(&hello).expect("read"), bytes, "not rewritten");

@@ -227,12 +227,12 @@ fn queue_file(
         }
         let at = |msg: String| Error::Input(format!("{}:{n}: {msg}", path.display()));
         let line: Line = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        check_line_numbers(&line).map_err(|e| at(e.to_string()))?;
         let params = match line.params {
             None => None,
             Some(v @ Value::Object(_)) => Some(v.to_string()),
             Some(other) => return Err(at(format!("params must be a JSON object, not {other}"))),
         };
-        check_line_numbers(&line).map_err(|e| at(e.to_string()))?;
         let start_after = match (line.delay, line.start_after) {
             (Some(_), Some(_)) => return Err(at("give delay or start_after, not both".into())),
             (Some(secs), None) => Some(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Error, Global};
-use crate::runner::{Runner, RunnerConfig};
 use crate::bounds::{self, Bound};
+use crate::runner::{Runner, RunnerConfig};
 use crate::sandbox::{LimitOverrides, Sandbox, SandboxConfig};
 
 #[derive(Debug, clap::Args)]

@@ -41,9 +41,11 @@ fn is_unsafe(c: char) -> bool {
         '\t' => false,
         '\0'..='\x1f' | '\x7f'..='\u{9f}' => true,
         // Bidirectional formatting: ALM, LRM, RLM, LRE..RLO, LRI..PDI.
-        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-            true
-        }
+        '\u{061c}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}' => true,
         _ => false,
     }
 }

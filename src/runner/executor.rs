@@ -8,9 +8,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::{CANCEL_PREFIX, Runner, Running, SHUTDOWN};
 use crate::job::{self, Outcome, RecordStatus};
-use crate::sandbox::{
-    HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
-};
+use crate::sandbox::{HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd};
 use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
 
 /// Progress of a running job, kept in memory and written by maintenance

@@ -311,8 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = dir.path().join(".cache");
         assert!(Cache::open(&cache).is_some(), "created, ours, 0700");
-        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777))
-            .expect("chmod");
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         assert!(Cache::open(&cache).is_none());
     }
 }

@@ -157,8 +157,11 @@ mod tests {
     fn out_of_range_limits_are_clamped() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, "timeout_secs = 9223372036854775807\nmemory_mib = 0\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "timeout_secs = 9223372036854775807\nmemory_mib = 0\n",
+        )
+        .expect("write");
         let c = PluginConfig::load(&path).expect("clamped, not refused");
         assert_eq!(c.limits.timeout_secs, Some(604_800));
         assert_eq!(c.limits.memory_mib, Some(1));
