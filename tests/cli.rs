@@ -373,7 +373,7 @@ fn bad_input_is_refused_and_writes_nothing() {
                 "10000000000000000",
             ],
             2,
-            "is too long",
+            "--delay 10000000000000000 is out of range: 0 to 315360000 seconds",
         ),
         (
             vec!["queue", "--no-check", "hello", "--params", "{nope"],
@@ -405,22 +405,22 @@ fn bad_input_is_refused_and_writes_nothing() {
         (
             vec!["queue", "--no-check", "hello", "--retry-interval", "-1"],
             2,
-            "retry interval must not be negative (got -1)",
+            "--retry-interval -1 is out of range: 0 to 315360000 seconds",
         ),
         (
             vec!["queue", "--no-check", "hello", "--requeue-interval", "-5"],
             2,
-            "requeue interval must not be negative",
+            "--requeue-interval -5 is out of range",
         ),
         (
             vec!["queue", "--no-check", "hello", "--max-retry", "-1"],
             2,
-            "max retry must not be negative",
+            "--max-retry -1 is out of range: 0 to 1000000 retries",
         ),
         (
             vec!["queue", "--no-check", "hello", "--fuel", "-1"],
             2,
-            "fuel limit must not be negative",
+            "--fuel -1 is out of range",
         ),
         (
             vec!["queue", "--no-check", "hello", "--delay", "-3"],
