@@ -193,7 +193,8 @@ pub enum SuccessorKind {
     Requeue,
 }
 
-/// The seed's retry/requeue rule, made exact (DESIGN.md section 2).
+/// The seed's retry/requeue rule, made exact
+/// (`docs/design.md#retry-and-requeue`).
 ///
 /// - `X` that is retryable, with `retry_interval > 0`: a retry with
 ///   `max_retry_count + 1`, unless `max_retry` is set and

@@ -6,6 +6,8 @@
 //!
 //! - [`job`]: the job state machine (`JobStatus`), how a run ends
 //!   ([`job::Outcome`]) and the retry/requeue policy. Pure code, no I/O.
+//! - [`bounds`]: the range of every number a user sets on a job (limits,
+//!   intervals), checked when given and clamped when read. Pure code.
 //! - [`store`]: the SQLite job store: schema, migrations and every SQL
 //!   statement of the program. Knows nothing of WebAssembly.
 //! - [`sandbox`]: the wasmtime host: the WIT bindings, the plugin cache,
@@ -14,6 +16,7 @@
 //! - [`runner`]: the daemon, the one place where store and sandbox meet.
 //! - [`cli`]: the command line.
 
+pub mod bounds;
 pub mod cli;
 pub mod job;
 pub mod runner;

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             let _ = out.flush();
-            eprintln!("cojobs: {err:#}");
+            // A message may carry a plugin's text (a describe that panicked).
+            eprintln!("cojobs: {}", cli::printable(&format!("{err:#}"), true));
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }
     }

@@ -374,7 +374,7 @@ fn bad_input_is_refused_and_writes_nothing() {
                 "10000000000000000",
             ],
             2,
-            "is too long",
+            "--delay 10000000000000000 is out of range: 0 to 315360000 seconds",
         ),
         (
             vec!["queue", "--no-check", "hello", "--params", "{nope"],
@@ -406,22 +406,22 @@ fn bad_input_is_refused_and_writes_nothing() {
         (
             vec!["queue", "--no-check", "hello", "--retry-interval", "-1"],
             2,
-            "retry interval must not be negative (got -1)",
+            "--retry-interval -1 is out of range: 0 to 315360000 seconds",
         ),
         (
             vec!["queue", "--no-check", "hello", "--requeue-interval", "-5"],
             2,
-            "requeue interval must not be negative",
+            "--requeue-interval -5 is out of range",
         ),
         (
             vec!["queue", "--no-check", "hello", "--max-retry", "-1"],
             2,
-            "max retry must not be negative",
+            "--max-retry -1 is out of range: 0 to 1000000 retries",
         ),
         (
             vec!["queue", "--no-check", "hello", "--fuel", "-1"],
             2,
-            "fuel limit must not be negative",
+            "--fuel -1 is out of range",
         ),
         (
             vec!["queue", "--no-check", "hello", "--delay", "-3"],
@@ -466,22 +466,22 @@ fn bad_input_is_refused_and_writes_nothing() {
         (
             vec!["queue", "--no-check", "hello", "--memory", "4097"],
             2,
-            "--memory 4097 is above the most a job can have (4096 MiB)",
+            "--memory 4097 is out of range: 1 to 4096 MiB",
         ),
         (
             vec!["queue", "hello", "--memory", "0"],
             2,
-            "--memory must be greater than 0",
+            "--memory 0 is out of range: 1 to 4096 MiB",
         ),
         (
             vec!["queue", "hello", "--fuel", "0"],
             2,
-            "--fuel must be greater than 0",
+            "--fuel 0 is out of range: 1 to",
         ),
         (
             vec!["queue", "hello", "--timeout", "0"],
             2,
-            "--timeout must be greater than 0",
+            "--timeout 0 is out of range: 1 to 604800 seconds",
         ),
         (vec!["list", "--status", "Z"], 2, "unknown job status 'Z'"),
         (vec!["show", "99"], 2, "no job 99"),

@@ -465,3 +465,174 @@ fn limits_check_catches_a_wrong_default() {
     assert!(errors[0].contains("fuel"), "{errors:?}");
     assert!(!check_limits_table("# nothing\n", "Limits and their defaults").is_empty());
 }
+
+// ---- docs/design.md: every reference to it names a section that exists.
+
+const DESIGN: &str = "docs/design.md";
+
+/// GitHub's anchor for a heading: lowercase, spaces to '-', punctuation
+/// other than '-' and '_' dropped.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of every heading of `md` (outside code blocks).
+fn anchors(md: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut out = Vec::new();
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code && line.starts_with('#') {
+            out.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// Each `docs/design.md#anchor` in `text` (from `file`) whose anchor is
+/// not one of `known`; a bare `DESIGN.md` (the file that is not in the
+/// repository) too.
+fn broken_design_refs(file: &str, text: &str, known: &[String]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.contains("DESIGN.md") {
+            errors.push(format!(
+                "{file}:{}: refers to DESIGN.md, which is not in the repository: {line}",
+                n + 1
+            ));
+        }
+        for (at, _) in line.match_indices("docs/design.md#") {
+            let anchor: String = line[at + "docs/design.md#".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            if !known.contains(&anchor) {
+                errors.push(format!(
+                    "{file}:{}: docs/design.md has no section #{anchor}",
+                    n + 1
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Source comments cite `docs/design.md#section`: each section exists, and
+/// nothing cites the `DESIGN.md` that is not in the repository (issue 10).
+#[test]
+fn design_doc_references_in_the_code_resolve() {
+    let known = anchors(&read(DESIGN));
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    rust_files(&root().join("tests"), &mut files);
+    assert!(files.len() > 10, "found only {files:?}");
+    let mut errors = Vec::new();
+    let mut refs = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        if f.ends_with("tests/docs.rs") {
+            continue;
+        }
+        refs += text.matches("docs/design.md#").count();
+        let name = f.strip_prefix(root()).unwrap_or(f).display().to_string();
+        errors.extend(broken_design_refs(&name, &text, &known));
+    }
+    assert!(refs > 0, "no source comment cites docs/design.md");
+    report("source references to docs/design.md", &errors);
+}
+
+/// The design doc's own links (`](#section)`) name sections it has.
+#[test]
+fn design_doc_links_resolve() {
+    let md = read(DESIGN);
+    let known = anchors(&md);
+    let errors: Vec<String> = md
+        .match_indices("](#")
+        .map(|(at, _)| {
+            md[at + 3..]
+                .chars()
+                .take_while(|c| *c != ')')
+                .collect::<String>()
+        })
+        .filter(|a| !known.contains(a))
+        .map(|a| format!("{DESIGN} links to #{a}, which is not a section"))
+        .collect();
+    report(DESIGN, &errors);
+}
+
+#[test]
+fn design_ref_checker_catches_a_missing_section() {
+    let known = anchors("# Title\n## The state machine\n```\n# not a heading\n```\n");
+    assert_eq!(known, vec!["title", "the-state-machine"]);
+    assert!(broken_design_refs("a.rs", "// docs/design.md#the-state-machine", &known).is_empty());
+    assert_eq!(
+        broken_design_refs("a.rs", "// see docs/design.md#not-there.", &known).len(),
+        1
+    );
+    assert_eq!(
+        broken_design_refs("a.rs", "// see DESIGN.md", &known).len(),
+        1
+    );
+    assert_eq!(
+        slug("Claiming, leases, heartbeat and rescue"),
+        "claiming-leases-heartbeat-and-rescue"
+    );
+}
+
+/// The README's limits table states the ranges of `src/bounds.rs`.
+#[test]
+fn readme_limits_table_states_the_real_ranges() {
+    use cojobs::bounds::{FUEL, MEMORY_MIB, TIMEOUT_SECS};
+    let readme = read("README.md");
+    let rows = table_rows(&readme, "Limits and their defaults");
+    let mut errors = Vec::new();
+    for (limit, bound) in [
+        ("fuel", FUEL),
+        ("memory", MEMORY_MIB),
+        ("wall clock", TIMEOUT_SECS),
+    ] {
+        let want = format!(
+            "{} to {}",
+            thousands(bound.min.unsigned_abs()),
+            thousands(bound.max.unsigned_abs())
+        );
+        let range = rows
+            .iter()
+            .find(|r| r.split('|').nth(1).is_some_and(|c| c.contains(limit)))
+            .and_then(|r| r.split('|').nth(3))
+            .unwrap_or("");
+        if !range.contains(&want) {
+            errors.push(format!(
+                "the {limit} row's range is {range:?}, not {want:?}"
+            ));
+        }
+    }
+    report("README.md", &errors);
+}

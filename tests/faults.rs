@@ -96,9 +96,10 @@ fn history_per_job(s: &Setup) -> HashMap<i64, i64> {
         .collect()
 }
 
-/// The invariants of DESIGN.md section 2 over a finished table: nothing
-/// live, every chain ends terminal, every successor is a correct retry of
-/// an `X` parent whose policy allowed one, and no row ran to `OK` twice.
+/// The invariants of `docs/design.md#the-state-machine` over a finished
+/// table: nothing live, every chain ends terminal, every successor is a
+/// correct retry of an `X` parent whose policy allowed one, and no row ran
+/// to `OK` twice.
 fn check_chains(s: &Setup, originals: &[i64]) -> (usize, usize) {
     let all = rows(s);
     let by_id: HashMap<i64, &Row> = all.iter().map(|r| (r.id, r)).collect();

@@ -2,8 +2,8 @@
 //!
 //! - random sequences of queue, claim, finish (ok / retryable failure /
 //!   discard / cancel), cancel, lease expiry (the store's clock moved on)
-//!   and rescue against a real store, checking DESIGN.md section 2's
-//!   invariants against a small model after every step;
+//!   and rescue against a real store, checking the invariants of
+//!   `docs/design.md#the-state-machine` against a small model after every step;
 //! - random `queue` input through the library and through the binary:
 //!   exactly one new row, or a clear input error and no row; never a panic.
 
@@ -88,7 +88,7 @@ fn all_rows(store: &Store) -> Vec<Job> {
     rows
 }
 
-/// DESIGN.md section 2 after a step.
+/// Check the invariants of `docs/design.md#the-state-machine` after a step.
 fn check(store: &Store, model: &mut Model) {
     let rows = all_rows(store);
     let by_id: HashMap<i64, &Job> = rows.iter().map(|j| (j.id.0, j)).collect();
@@ -266,7 +266,8 @@ fn step(store: &mut Store, clock: &AtomicI64, model: &mut Model, op: &Op) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Random runs of the state machine keep DESIGN.md section 2's invariants.
+    /// Random runs of the state machine keep the invariants of
+    /// `docs/design.md#the-state-machine`.
     #[test]
     fn state_machine_keeps_its_invariants(ops in prop::collection::vec(op(), 1..50)) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -542,12 +542,15 @@ fn bad_run_options_exit_2_and_write_nothing() {
     let s = Setup::new(&["hello"]);
     for (args, msg) in [
         (&["--workers", "0"][..], "--workers must be at least 1"),
-        (&["--lease", "0"][..], "--lease must be at least 1 second"),
+        (
+            &["--lease", "0"][..],
+            "--lease 0 is out of range: 1 to 86400 seconds",
+        ),
         (
             &["--memory", "999999"][..],
-            "--memory 999999 is above the most a job can have",
+            "--memory 999999 is out of range: 1 to 4096 MiB",
         ),
-        (&["--fuel", "0"][..], "--fuel must be greater than 0"),
+        (&["--fuel", "0"][..], "--fuel 0 is out of range"),
         (&["--per-co", "0"][..], "--per-co must be at least 1"),
         (
             &["--poll-interval", "0"][..],

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use super::{Error, Global, runtime};
+use super::{Error, Global, printable, runtime};
 use crate::sandbox::{
     FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RunEnd, RunReport,
     SandboxError,
@@ -43,14 +43,14 @@ pub struct Args {
     #[arg(long, value_name = "M")]
     mode: Option<String>,
     /// Fuel budget (default: the plugin's side file, else the runner's).
-    #[arg(long, value_name = "N")]
-    fuel: Option<u64>,
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    fuel: Option<i64>,
     /// Memory limit in MiB (at most 4096).
-    #[arg(long, value_name = "MIB")]
-    memory: Option<u64>,
-    /// Wall-clock limit in seconds.
-    #[arg(long, value_name = "SECS")]
-    timeout: Option<u64>,
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    memory: Option<i64>,
+    /// Wall-clock limit in seconds (at most 7 days).
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    timeout: Option<i64>,
     /// Do not check the mode and params against what the plugin declares.
     #[arg(long)]
     no_check: bool,
@@ -62,6 +62,7 @@ fn is_file(arg: &str) -> bool {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
+    super::run::init_tracing("warn");
     let overrides = super::run::check_limits(args.fuel, args.memory, args.timeout)?;
     let params = match &args.params {
         Some(text) => crate::store::parse_params(text)?,
@@ -126,14 +127,14 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
 /// How the run ended, on stdout: the outcome line, then fuel and time.
 fn write_outcome(out: &mut dyn Write, report: &RunReport, fuel_limit: u64) -> io::Result<()> {
     match &report.end {
-        RunEnd::Ok(summary) => writeln!(out, "OK: {}", bounded(summary))?,
+        RunEnd::Ok(summary) => writeln!(out, "OK: {}", printable(&bounded(summary), false))?,
         RunEnd::Failed { kind, message } => {
             let fate = if *kind == FailKind::Discard {
                 "discarded"
             } else {
                 "retryable"
             };
-            writeln!(out, "X: {} ({fate})", bounded(message))?;
+            writeln!(out, "X: {} ({fate})", printable(&bounded(message), false))?;
         }
         RunEnd::Interrupted(reason) => writeln!(out, "interrupted: {reason}")?,
     }
@@ -217,9 +218,11 @@ impl Console {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Print one line of the plugin's doing, [`printable`].
     fn line(&self, text: &str) {
+        let text = printable(text, false);
         match &self.bar {
-            Some(bar) => bar.println(text),
+            Some(bar) => bar.println(text.as_ref()),
             // A closed stderr is no reason to fail the job.
             None => {
                 let _ = writeln!(io::stderr(), "{text}");
@@ -244,7 +247,7 @@ impl Console {
         if !rest.trim().is_empty() {
             let mut err = io::stderr().lock();
             let _ = writeln!(err, "--- plugin output ---");
-            let _ = write!(err, "{rest}");
+            let _ = write!(err, "{}", printable(&rest, true));
             if !rest.ends_with('\n') {
                 let _ = writeln!(err);
             }
@@ -273,7 +276,7 @@ impl HostEvents for Console {
         if let Some(bar) = &self.bar {
             bar.set_position(u64::from(percent));
             if let Some(s) = summary {
-                bar.set_message(s.replace(['\n', '\r'], " "));
+                bar.set_message(printable(&s, false).into_owned());
             }
             return;
         }

@@ -16,6 +16,7 @@ mod prune;
 mod queue;
 mod run;
 mod show;
+mod text;
 mod time;
 mod watch;
 
@@ -27,6 +28,7 @@ use clap::{Parser, Subcommand};
 
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 use crate::store::{Access, JobId, Store, StoreError};
+pub use text::printable;
 
 /// A durable background-job runner whose jobs run as sandboxed
 /// WebAssembly components.
@@ -231,21 +233,26 @@ pub fn current_user() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// Print rows as an aligned table (last column not padded).
+/// Print rows as an aligned table (last column not padded), every cell
+/// [`printable`].
 pub(crate) fn write_table(
     out: &mut dyn Write,
     header: &[&str],
     rows: &[Vec<String>],
 ) -> io::Result<()> {
+    let rows: Vec<Vec<_>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| printable(c, false)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     write_row(out, &widths, header.iter().copied())?;
-    for row in rows {
-        write_row(out, &widths, row.iter().map(String::as_str))?;
+    for row in &rows {
+        write_row(out, &widths, row.iter().map(|c| c.as_ref()))?;
     }
     Ok(())
 }
@@ -269,10 +276,11 @@ fn write_row<'a>(
     writeln!(out, "{}", text.trim_end())
 }
 
-/// Text for a table cell: NULL as "-", newlines flattened.
+/// Text for a table cell or a one-line value: NULL as "-", newlines
+/// flattened, control characters escaped ([`printable`]).
 pub(crate) fn cell(v: Option<&str>) -> String {
     match v {
         None => "-".to_string(),
-        Some(s) => s.replace(['\n', '\r', '\t'], " "),
+        Some(s) => printable(&s.replace(['\n', '\r', '\t'], " "), false).into_owned(),
     }
 }

@@ -41,6 +41,7 @@ struct Entry {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
+    super::run::init_tracing("warn");
     let sandbox = Arc::new(g.sandbox()?);
     let rt = runtime()?;
     match args.name {
@@ -138,11 +139,11 @@ fn write_details(
     } else {
         d.modes.join(", ")
     };
-    writeln!(out, "name:         {}", d.name)?;
-    writeln!(out, "version:      {}", d.version)?;
+    writeln!(out, "name:         {}", cell(Some(&d.name)))?;
+    writeln!(out, "version:      {}", cell(Some(&d.version)))?;
     writeln!(out, "description:  {}", cell(Some(&d.description)))?;
     writeln!(out, "file:         {}", plugin.path.display())?;
-    writeln!(out, "modes:        {modes}")?;
+    writeln!(out, "modes:        {}", cell(Some(&modes)))?;
     writeln!(
         out,
         "limits:       fuel {}, memory {} MiB, timeout {} s",

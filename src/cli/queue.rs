@@ -7,6 +7,7 @@ use chrono::TimeDelta;
 use serde_json::Value;
 
 use super::{Error, Global, current_user, runtime, time};
+use crate::bounds;
 use crate::sandbox::SandboxError;
 use crate::store::{NewJob, Queued};
 
@@ -88,12 +89,12 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     if let Some(path) = &args.from {
         return queue_file(g, path, args.no_check, out);
     }
-    check_limits(&args)?;
     let delay = args
         .delay
         .as_deref()
         .map(time::parse_duration)
         .transpose()?;
+    check_numbers(&args, delay)?;
     let start_after = args
         .start_after
         .as_deref()
@@ -142,17 +143,36 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// Limits the sandbox could not honour (zero, more memory than a job can
-/// have), refused as `run` and `exec` refuse them. Negative numbers are
-/// left to the store, which refuses them for every numeric field alike.
-fn check_limits(args: &Args) -> Result<(), Error> {
-    let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    super::run::check_limits(
-        unsigned(args.fuel),
-        unsigned(args.memory),
-        unsigned(args.timeout),
-    )
-    .map(drop)
+/// Every number of the command line in its range ([`crate::bounds`]):
+/// exit 2 naming the option and its range. (Negative numbers are refused
+/// here too, before the store would refuse them.)
+fn check_numbers(args: &Args, delay: Option<i64>) -> Result<(), Error> {
+    super::run::check_limits(args.fuel, args.memory, args.timeout)?;
+    for (bound, value) in [
+        (bounds::RETRY_INTERVAL, args.retry_interval),
+        (bounds::MAX_RETRY, args.max_retry),
+        (bounds::REQUEUE_INTERVAL, args.requeue_interval),
+        (bounds::DELAY, delay),
+    ] {
+        super::run::check_option(bound, value)?;
+    }
+    Ok(())
+}
+
+/// The first number of a `queue --from` line outside its range.
+fn check_line_numbers(line: &Line) -> Result<(), bounds::OutOfRange> {
+    for (bound, value) in [
+        (bounds::FUEL, line.fuel),
+        (bounds::MEMORY_MIB, line.memory),
+        (bounds::TIMEOUT_SECS, line.timeout),
+        (bounds::RETRY_INTERVAL, line.retry_interval),
+        (bounds::MAX_RETRY, line.max_retry),
+        (bounds::REQUEUE_INTERVAL, line.requeue_interval),
+        (bounds::DELAY, line.delay),
+    ] {
+        bound.check_opt(value)?;
+    }
+    Ok(())
 }
 
 /// Check the job's mode and params against what its plugin
@@ -209,18 +229,12 @@ fn queue_file(
         }
         let at = |msg: String| Error::Input(format!("{}:{n}: {msg}", path.display()));
         let line: Line = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        check_line_numbers(&line).map_err(|e| at(e.to_string()))?;
         let params = match line.params {
             None => None,
             Some(v @ Value::Object(_)) => Some(v.to_string()),
             Some(other) => return Err(at(format!("params must be a JSON object, not {other}"))),
         };
-        let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        super::run::check_limits(
-            unsigned(line.fuel),
-            unsigned(line.memory),
-            unsigned(line.timeout),
-        )
-        .map_err(|e| at(e.to_string()))?;
         let start_after = match (line.delay, line.start_after) {
             (Some(_), Some(_)) => return Err(at("give delay or start_after, not both".into())),
             (Some(secs), None) => Some(
@@ -281,6 +295,7 @@ fn queue_file(
 ///
 /// Params that are not a JSON object get the store's own refusal.
 fn check_many(g: &Global, jobs: &mut [NewJob]) -> Result<(), (usize, Error)> {
+    super::run::init_tracing("warn");
     let sandbox = Arc::new(g.sandbox().map_err(|e| (0, e))?);
     let rt = runtime().map_err(|e| (0, e))?;
     let mut descriptions = std::collections::HashMap::new();

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Error, Global};
+use crate::bounds::{self, Bound};
 use crate::runner::{Runner, RunnerConfig};
-use crate::sandbox::{LimitOverrides, MAX_MEMORY_MIB, Sandbox, SandboxConfig};
+use crate::sandbox::{LimitOverrides, Sandbox, SandboxConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,53 +26,70 @@ pub struct Args {
     poll_interval: f64,
     /// A running job's row stays this runner's this long without a
     /// heartbeat; a runner that died is detected after it.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    lease: u64,
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        allow_negative_numbers = true
+    )]
+    lease: i64,
     /// After SIGINT/SIGTERM, running jobs get this long to finish before
     /// they are interrupted and put back in the queue.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    grace: u64,
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 30,
+        allow_negative_numbers = true
+    )]
+    grace: i64,
     /// At most this many jobs of one CO run at once in this process.
     #[arg(long, value_name = "N")]
     per_co: Option<usize>,
     /// Default fuel budget per job [default: 10000000000].
-    #[arg(long, value_name = "N")]
-    fuel: Option<u64>,
-    /// Default memory limit per job, MiB [default: 256].
-    #[arg(long, value_name = "MIB")]
-    memory: Option<u64>,
-    /// Default wall-clock limit per job, seconds [default: 300].
-    #[arg(long, value_name = "SECS")]
-    timeout: Option<u64>,
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    fuel: Option<i64>,
+    /// Default memory limit per job, MiB, at most 4096 [default: 256].
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    memory: Option<i64>,
+    /// Default wall-clock limit per job, seconds, at most 7 days [default: 300].
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    timeout: Option<i64>,
 }
 
-/// Check the limit options every command that runs plugins takes.
-pub(crate) fn check_limits(
-    fuel: Option<u64>,
-    memory: Option<u64>,
-    timeout: Option<u64>,
-) -> Result<LimitOverrides, Error> {
-    let positive = |name: &str, v: Option<u64>| match v {
-        Some(0) => Err(Error::Input(format!("--{name} must be greater than 0"))),
-        _ => Ok(v),
-    };
-    let memory = positive("memory", memory)?;
-    if let Some(m) = memory.filter(|m| *m > MAX_MEMORY_MIB) {
-        return Err(Error::Input(format!(
-            "--memory {m} is above the most a job can have ({MAX_MEMORY_MIB} MiB)"
-        )));
-    }
-    Ok(LimitOverrides {
-        fuel: positive("fuel", fuel)?,
-        memory_mib: memory,
-        timeout_secs: positive("timeout", timeout)?,
+/// `value` of the option `bound` names, refused (exit 2, naming the option
+/// and its range) outside that range.
+pub(crate) fn check_option(bound: Bound, value: Option<i64>) -> Result<Option<i64>, Error> {
+    bound.check_opt(value).map_err(|e| {
+        Error::Input(format!(
+            "{} {} is out of range: {}",
+            bound.option(),
+            e.value,
+            bound.range()
+        ))
     })
 }
 
-/// Send the daemon's log to stderr; `RUST_LOG` sets the level (info).
-pub(crate) fn init_tracing() {
+/// Check the limit options every command that runs plugins takes
+/// (`--fuel`, `--memory`, `--timeout`) against their ranges.
+pub(crate) fn check_limits(
+    fuel: Option<i64>,
+    memory: Option<i64>,
+    timeout: Option<i64>,
+) -> Result<LimitOverrides, Error> {
+    let unsigned = |bound, v| Ok::<_, Error>(check_option(bound, v)?.map(i64::unsigned_abs));
+    Ok(LimitOverrides {
+        fuel: unsigned(bounds::FUEL, fuel)?,
+        memory_mib: unsigned(bounds::MEMORY_MIB, memory)?,
+        timeout_secs: unsigned(bounds::TIMEOUT_SECS, timeout)?,
+    })
+}
+
+/// Send the log to stderr; `RUST_LOG` sets the level (`default`: `info`
+/// for the daemon, `warn` for commands that load plugins once, so a
+/// clamped limit or an unusable cache is said).
+pub(crate) fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -92,13 +110,12 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
         .ok_or_else(|| {
             Error::Input("--poll-interval must be a positive number of seconds".into())
         })?;
-    if args.lease == 0 {
-        return Err(Error::Input("--lease must be at least 1 second".into()));
-    }
+    let lease = check_option(bounds::LEASE_SECS, Some(args.lease))?.unwrap_or(30);
+    let grace = check_option(bounds::GRACE_SECS, Some(args.grace))?.unwrap_or(30);
     if args.per_co == Some(0) {
         return Err(Error::Input("--per-co must be at least 1".into()));
     }
-    init_tracing();
+    init_tracing("info");
     let store = g.open_store()?;
     let mut sandbox_config = SandboxConfig::new(&g.plugins);
     sandbox_config.defaults = overrides.apply(sandbox_config.defaults);
@@ -109,8 +126,8 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
     let mut config = RunnerConfig::new(workers);
     config.once = args.once;
     config.poll_interval = poll_interval;
-    config.lease = Duration::from_secs(args.lease);
-    config.grace = Duration::from_secs(args.grace);
+    config.lease = Duration::from_secs(lease.unsigned_abs());
+    config.grace = Duration::from_secs(grace.unsigned_abs());
     config.per_co = args.per_co;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.max(2))

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{Error, Global, cell, write_table};
+use super::{Error, Global, cell, printable, write_table};
 use crate::store::{ChainPage, JOB_COLUMN_NAMES, JobId};
 
 #[derive(Debug, clap::Args)]
@@ -73,7 +73,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         None | Some("") => writeln!(out, "  (none)")?,
         Some(log) => {
             for line in log.lines() {
-                writeln!(out, "  {line}")?;
+                writeln!(out, "  {}", printable(line, false))?;
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Error, Global};
+use super::{Error, Global, printable};
 use crate::job::JobStatus;
 use crate::store::{Job, JobId, ListFilter, Store};
 
@@ -70,13 +70,15 @@ fn elapsed(job: &Job) -> String {
     format!("{}:{:02}", secs / 60, secs % 60)
 }
 
+/// The job's line: its type and status line are the plugin's (or any
+/// row writer's) text, so [`printable`].
 fn label(job: &Job) -> String {
     format!(
         "#{} {} co {} {}",
         job.id,
-        job.job_type,
+        printable(&job.job_type, false),
         job.co_id,
-        job.status_line.as_deref().unwrap_or("")
+        printable(job.status_line.as_deref().unwrap_or(""), false)
     )
 }
 

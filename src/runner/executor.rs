@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel, RunEnd,
+    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
 };
 use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
 
@@ -105,10 +105,6 @@ impl HostEvents for Events {
                 status,
             });
     }
-}
-
-fn to_u64(v: Option<i64>) -> Option<u64> {
-    v.and_then(|v| u64::try_from(v).ok())
 }
 
 /// Run `job` and record how it ended: the phases are [`start`], the run
@@ -420,11 +416,14 @@ async fn run_job(
         Ok(p) => p,
         Err(e) => return (RunEnd::load_failed(&e), 0, String::new()),
     };
-    let overrides = LimitOverrides {
-        fuel: to_u64(job.fuel_limit),
-        memory_mib: to_u64(job.memory_limit_mib),
-        timeout_secs: to_u64(job.timeout_secs),
-    };
+    // A row written by plain SQL may hold any number: clamped, with a
+    // warning, never an overflowed clock.
+    let overrides = RawLimits {
+        fuel: job.fuel_limit,
+        memory_mib: job.memory_limit_mib,
+        timeout_secs: job.timeout_secs,
+    }
+    .clamped(format_args!("job {}", job.id.0));
     let limits = runner.sandbox.limits_for(&plugin, &overrides);
     let input = JobInput {
         id: job.id.0,

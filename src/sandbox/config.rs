@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::SandboxError;
-use super::limits::LimitOverrides;
+use super::limits::{LimitOverrides, RawLimits};
 
 /// One host directory granted to a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -35,17 +35,26 @@ pub struct DirGrant {
 }
 
 /// The parsed side file. The default grants nothing and sets no limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginConfig {
-    #[serde(flatten)]
+    /// The plugin's own default limits, each within its range.
     pub limits: LimitOverrides,
     /// Give each job an empty scratch directory at `/scratch`, removed when
     /// the job ends.
-    #[serde(default)]
     pub scratch: bool,
-    #[serde(default)]
     pub dirs: Vec<DirGrant>,
+}
+
+/// The side file as written: its limits may be any number.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(flatten)]
+    limits: RawLimits,
+    #[serde(default)]
+    scratch: bool,
+    #[serde(default)]
+    dirs: Vec<DirGrant>,
 }
 
 /// Where the scratch directory appears in the guest.
@@ -66,10 +75,17 @@ impl PluginConfig {
                 });
             }
         };
-        let config: PluginConfig = toml::from_str(&text).map_err(|e| SandboxError::Config {
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| SandboxError::Config {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
+        let config = PluginConfig {
+            limits: raw
+                .limits
+                .clamped(format_args!("plugin side file {}", path.display())),
+            scratch: raw.scratch,
+            dirs: raw.dirs,
+        };
         for grant in &config.dirs {
             if !grant.host.is_dir() {
                 return Err(SandboxError::Config {
@@ -135,6 +151,20 @@ mod tests {
         std::fs::write(&path, "[[dirs]]\nhost = '/no/such/dir'\nguest = '/data'\n").expect("write");
         let e = PluginConfig::load(&path).expect_err("must fail");
         assert!(e.to_string().contains("/no/such/dir"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_limits_are_clamped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "timeout_secs = 9223372036854775807\nmemory_mib = 0\n",
+        )
+        .expect("write");
+        let c = PluginConfig::load(&path).expect("clamped, not refused");
+        assert_eq!(c.limits.timeout_secs, Some(604_800));
+        assert_eq!(c.limits.memory_mib, Some(1));
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! Each limit has a runner default, may be lowered or raised by the plugin's
 //! side file (`plugins/<name>.toml`) and again by the job row itself; the
 //! most specific one wins. [`LimitOverrides::apply`] does that layering.
+//! A side file's or a row's numbers arrive as [`RawLimits`] and are held to
+//! the ranges of [`crate::bounds`] ([`RawLimits::clamped`]).
 
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
+
+use crate::bounds::{self, Bound};
 
 /// Default fuel budget: about ten billion WebAssembly instructions, several
 /// seconds of CPU. Enough for a Python plugin to do real work.
@@ -18,7 +22,9 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
 /// Default cap on a job's captured log (log lines, stdout and stderr).
 pub const DEFAULT_OUTPUT_BYTES: usize = 64 * 1024;
 /// The most memory a job may be given: wasm32's whole address space.
-pub const MAX_MEMORY_MIB: u64 = 4096;
+pub const MAX_MEMORY_MIB: u64 = bounds::MEMORY_MIB.max.unsigned_abs();
+/// The longest wall-clock limit a job may be given.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(bounds::TIMEOUT_SECS.max.unsigned_abs());
 /// Elements a table may grow to: far above what real components use
 /// (CPython's is ~10k), far below what would hurt the host.
 pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
@@ -47,10 +53,9 @@ impl Default for Limits {
     }
 }
 
-/// Limits a plugin's side file or a job row may set; `None` keeps the layer
-/// below.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Limits a plugin's side file or a job row may set, each within its range
+/// ([`crate::bounds`]); `None` keeps the layer below.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitOverrides {
     pub fuel: Option<u64>,
     pub memory_mib: Option<u64>,
@@ -58,7 +63,8 @@ pub struct LimitOverrides {
 }
 
 impl LimitOverrides {
-    /// `base` with every limit this sets replaced.
+    /// `base` with every limit this sets replaced, memory and wall clock
+    /// never above their most ([`crate::bounds`]).
     pub fn apply(&self, base: Limits) -> Limits {
         Limits {
             fuel: self.fuel.unwrap_or(base.fuel),
@@ -69,8 +75,43 @@ impl LimitOverrides {
             timeout: self
                 .timeout_secs
                 .map(Duration::from_secs)
-                .unwrap_or(base.timeout),
+                .unwrap_or(base.timeout)
+                .min(MAX_TIMEOUT),
             output_bytes: base.output_bytes,
+        }
+    }
+}
+
+/// Limits as written by someone else: a plugin's side file (these are its
+/// keys) or a job row's columns. Any number, until [`RawLimits::clamped`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub fuel: Option<i64>,
+    pub memory_mib: Option<i64>,
+    pub timeout_secs: Option<i64>,
+}
+
+impl RawLimits {
+    /// Each limit held to its range; one outside it is clamped into it with
+    /// a warning that names `source` (the job or side file), the value and
+    /// what is used instead.
+    pub fn clamped(self, source: std::fmt::Arguments<'_>) -> LimitOverrides {
+        let clamp = |bound: Bound, value: Option<i64>| {
+            value.map(|v| {
+                let used = bound.clamp(v);
+                if used != v {
+                    let e = bounds::OutOfRange { bound, value: v };
+                    tracing::warn!("{source}: {e}; using {used}");
+                }
+                // `used` is at least `bound.min`, which is positive.
+                used.unsigned_abs()
+            })
+        };
+        LimitOverrides {
+            fuel: clamp(bounds::FUEL, self.fuel),
+            memory_mib: clamp(bounds::MEMORY_MIB, self.memory_mib),
+            timeout_secs: clamp(bounds::TIMEOUT_SECS, self.timeout_secs),
         }
     }
 }
@@ -155,6 +196,23 @@ mod tests {
         assert_eq!(l.fuel, 5);
         assert_eq!(l.memory_mib, DEFAULT_MEMORY_MIB);
         assert_eq!(l.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn raw_limits_are_clamped_into_their_ranges() {
+        let raw = RawLimits {
+            fuel: Some(0),
+            memory_mib: Some(i64::MAX),
+            timeout_secs: Some(30),
+        };
+        let o = raw.clamped(format_args!("job 1"));
+        assert_eq!(o.fuel, Some(1));
+        assert_eq!(o.memory_mib, Some(MAX_MEMORY_MIB));
+        assert_eq!(o.timeout_secs, Some(30));
+        assert_eq!(
+            RawLimits::default().clamped(format_args!("x")),
+            LimitOverrides::default()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! [`TICK`].
 
 mod bindings;
+mod cache;
 mod config;
 mod engine;
 mod host;
@@ -32,7 +33,7 @@ pub use config::{DirGrant, PluginConfig, SCRATCH_GUEST_PATH};
 pub use host::{HistoryStatus, HostEvents, LogLevel, NoEvents};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MEMORY_MIB, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT_SECS, LimitOverrides,
-    Limits, MAX_MEMORY_MIB,
+    Limits, MAX_MEMORY_MIB, RawLimits,
 };
 pub use params::{ParamDesc, ParamError, ParamKind, PluginDescription};
 pub use plugin::{LoadStats, LoadedPlugin};

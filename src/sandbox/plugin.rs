@@ -4,13 +4,8 @@
 //! A plugin is compiled once and kept as a `PluginPre` (an `InstancePre`
 //! with its exports checked). Its file's size and modification time are
 //! checked before each job, so a replaced file is picked up without a
-//! restart. Compiled code is also kept on disk, keyed by the component's
-//! SHA-256 and the engine's compatibility hash: a Python component compiles
-//! for ~10 s and loads from the cache in well under a second.
+//! restart. Compiled code is also kept on disk ([`super::cache`]).
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -21,6 +16,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::SandboxError;
 use super::bindings::PluginPre;
+use super::cache::{Cache, engine_key};
 use super::config::PluginConfig;
 use super::host::HostState;
 use super::params::PluginDescription;
@@ -88,28 +84,8 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), SandboxError> {
     }
 }
 
-/// The engine's compatibility hash as text: compiled code from another
-/// wasmtime version or configuration is never loaded.
-fn engine_key(engine: &Engine) -> String {
-    let mut h = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    format!("{:016x}", h.finish())
-}
-
-/// Is this cache file one this program could have written: owned by us and
-/// writable by no one else? Anything else is never deserialized.
-fn trusted_cache_file(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    // SAFETY of the whole cache rests on this: a file someone else could
-    // have written is not loaded. `geteuid` has no preconditions.
-    #[allow(unsafe_code)]
-    let uid = unsafe { libc::geteuid() };
-    m.file_type().is_file() && m.uid() == uid && m.mode() & 0o022 == 0
-}
-
+/// The compiled component: from the on-disk cache when a sound entry is
+/// there (then `true`), else compiled and written to the cache.
 fn compile_or_load(
     engine: &Engine,
     cache_dir: Option<&Path>,
@@ -123,62 +99,19 @@ fn compile_or_load(
             message: format!("{e:#}"),
         })
     };
-    let Some(dir) = cache_dir else {
+    let Some(cache) = cache_dir.and_then(Cache::open) else {
         return Ok((compile()?, false));
     };
     let digest = Sha256::digest(bytes);
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let stem = name.replace(['/', '\\'], "_");
-    let file = dir.join(format!("{stem}-{hex}-{}.cwasm", engine_key(engine)));
-    if trusted_cache_file(&file) {
-        // SAFETY: the file is one this program serialized with an engine of
-        // the same compatibility hash (it is in the key), owned by this user
-        // and writable by no one else; wasmtime checks the header and
-        // version again before mapping it.
-        #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize_file(engine, &file) };
-        match loaded {
-            Ok(c) => return Ok((c, true)),
-            Err(e) => {
-                tracing::warn!(file = %file.display(), "ignoring unusable compiled-code cache entry: {e:#}")
-            }
-        }
+    let prefix = format!("{}-", name.replace(['/', '\\'], "_"));
+    let file = format!("{prefix}{hex}-{}.cwasm", engine_key(engine));
+    if let Some(c) = cache.load(engine, &file, &digest) {
+        return Ok((c, true));
     }
     let component = compile()?;
-    if let Err(e) = write_cache(dir, &stem, &file, &component) {
-        tracing::warn!(dir = %dir.display(), "could not write the compiled-code cache: {e}");
-    }
+    cache.store(&file, &prefix, &digest, &component);
     Ok((component, false))
-}
-
-/// Write `component` to `file` atomically (a temporary file renamed into
-/// place) and remove older entries of the same plugin.
-fn write_cache(dir: &Path, stem: &str, file: &Path, component: &Component) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(&bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(file).map_err(|e| e.error)?;
-    let prefix = format!("{stem}-");
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let p = entry.path();
-        let n = entry.file_name();
-        let n = n.to_string_lossy();
-        if p != file && n.starts_with(&prefix) && n.ends_with(".cwasm") {
-            // Only this plugin's entries: another plugin's name could share
-            // the prefix only if it had a hex segment in the same place.
-            let rest = &n[prefix.len()..];
-            if rest.len() == 32 + 1 + 16 + 6 {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Read, compile (or load from the cache) and pre-instantiate a plugin.

@@ -76,7 +76,7 @@ INSERT INTO cm_cos (id, name, description, status, created, modified)
 
 CREATE TABLE cm_co_jobs (
     -- The seed's columns, in the seed's order, with the seed's types.
-    -- (job_type is varchar(64), not the seed's 32: DESIGN.md allows 64.)
+    -- (job_type is varchar(64), not the seed's 32: docs/design.md#the-schema.)
     id                      INTEGER PRIMARY KEY AUTOINCREMENT,
     co_id                   INTEGER NOT NULL REFERENCES cm_cos (id),
     job_type                VARCHAR(64) NOT NULL,

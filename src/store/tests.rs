@@ -1129,6 +1129,8 @@ fn far_times_are_clamped() {
     let far = Utc.with_ymd_and_hms(12000, 1, 1, 0, 0, 0).unwrap();
     assert_eq!(format_time(far), "9999-12-31 23:59:59.000");
     assert!(format_time(far).as_str() > "2026-01-01 00:00:00.000");
+}
+
 /// Issue 10 finding 6: a row whose cancel was requested never goes back to
 /// `Q` at shutdown: the release ends it `CX` in the same statement.
 #[test]
