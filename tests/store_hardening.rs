@@ -177,13 +177,20 @@ fn iso_times_from_other_programs_mean_their_instant() {
     assert!(listed.ok().contains("2026-01-01 00:30:00"), "{listed:#?}");
 }
 
-/// Issue 10, finding 7: a delay past year 9999 is stored as
-/// 9999-12-31 23:59:59, which sorts after every other time: the job
-/// waits, the jobs due now still run, and `run --once` ends.
+/// Issue 10, finding 7: far-future times sort after today. A delay is at
+/// most 10 years when queued (`src/bounds.rs`); a row written by plain SQL
+/// at the last second cojobs ever writes (`9999-12-31 23:59:59`, where
+/// `format_time` clamps later years) waits like the 10-year one, the job
+/// due now still runs, and `run --once` ends.
 #[test]
 fn far_future_delays_sort_after_today() {
     let s = Setup::new(&["noop"]);
-    let far = s.queue(&["noop", "--delay", "3000000d"]);
+    let decade = s.queue(&["noop", "--delay", "3650d"]);
+    s.env.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, start_after_time) \
+         VALUES (1, 'noop', 'Q', '2026-01-01 00:00:00', '9999-12-31 23:59:59.000');",
+    );
+    let far = s.int("SELECT max(id) FROM cm_co_jobs");
     let now = s.queue(&["noop"]);
     assert_eq!(
         s.text(&format!(
@@ -195,6 +202,7 @@ fn far_future_delays_sort_after_today() {
     let mut once = s.daemon(&["--once"]);
     assert!(once.wait(DEADLINE).success(), "{}", once.log());
     assert_eq!(s.status(now), "OK");
+    assert_eq!(s.status(decade), "Q");
     assert_eq!(s.status(far), "Q");
 }
 

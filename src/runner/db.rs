@@ -353,7 +353,9 @@ fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
             }));
         }
         Cmd::Start { id, reply } => {
-            let _ = reply.send(patiently("record a job's start", || store.start(id, runner_id)));
+            let _ = reply.send(patiently("record a job's start", || {
+                store.start(id, runner_id)
+            }));
         }
         Cmd::Progress { updates } => {
             for (id, percent, line) in updates {
