@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Error, Global, cell, printable, write_table};
-use crate::store::{ChainPage, JOB_COLUMN_NAMES, JobId};
+use crate::store::{CHAIN_WINDOW, ChainPage, JOB_COLUMN_NAMES, JobId};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,6 +93,23 @@ fn write_chain(out: &mut dyn Write, id: JobId, chain: &ChainPage) -> Result<(), 
         .map(|(st, n)| format!("{}={n}", st.code()))
         .collect();
     let shown_last = chain.first.saturating_add(chain.rows.len());
+    if chain.older_beyond || chain.newer_beyond {
+        writeln!(
+            out,
+            "  (a long chain: {} rows either side of this job are counted{}{})",
+            CHAIN_WINDOW,
+            if chain.older_beyond {
+                "; older rows exist"
+            } else {
+                ""
+            },
+            if chain.newer_beyond {
+                "; newer rows exist"
+            } else {
+                ""
+            },
+        )?;
+    }
     writeln!(
         out,
         "  {} rows ({}); this job is row {}; rows {}..{} shown",

@@ -61,9 +61,13 @@ pub struct ListFilter {
 /// A page of a retry/requeue chain ([`Store::chain_page`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainPage {
-    /// Rows in the whole chain.
+    /// Rows of the chain read: all of it, or [`CHAIN_WINDOW`] (+1) either
+    /// side of the job when it is longer.
     pub total: usize,
-    /// Rows of the whole chain in each status (every status, zeros too).
+    /// The chain goes on past the rows read, towards older / newer rows.
+    pub older_beyond: bool,
+    pub newer_beyond: bool,
+    /// Rows read in each status (every status, zeros too).
     pub counts: Vec<(JobStatus, i64)>,
     /// Where the job asked about stands in the chain (0 = oldest).
     pub position: usize,
@@ -72,6 +76,11 @@ pub struct ChainPage {
     /// The rows around the job, oldest first.
     pub rows: Vec<ChainEntry>,
 }
+
+/// How far either side of a job [`Store::chain_page`] walks its chain: a
+/// chain can hold tens of thousands of rows (a job requeued every minute
+/// for a month), and walking all of them costs a row read each.
+pub const CHAIN_WINDOW: usize = 1000;
 
 /// One row of a [`ChainPage`]: what the chain table shows, no log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,20 +124,21 @@ pub(super) fn list_sql(filter: &ListFilter) -> (String, Vec<rusqlite::types::Val
     (sql, values)
 }
 
-/// Every row of a chain as (id, status), oldest first ([`Store::chain_page`]):
-/// up through `requeued_from_co_job_id` by primary key, down by
-/// `cm_co_jobs_requeued_from`.
+/// The rows of a chain within `?2` steps of `?1` (and at most `?2 + 1`
+/// each way, however the chain branches) as (id, status), oldest first
+/// ([`Store::chain_page`]): up through `requeued_from_co_job_id` by primary
+/// key, down by `cm_co_jobs_requeued_from`.
 pub(super) const CHAIN_MEMBERS_SQL: &str = "WITH RECURSIVE \
-       up(id, parent) AS ( \
-         SELECT id, requeued_from_co_job_id FROM cm_co_jobs WHERE id = ?1 \
-         UNION \
-         SELECT j.id, j.requeued_from_co_job_id FROM cm_co_jobs j JOIN up ON j.id = up.parent), \
-       root(id) AS (SELECT id FROM up WHERE parent IS NULL \
-                      OR NOT EXISTS (SELECT 1 FROM cm_co_jobs p WHERE p.id = up.parent)), \
-       down(id) AS ( \
-         SELECT id FROM root \
-         UNION \
-         SELECT j.id FROM cm_co_jobs j JOIN down ON j.requeued_from_co_job_id = down.id) \
+       up(id, parent, n) AS ( \
+         SELECT id, requeued_from_co_job_id, 0 FROM cm_co_jobs WHERE id = ?1 \
+         UNION ALL \
+         SELECT j.id, j.requeued_from_co_job_id, up.n + 1 FROM cm_co_jobs j JOIN up ON j.id = up.parent \
+         WHERE up.n < ?2 LIMIT ?2 + 1), \
+       down(id, n) AS ( \
+         SELECT ?1, 0 \
+         UNION ALL \
+         SELECT j.id, down.n + 1 FROM cm_co_jobs j JOIN down ON j.requeued_from_co_job_id = down.id \
+         WHERE down.n < ?2 LIMIT ?2 + 1) \
      SELECT id, status FROM cm_co_jobs \
      WHERE id IN (SELECT id FROM down UNION SELECT id FROM up) ORDER BY id";
 
@@ -401,19 +411,22 @@ impl Store {
     }
 
     /// A page of the chain `id` belongs to: how many rows it has in each
-    /// status, where `id` stands in it, and up to `around` rows either
-    /// side of `id` (without their logs). Walking a chain reads two
-    /// columns per row; only the page's rows are read in full, so a job
-    /// requeued every minute for a month (43,000 rows) shows at once.
+    /// status (within [`CHAIN_WINDOW`] rows either side of `id`), where
+    /// `id` stands among them, and up to `around` rows either side of `id`
+    /// (without their logs). The walk reads two columns per row; only the
+    /// page's rows are read in full, so a job requeued every minute for a
+    /// month (43,000 rows) shows at once.
     pub fn chain_page(&self, id: JobId, around: usize) -> Result<ChainPage> {
         let members = self.chain_members(id)?;
+        let position = members.iter().position(|(m, _)| *m == id).unwrap_or(0);
+        let older_beyond = position > CHAIN_WINDOW;
+        let newer_beyond = members.len().saturating_sub(position) > CHAIN_WINDOW.saturating_add(1);
         let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|&s| (s, 0)).collect();
         for (_, status) in &members {
             if let Some(slot) = counts.iter_mut().find(|(s, _)| s.code() == status.as_str()) {
                 slot.1 = slot.1.saturating_add(1);
             }
         }
-        let position = members.iter().position(|(m, _)| *m == id).unwrap_or(0);
         let first = position.saturating_sub(around);
         let last = position
             .saturating_add(around)
@@ -437,6 +450,8 @@ impl Store {
             rows.extend(entry);
         }
         Ok(ChainPage {
+            older_beyond,
+            newer_beyond,
             total: members.len(),
             counts,
             position,
@@ -448,7 +463,9 @@ impl Store {
     /// Every row of `id`'s chain as (id, status), oldest first.
     fn chain_members(&self, id: JobId) -> Result<Vec<(JobId, String)>> {
         let mut stmt = self.conn.prepare_cached(CHAIN_MEMBERS_SQL)?;
-        let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        // One row past the window tells whether the chain goes on.
+        let window = i64::try_from(CHAIN_WINDOW.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![id, window], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

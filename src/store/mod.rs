@@ -32,8 +32,8 @@ use serde::Serialize;
 use crate::job::{self, JobStatus};
 
 pub use jobs::{
-    CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter, NewHistoryRecord, NewJob,
-    Queued,
+    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
+    NewHistoryRecord, NewJob, Queued,
 };
 pub use runner::Finish;
 
