@@ -95,10 +95,10 @@ async fn missing_co(client: &impl GenericClient, cos: &[i64]) -> Result<Option<i
 
 pub(super) async fn queue(client: &deadpool_postgres::Client, job: &NewJob) -> Result<JobId> {
     let checked = check(job).map_err(Error::input)?;
-    if missing_co(&**client, &[job.co_id]).await?.is_some() {
+    if missing_co(client, &[job.co_id]).await?.is_some() {
         return Err(Error::input(StoreError::NoCo(job.co_id)));
     }
-    let ids = insert_rows(&**client, &[(job, &checked)]).await?;
+    let ids = insert_rows(client, &[(job, &checked)]).await?;
     ids.first()
         .copied()
         .ok_or_else(|| Error::Other("the insert returned no id".into()))
@@ -308,7 +308,7 @@ pub(super) async fn add_history(
     client: &deadpool_postgres::Client,
     rec: &NewHistoryRecord,
 ) -> Result<i64> {
-    let ids = insert_history(&**client, &[rec]).await?;
+    let ids = insert_history(client, &[rec]).await?;
     ids.first()
         .copied()
         .ok_or_else(|| Error::input(StoreError::NoJob(rec.co_job_id)))

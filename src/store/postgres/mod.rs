@@ -478,6 +478,6 @@ impl JobStore for PgStore {
     }
 
     async fn schema_status(&self) -> Result<SchemaStatus> {
-        schema::status(&**self.client().await?).await
+        schema::status(&self.client().await?).await
     }
 }

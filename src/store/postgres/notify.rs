@@ -214,9 +214,10 @@ async fn listen_once(
         }
     };
     tokio::pin!(drive);
+    let listen = format!("LISTEN {CHANNEL}");
     tokio::select! {
         why = &mut drive => return Err(why),
-        r = client.batch_execute(&format!("LISTEN {CHANNEL}")) => {
+        r = client.batch_execute(&listen) => {
             r.map_err(|e| super::PgError(&e).to_string())?;
         }
     }
