@@ -48,13 +48,15 @@ fn url_for(base: &str, db: &str) -> String {
 
 async fn admin() -> tokio_postgres::Client {
     let base = base_url();
-    let (client, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {base} ({e}); start it with \
+    let (client, conn) = tokio_postgres::connect(&base, NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {base} ({e}); start it with \
              `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
              or point COJOBS_TEST_PG at a server"
-        )
-    });
+            )
+        });
     tokio::spawn(conn);
     client
 }
@@ -73,7 +75,9 @@ impl TestDb {
         let name = format!("cojobs_t_{}_{n}", std::process::id());
         let client = admin().await;
         client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+            ))
             .await
             .expect("create the test database");
         TestDb {
@@ -125,7 +129,11 @@ struct PgHarness {
 impl PgHarness {
     async fn new() -> PgHarness {
         let db = TestDb::new().await;
-        let store = Arc::new(PgStore::connect(&db.url).await.expect("connect and migrate"));
+        let store = Arc::new(
+            PgStore::connect(&db.url)
+                .await
+                .expect("connect and migrate"),
+        );
         let sql = db.client().await;
         PgHarness { store, sql, db }
     }
@@ -138,7 +146,11 @@ impl Harness for PgHarness {
     }
 
     async fn another(&self) -> Arc<dyn JobStore> {
-        Arc::new(PgStore::connect_with(&self.db.url, 2).await.expect("connect"))
+        Arc::new(
+            PgStore::connect_with(&self.db.url, 2)
+                .await
+                .expect("connect"),
+        )
     }
 
     async fn sql(&self, sql: &str) {
@@ -194,9 +206,13 @@ async fn seed_columns(client: &tokio_postgres::Client) -> Vec<(String, String, S
 async fn coexists_with_a_comanage_schema() {
     let db = TestDb::new().await;
     let sql = db.client().await;
-    sql.batch_execute(COMANAGE_SCHEMA).await.expect("COmanage schema");
+    sql.batch_execute(COMANAGE_SCHEMA)
+        .await
+        .expect("COmanage schema");
     let before = seed_columns(&sql).await;
-    let store = PgStore::connect(&db.url).await.expect("migrate over COmanage's tables");
+    let store = PgStore::connect(&db.url)
+        .await
+        .expect("migrate over COmanage's tables");
     let after = seed_columns(&sql).await;
     // Every seed column is still there, same type, same place; cojobs'
     // own are added after them.
@@ -205,7 +221,10 @@ async fn coexists_with_a_comanage_schema() {
         .iter()
         .map(|(_, c, _)| c.as_str())
         .collect();
-    assert!(added.contains(&"runner_id") && added.contains(&"lease_expires_at"), "{added:?}");
+    assert!(
+        added.contains(&"runner_id") && added.contains(&"lease_expires_at"),
+        "{added:?}"
+    );
     let cos = store.list_cos().await.expect("cos");
     assert_eq!(cos.len(), 1, "no default CO added beside COmanage's");
     // COmanage's own row is claimed and run; ours live beside it.
@@ -219,7 +238,10 @@ async fn coexists_with_a_comanage_schema() {
         .await
         .expect("claim");
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].register_summary.as_deref(), Some("queued by COmanage"));
+    assert_eq!(
+        got[0].register_summary.as_deref(),
+        Some("queued by COmanage")
+    );
     let item = Finish {
         id: got[0].id,
         outcome: cojobs::job::Outcome::Complete {
@@ -234,10 +256,18 @@ async fn coexists_with_a_comanage_schema() {
         .as_ref()
         .expect("ours");
     assert_eq!(
-        store.get(got[0].id).await.expect("get").expect("row").status,
+        store
+            .get(got[0].id)
+            .await
+            .expect("get")
+            .expect("row")
+            .status,
         JobStatus::Complete
     );
-    store.queue(&NewJob::new(1, "hello")).await.expect("queue on COmanage's table");
+    store
+        .queue(&NewJob::new(1, "hello"))
+        .await
+        .expect("queue on COmanage's table");
     // Migrating again changes nothing.
     let status = store.migrate().await.expect("migrate");
     assert!(status.is_current());
@@ -258,9 +288,15 @@ async fn claim_plan_stays_flat_at_a_million_delayed_rows() {
     .await;
     h.store.queue(&NewJob::new(1, "now")).await.expect("queue");
     let plan = h.store.explain_claim(16).await.expect("explain");
-    assert!(!plan.contains("Seq Scan on cm_co_jobs"), "a full scan:\n{plan}");
+    assert!(
+        !plan.contains("Seq Scan on cm_co_jobs"),
+        "a full scan:\n{plan}"
+    );
     let buffers = shared_buffers(&plan);
-    assert!(buffers < 200, "the claim touched {buffers} buffers:\n{plan}");
+    assert!(
+        buffers < 200,
+        "the claim touched {buffers} buffers:\n{plan}"
+    );
     let got = h
         .store
         .claim(&Claim {
@@ -292,7 +328,13 @@ fn shared_buffers(plan: &str) -> u64 {
 async fn listener_reconnects_and_polls_meanwhile() {
     let h = PgHarness::new().await;
     // Start listening, then cut the listener's connection.
-    while h.store.wait_for_jobs(Duration::from_millis(300)).await.expect("wait") != Wake::Timeout {}
+    while h
+        .store
+        .wait_for_jobs(Duration::from_millis(300))
+        .await
+        .expect("wait")
+        != Wake::Timeout
+    {}
     let killed: i64 = h
         .sql
         .query_one(
@@ -308,14 +350,24 @@ async fn listener_reconnects_and_polls_meanwhile() {
     // waiter (notifications were lost meanwhile), then hears new ones.
     let mut saw = Vec::new();
     for _ in 0..100 {
-        let w = h.store.wait_for_jobs(Duration::from_secs(1)).await.expect("wait");
+        let w = h
+            .store
+            .wait_for_jobs(Duration::from_secs(1))
+            .await
+            .expect("wait");
         saw.push(w);
         if w == Wake::NewJobs {
             break;
         }
     }
     assert_eq!(saw.last(), Some(&Wake::NewJobs), "{saw:?}");
-    while h.store.wait_for_jobs(Duration::from_millis(300)).await.expect("wait") != Wake::Timeout {}
+    while h
+        .store
+        .wait_for_jobs(Duration::from_millis(300))
+        .await
+        .expect("wait")
+        != Wake::Timeout
+    {}
     let waiter = {
         let s = Arc::clone(&h.store);
         tokio::spawn(async move { s.wait_for_jobs(Duration::from_secs(30)).await })
@@ -331,7 +383,9 @@ async fn own_inserts_notify_through_the_limiter_not_the_trigger() {
     let h = PgHarness::new().await;
     // A raw listener counts NOTIFYs while 200 jobs are queued one by one.
     let db = &h.db;
-    let (client, mut conn) = tokio_postgres::connect(&db.url, NoTls).await.expect("connect");
+    let (client, mut conn) = tokio_postgres::connect(&db.url, NoTls)
+        .await
+        .expect("connect");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
@@ -340,10 +394,16 @@ async fn own_inserts_notify_through_the_limiter_not_the_trigger() {
             }
         }
     });
-    client.batch_execute("LISTEN cojobs_jobs").await.expect("listen");
+    client
+        .batch_execute("LISTEN cojobs_jobs")
+        .await
+        .expect("listen");
     let started = std::time::Instant::now();
     for _ in 0..200 {
-        h.store.queue(&NewJob::new(1, "hello")).await.expect("queue");
+        h.store
+            .queue(&NewJob::new(1, "hello"))
+            .await
+            .expect("queue");
     }
     let windows = started.elapsed().as_millis() / 100 + 2;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -352,7 +412,10 @@ async fn own_inserts_notify_through_the_limiter_not_the_trigger() {
         heard += 1;
     }
     assert!(heard >= 1, "the last queue of the burst is heard");
-    assert!(heard <= windows, "{heard} notifies for {windows} windows of 100 ms");
+    assert!(
+        heard <= windows,
+        "{heard} notifies for {windows} windows of 100 ms"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,10 +423,19 @@ async fn tls_modes_against_the_local_server() {
     let db = TestDb::new().await;
     let sql = db.client().await;
     let ssl_on: String = sql.query_one("SHOW ssl", &[]).await.expect("show").get(0);
-    assert_eq!(ssl_on, "on", "this test needs the server's TLS (Debian's default)");
-    let tls_url = format!("{}?sslmode=require&application_name=cojobs_tls_test", db.url);
+    assert_eq!(
+        ssl_on, "on",
+        "this test needs the server's TLS (Debian's default)"
+    );
+    let tls_url = format!(
+        "{}?sslmode=require&application_name=cojobs_tls_test",
+        db.url
+    );
     let store = PgStore::connect(&tls_url).await.expect("TLS connect");
-    store.queue(&NewJob::new(1, "hello")).await.expect("queue over TLS");
+    store
+        .queue(&NewJob::new(1, "hello"))
+        .await
+        .expect("queue over TLS");
     let encrypted: bool = sql
         .query_one(
             "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -385,7 +457,10 @@ async fn tls_modes_against_the_local_server() {
     .await
     .expect_err("untrusted certificate");
     let msg = e.to_string();
-    assert!(msg.contains("cannot connect to PostgreSQL at 127.0.0.1:5432"), "{msg}");
+    assert!(
+        msg.contains("cannot connect to PostgreSQL at 127.0.0.1:5432"),
+        "{msg}"
+    );
     assert!(msg.to_lowercase().contains("certificate"), "{msg}");
     drop(store);
 }
@@ -396,7 +471,11 @@ async fn unreachable_server_and_missing_database_say_so() {
         .await
         .expect_err("nothing listens on port 1");
     assert_eq!(e.kind(), cojobs::store::driver::ErrorKind::Transient, "{e}");
-    assert!(e.to_string().contains("cannot connect to PostgreSQL at 127.0.0.1:1/test"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("cannot connect to PostgreSQL at 127.0.0.1:1/test"),
+        "{e}"
+    );
     let e = PgStore::connect(&url_for(&base_url(), "cojobs_no_such_db"))
         .await
         .expect_err("no such database");
@@ -461,5 +540,8 @@ async fn bulk_queue_of_100000_jobs() {
     let last = h.store.get(ids[JOBS - 1]).await.expect("get").expect("row");
     assert_eq!(last.job_params.as_deref(), Some(r#"{"n":99999}"#));
     let counts = h.store.counts_by_status().await.expect("counts");
-    assert!(counts.contains(&(JobStatus::Queued, JOBS as i64)), "{counts:?}");
+    assert!(
+        counts.contains(&(JobStatus::Queued, JOBS as i64)),
+        "{counts:?}"
+    );
 }

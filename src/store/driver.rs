@@ -237,8 +237,11 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// Record that runs of claimed rows began (`start_time`), for rows
     /// still `GO` under `runner_id`. Returns the ids it recorded.
-    async fn start(&self, runner_id: &str, started: &[(JobId, DateTime<Utc>)])
-    -> Result<Vec<JobId>>;
+    async fn start(
+        &self,
+        runner_id: &str,
+        started: &[(JobId, DateTime<Utc>)],
+    ) -> Result<Vec<JobId>>;
 
     /// Record how runs ended, each with the successor
     /// [`crate::job::successor`] asks for and its history records, in ONE

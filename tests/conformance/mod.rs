@@ -115,7 +115,9 @@ pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
     let id = s.queue(&NewJob::new(1, "hello")).await.expect("queue");
     assert_eq!(status(&*s, id).await, JobStatus::Queued);
     // Finishing a row never claimed: a conflict, nothing written.
-    let e = one_finish(&*s, "r1", finish(id, ok("done"))).await.expect_err("not claimed");
+    let e = one_finish(&*s, "r1", finish(id, ok("done")))
+        .await
+        .expect_err("not claimed");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert_eq!(status(&*s, id).await, JobStatus::Queued);
 
@@ -125,7 +127,9 @@ pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
     assert_eq!(got[0].runner_id.as_deref(), Some("r1"));
     assert!(got[0].start_time.is_none(), "claimed, not started");
     // Another runner's finish and release are refused.
-    let e = one_finish(&*s, "r2", finish(id, ok("stolen"))).await.expect_err("not r2's");
+    let e = one_finish(&*s, "r2", finish(id, ok("stolen")))
+        .await
+        .expect_err("not r2's");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     let e = s.release("r2", id, "x").await.expect_err("not r2's");
     assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -137,9 +141,18 @@ pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
         .await
         .expect("start");
     assert_eq!(started, vec![id]);
-    assert!(s.get(id).await.expect("get").expect("row").start_time.is_some());
+    assert!(
+        s.get(id)
+            .await
+            .expect("get")
+            .expect("row")
+            .start_time
+            .is_some()
+    );
     assert_eq!(
-        one_finish(&*s, "r1", finish(id, ok("done"))).await.expect("finish"),
+        one_finish(&*s, "r1", finish(id, ok("done")))
+            .await
+            .expect("finish"),
         None
     );
     let row = s.get(id).await.expect("get").expect("row");
@@ -150,7 +163,9 @@ pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
     assert!(row.complete_time.is_some());
     assert!(row.lease_expires_at.is_none());
     // An ended row: a second finish conflicts, a cancel conflicts.
-    let e = one_finish(&*s, "r1", finish(id, failed("late"))).await.expect_err("ended");
+    let e = one_finish(&*s, "r1", finish(id, failed("late")))
+        .await
+        .expect_err("ended");
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert_eq!(status(&*s, id).await, JobStatus::Complete);
     let e = s.cancel(id, "ada").await.expect_err("ended");
@@ -158,7 +173,10 @@ pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
     assert!(e.to_string().contains("already ended"), "{e}");
     // A canceled queued row is never claimed; a late finish keeps CX.
     let q = s.queue(&NewJob::new(1, "hello")).await.expect("queue");
-    assert_eq!(s.cancel(q, "ada").await.expect("cancel"), CancelResult::Canceled);
+    assert_eq!(
+        s.cancel(q, "ada").await.expect("cancel"),
+        CancelResult::Canceled
+    );
     let row = s.get(q).await.expect("get").expect("row");
     assert_eq!(row.status, JobStatus::Canceled);
     assert_eq!(row.finish_summary.as_deref(), Some("canceled by ada"));
@@ -167,7 +185,10 @@ pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
 
 pub async fn bad_input_writes_nothing(h: &impl Harness) {
     let s = h.store();
-    let e = s.queue(&NewJob::new(99, "hello")).await.expect_err("no CO 99");
+    let e = s
+        .queue(&NewJob::new(99, "hello"))
+        .await
+        .expect_err("no CO 99");
     assert!(e.is_input(), "{e}");
     assert!(e.to_string().contains("no CO 99"), "{e}");
     let mut bad = NewJob::new(1, "hello");
@@ -176,7 +197,11 @@ pub async fn bad_input_writes_nothing(h: &impl Harness) {
     assert!(e.is_input());
     let e = s.queue(&NewJob::new(1, "../etc")).await.expect_err("type");
     assert!(e.is_input());
-    let batch = vec![NewJob::new(1, "a"), NewJob::new(1, "b"), NewJob::new(42, "c")];
+    let batch = vec![
+        NewJob::new(1, "a"),
+        NewJob::new(1, "b"),
+        NewJob::new(42, "c"),
+    ];
     let e = s.queue_many(&batch).await.expect_err("third is bad");
     assert!(e.is_input());
     assert!(e.to_string().contains("job 3 of the batch"), "{e}");
@@ -229,7 +254,10 @@ pub async fn claim_is_atomic_across_eight_claimers(h: &impl Harness) {
     assert_eq!(seen.len(), JOBS, "every job claimed exactly once");
     assert!(claimers_with_rows > 1, "the claimers ran side by side");
     let counts = s.counts_by_status().await.expect("counts");
-    assert!(counts.contains(&(JobStatus::InProgress, JOBS as i64)), "{counts:?}");
+    assert!(
+        counts.contains(&(JobStatus::InProgress, JOBS as i64)),
+        "{counts:?}"
+    );
 }
 
 pub async fn co_round_robin(h: &impl Harness) {
@@ -263,7 +291,9 @@ pub async fn per_co_cap(h: &impl Harness) {
     assert_eq!(got.len(), 4, "two of each CO");
     // The rows it holds count: nothing more until one ends.
     assert!(s.claim(&c).await.expect("claim").is_empty());
-    one_finish(&*s, "r", finish(got[0].id, ok("done"))).await.expect("finish");
+    one_finish(&*s, "r", finish(got[0].id, ok("done")))
+        .await
+        .expect("finish");
     let more = s.claim(&c).await.expect("claim");
     assert_eq!(more.len(), 1);
     assert_eq!(more[0].co_id, got[0].co_id);
@@ -288,13 +318,19 @@ pub async fn chains_retry_and_requeue(h: &impl Harness) {
         .await
         .expect("finish")
         .expect("a retry");
-    assert!(retry.due > before + chrono::TimeDelta::seconds(50), "{retry:?}");
+    assert!(
+        retry.due > before + chrono::TimeDelta::seconds(50),
+        "{retry:?}"
+    );
     let row = s.get(retry.id).await.expect("get").expect("row");
     assert_eq!(row.status, JobStatus::Queued);
     assert_eq!(row.max_retry_count, Some(1));
     assert_eq!(row.requeued_from_co_job_id, Some(root));
     assert_eq!(row.job_params.as_deref(), Some(r#"{"a":"x","b":1}"#));
-    assert_eq!(row.register_summary.as_deref().map(|s| s.chars().count()), Some(256));
+    assert_eq!(
+        row.register_summary.as_deref().map(|s| s.chars().count()),
+        Some(256)
+    );
     assert_eq!(row.queued_by.as_deref(), Some("ada"));
     assert_eq!(status(&*s, root).await, JobStatus::Failed);
     // Not due for a minute: nothing to claim.
@@ -305,9 +341,14 @@ pub async fn chains_retry_and_requeue(h: &impl Harness) {
         retry.id
     ))
     .await;
-    assert_eq!(s.claim(&claim("r", 1)).await.expect("claim")[0].id, retry.id);
     assert_eq!(
-        one_finish(&*s, "r", finish(retry.id, failed("boom again"))).await.expect("finish"),
+        s.claim(&claim("r", 1)).await.expect("claim")[0].id,
+        retry.id
+    );
+    assert_eq!(
+        one_finish(&*s, "r", finish(retry.id, failed("boom again")))
+            .await
+            .expect("finish"),
         None
     );
     // A requeue: OK with requeue_interval, count back to 0.
@@ -329,12 +370,23 @@ pub async fn chains_retry_and_requeue(h: &impl Harness) {
         summary: "bad input".into(),
         retryable: false,
     };
-    assert_eq!(one_finish(&*s, "r", finish(d, discard)).await.expect("finish"), None);
+    assert_eq!(
+        one_finish(&*s, "r", finish(d, discard))
+            .await
+            .expect("finish"),
+        None
+    );
     // The chain, from any member, oldest first, paged.
     let chain = s.retry_chain(retry.id, None, 10).await.expect("chain");
-    assert_eq!(chain.iter().map(|j| j.id).collect::<Vec<_>>(), vec![root, retry.id]);
+    assert_eq!(
+        chain.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![root, retry.id]
+    );
     let page = s.retry_chain(root, Some(root), 10).await.expect("chain");
-    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![retry.id]);
+    assert_eq!(
+        page.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![retry.id]
+    );
     assert_eq!(s.retry_chain(root, None, 1).await.expect("chain").len(), 1);
 }
 
@@ -374,7 +426,10 @@ pub async fn rescue_only_expired_leases(h: &impl Harness) {
     }
     assert_eq!(rescued[1], Rescued::Requeued(dead[1].id));
     let row = s.get(dead[0].id).await.expect("get").expect("row");
-    assert_eq!(row.finish_summary.as_deref(), Some("runner dead stopped responding"));
+    assert_eq!(
+        row.finish_summary.as_deref(),
+        Some("runner dead stopped responding")
+    );
     let row = s.get(dead[1].id).await.expect("get").expect("row");
     assert_eq!(row.status, JobStatus::Queued);
     assert_eq!(row.max_retry_count, Some(0));
@@ -382,16 +437,24 @@ pub async fn rescue_only_expired_leases(h: &impl Harness) {
     // The live runner's row is untouched; the dead one holds nothing now,
     // and its late finish is refused.
     assert_eq!(status(&*s, live[0].id).await, JobStatus::InProgress);
-    assert_eq!(s.heartbeat("live", LONG).await.expect("hb"), vec![live[0].id]);
+    assert_eq!(
+        s.heartbeat("live", LONG).await.expect("hb"),
+        vec![live[0].id]
+    );
     assert!(s.heartbeat("dead", LONG).await.expect("hb").is_empty());
-    let e = one_finish(&*s, "dead", finish(dead[0].id, ok("late"))).await.expect_err("lost");
+    let e = one_finish(&*s, "dead", finish(dead[0].id, ok("late")))
+        .await
+        .expect_err("lost");
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(other.rescue().await.expect("rescue").is_empty());
     assert!(ids.contains(&live[0].id));
     // A heartbeat renews a lease before it runs out: no rescue.
     let again = s.claim(&dead_claim).await.expect("claim");
     assert_eq!(again.len(), 1);
-    assert_eq!(s.heartbeat("dead", LONG).await.expect("hb"), vec![again[0].id]);
+    assert_eq!(
+        s.heartbeat("dead", LONG).await.expect("hb"),
+        vec![again[0].id]
+    );
     assert!(other.rescue().await.expect("rescue").is_empty());
 }
 
@@ -402,13 +465,20 @@ pub async fn release_returns_or_cancels(h: &impl Harness) {
     let ids = s.queue_many(&[job.clone(), job]).await.expect("queue");
     let got = s.claim(&claim("r", 2)).await.expect("claim");
     assert_eq!(got.len(), 2);
-    assert_eq!(s.cancel(ids[1], "bob").await.expect("cancel"), CancelResult::StopRequested);
     assert_eq!(
-        s.release("r", ids[0], "runner shut down").await.expect("release"),
+        s.cancel(ids[1], "bob").await.expect("cancel"),
+        CancelResult::StopRequested
+    );
+    assert_eq!(
+        s.release("r", ids[0], "runner shut down")
+            .await
+            .expect("release"),
         Released::Queued
     );
     assert_eq!(
-        s.release("r", ids[1], "runner shut down").await.expect("release"),
+        s.release("r", ids[1], "runner shut down")
+            .await
+            .expect("release"),
         Released::Canceled
     );
     let back = s.get(ids[0]).await.expect("get").expect("row");
@@ -419,7 +489,10 @@ pub async fn release_returns_or_cancels(h: &impl Harness) {
     assert_eq!(cx.status, JobStatus::Canceled);
     assert_eq!(cx.finish_summary.as_deref(), Some("canceled by bob"));
     let counts = s.counts_by_status().await.expect("counts");
-    assert!(counts.contains(&(JobStatus::Queued, 1)), "no retry of a cancel: {counts:?}");
+    assert!(
+        counts.contains(&(JobStatus::Queued, 1)),
+        "no retry of a cancel: {counts:?}"
+    );
     let e = s.release("r", ids[1], "again").await.expect_err("ended");
     assert_eq!(e.kind(), ErrorKind::Conflict);
 }
@@ -499,7 +572,10 @@ pub async fn plain_sql_rows_run(h: &impl Harness) {
     let hello = &got[1];
     assert_eq!(hello.queue_time.as_deref(), Some("2024-03-01 10:00:00.000"));
     assert_eq!(hello.job_mode.as_deref(), Some("full"));
-    assert!(hello.params().expect("params").is_empty(), "NULL params = {{}}");
+    assert!(
+        hello.params().expect("params").is_empty(),
+        "NULL params = {{}}"
+    );
     assert_eq!(hello.policy().max_retry_count, 0);
     let retry = one_finish(&*s, "r", finish(hello.id, failed("boom")))
         .await
@@ -518,7 +594,13 @@ pub async fn list_cursor_counts_prune_history(h: &impl Harness) {
     let co2 = s.add_co("two", None).await.expect("co");
     let e = s.add_co("two", None).await.expect_err("duplicate");
     assert!(e.is_input(), "{e}");
-    let names: Vec<String> = s.list_cos().await.expect("cos").into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = s
+        .list_cos()
+        .await
+        .expect("cos")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, vec!["default", "two"]);
     let mut jobs: Vec<NewJob> = (0..5).map(|_| NewJob::new(1, "a")).collect();
     jobs.push(NewJob::new(co2, "b"));
@@ -532,9 +614,15 @@ pub async fn list_cursor_counts_prune_history(h: &impl Harness) {
         ..ListFilter::default()
     };
     let page1 = s.list(&filter, None).await.expect("list");
-    assert_eq!(page1.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[4], ids[3]]);
+    assert_eq!(
+        page1.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
     let page2 = s.list(&filter, Some(ids[3])).await.expect("list");
-    assert_eq!(page2.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[2], ids[1]]);
+    assert_eq!(
+        page2.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
     let by_co = ListFilter {
         co_id: Some(co2),
         ..ListFilter::default()
@@ -558,8 +646,18 @@ pub async fn list_cursor_counts_prune_history(h: &impl Harness) {
     bad.co_job_id = JobId(999_999);
     assert!(s.add_history(&bad).await.expect_err("no job").is_input());
     s.cancel(ids[0], "ada").await.expect("cancel");
-    assert_eq!(s.prune(chrono::Utc::now() - chrono::TimeDelta::hours(1)).await.expect("prune"), 0);
-    assert_eq!(s.prune(chrono::Utc::now() + chrono::TimeDelta::hours(1)).await.expect("prune"), 1);
+    assert_eq!(
+        s.prune(chrono::Utc::now() - chrono::TimeDelta::hours(1))
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        s.prune(chrono::Utc::now() + chrono::TimeDelta::hours(1))
+            .await
+            .expect("prune"),
+        1
+    );
     assert!(s.get(ids[0]).await.expect("get").is_none());
     assert!(s.history(ids[0]).await.expect("history").is_empty());
     let counts = s.counts_by_status().await.expect("counts");
@@ -582,16 +680,27 @@ pub async fn unique_queue(h: &impl Harness) {
     );
     let mut other = job.clone();
     other.job_mode = Some("full".into());
-    assert!(matches!(s.queue_unique(&other).await.expect("queue"), Queued::New(_)));
+    assert!(matches!(
+        s.queue_unique(&other).await.expect("queue"),
+        Queued::New(_)
+    ));
     s.cancel(first, "ada").await.expect("cancel");
-    assert!(matches!(s.queue_unique(&job).await.expect("queue"), Queued::New(_)));
+    assert!(matches!(
+        s.queue_unique(&job).await.expect("queue"),
+        Queued::New(_)
+    ));
 }
 
 pub async fn wait_hears_new_jobs(h: &impl Harness) {
     let s = h.store();
     // Drain any sign left from setting up, then wait while another
     // store (another process) queues and while COmanage inserts by SQL.
-    while s.wait_for_jobs(Duration::from_millis(300)).await.expect("wait") != Wake::Timeout {}
+    while s
+        .wait_for_jobs(Duration::from_millis(300))
+        .await
+        .expect("wait")
+        != Wake::Timeout
+    {}
     let other = h.another().await;
     let waiter = {
         let s = Arc::clone(&s);
@@ -600,7 +709,12 @@ pub async fn wait_hears_new_jobs(h: &impl Harness) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     other.queue(&NewJob::new(1, "hello")).await.expect("queue");
     assert_eq!(waiter.await.expect("task").expect("wait"), Wake::NewJobs);
-    while s.wait_for_jobs(Duration::from_millis(300)).await.expect("wait") != Wake::Timeout {}
+    while s
+        .wait_for_jobs(Duration::from_millis(300))
+        .await
+        .expect("wait")
+        != Wake::Timeout
+    {}
     let waiter = {
         let s = Arc::clone(&s);
         tokio::spawn(async move { s.wait_for_jobs(Duration::from_secs(30)).await })
@@ -618,7 +732,10 @@ pub async fn next_due_counts_from_the_database_clock(h: &impl Harness) {
     later.start_after = Some(chrono::Utc::now() + chrono::TimeDelta::hours(2));
     s.queue(&later).await.expect("queue");
     let due = s.next_due().await.expect("next due").expect("one queued");
-    assert!(due > Duration::from_secs(3600) && due <= Duration::from_secs(7200), "{due:?}");
+    assert!(
+        due > Duration::from_secs(3600) && due <= Duration::from_secs(7200),
+        "{due:?}"
+    );
     s.queue(&NewJob::new(1, "now")).await.expect("queue");
     assert_eq!(s.next_due().await.expect("next due"), Some(Duration::ZERO));
 }

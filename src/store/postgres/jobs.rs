@@ -52,7 +52,10 @@ async fn insert_rows(
         .map(|(j, _)| j.start_after.map(|t| t.naive_utc()))
         .collect();
     let queued_by: Vec<Option<&str>> = jobs.iter().map(|(j, _)| j.queued_by.as_deref()).collect();
-    let stmt = client.prepare_cached(&insert_sql()).await.map_err(map_err)?;
+    let stmt = client
+        .prepare_cached(&insert_sql())
+        .await
+        .map_err(map_err)?;
     let rows = client
         .query(
             &stmt,
@@ -275,7 +278,10 @@ pub(super) async fn insert_history(
         .collect();
     let people: Vec<Option<i64>> = recs.iter().map(|r| r.co_person_id).collect();
     let orgs: Vec<Option<i64>> = recs.iter().map(|r| r.org_identity_id).collect();
-    let comments: Vec<String> = recs.iter().map(|r| job::truncate_summary(&r.comment)).collect();
+    let comments: Vec<String> = recs
+        .iter()
+        .map(|r| job::truncate_summary(&r.comment))
+        .collect();
     let statuses: Vec<&str> = recs.iter().map(|r| r.status.code()).collect();
     let stmt = client
         .prepare_cached(&format!(
@@ -296,7 +302,11 @@ pub(super) async fn insert_history(
         .map_err(map_err)?;
     if rows.len() < recs.len() {
         let found: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(1)).collect();
-        let missing = jobs.iter().find(|j| !found.contains(j)).copied().unwrap_or(0);
+        let missing = jobs
+            .iter()
+            .find(|j| !found.contains(j))
+            .copied()
+            .unwrap_or(0);
         return Err(Error::input(StoreError::NoJob(JobId(missing))));
     }
     let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
@@ -375,7 +385,11 @@ pub(super) async fn cancel(
                         finish_summary = $2, cancel_requested_by = $3, cancel_requested_at = {NOW} \
                      WHERE id = $1::int8 AND status = 'Q'"
                 ),
-                &[&id.0, &job::truncate_summary(&format!("canceled by {who}")), &who],
+                &[
+                    &id.0,
+                    &job::truncate_summary(&format!("canceled by {who}")),
+                    &who,
+                ],
             )
             .await
             .map_err(map_err)?;
@@ -395,7 +409,10 @@ pub(super) async fn cancel(
             CancelResult::StopRequested
         }
         ended => {
-            return Err(Error::Conflict(StoreError::AlreadyEnded { id, status: ended }));
+            return Err(Error::Conflict(StoreError::AlreadyEnded {
+                id,
+                status: ended,
+            }));
         }
     };
     tx.commit().await.map_err(map_err)?;
@@ -408,7 +425,8 @@ pub(super) async fn prune(
 ) -> Result<u64> {
     let cutoff = older_than.naive_utc();
     let tx = client.transaction().await.map_err(map_err)?;
-    let doomed = "SELECT id FROM cm_co_jobs WHERE status IN ('OK', 'X', 'CX') AND complete_time < $1";
+    let doomed =
+        "SELECT id FROM cm_co_jobs WHERE status IN ('OK', 'X', 'CX') AND complete_time < $1";
     // Successors keep living, unlinked (a COmanage schema's foreign key
     // may not say ON DELETE SET NULL), and history goes with its job.
     for sql in [

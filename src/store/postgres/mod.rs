@@ -191,9 +191,13 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
             return true;
         }
         let text = e.to_string();
-        if ["error performing TLS handshake", "authentication error", "invalid configuration"]
-            .iter()
-            .any(|p| text.starts_with(p))
+        if [
+            "error performing TLS handshake",
+            "authentication error",
+            "invalid configuration",
+        ]
+        .iter()
+        .any(|p| text.starts_with(p))
         {
             return false;
         }

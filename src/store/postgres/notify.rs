@@ -83,7 +83,11 @@ impl Notifier {
     pub(super) fn job_queued(&self) {
         let now = Instant::now();
         let due = {
-            let mut last = self.limiter.last.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self
+                .limiter
+                .last
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match *last {
                 Some(t) if now.duration_since(t) < NOTIFY_EVERY => Some(t + NOTIFY_EVERY),
                 _ => {

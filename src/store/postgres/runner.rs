@@ -71,7 +71,13 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
     let rows = client
         .query(
             &stmt,
-            &[&c.runner_id, &max, &interval_secs(c.lease), &per_co, &summary],
+            &[
+                &c.runner_id,
+                &max,
+                &interval_secs(c.lease),
+                &per_co,
+                &summary,
+            ],
         )
         .await
         .map_err(map_err)?;
@@ -94,7 +100,10 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a claim of `max` rows, rolled back:
 /// what the claim would do now, and what it costs.
-pub(super) async fn explain_claim(client: &mut deadpool_postgres::Client, max: usize) -> Result<String> {
+pub(super) async fn explain_claim(
+    client: &mut deadpool_postgres::Client,
+    max: usize,
+) -> Result<String> {
     let tx = client.transaction().await.map_err(map_err)?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let rows = tx
@@ -168,8 +177,10 @@ async fn end_rows(
         .collect();
     let fuels: Vec<Option<i64>> = ends.iter().map(|e| e.fuel_used).collect();
     let logs: Vec<Option<&str>> = ends.iter().map(|e| e.log).collect();
-    let starts: Vec<Option<NaiveDateTime>> =
-        ends.iter().map(|e| e.started.map(|t| t.naive_utc())).collect();
+    let starts: Vec<Option<NaiveDateTime>> = ends
+        .iter()
+        .map(|e| e.started.map(|t| t.naive_utc()))
+        .collect();
     let stmt = tx
         .prepare_cached(&format!(
             "UPDATE cm_co_jobs j SET status = f.status, complete_time = {NOW}, \
@@ -190,7 +201,9 @@ async fn end_rows(
     let rows = tx
         .query(
             &stmt,
-            &[&ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts],
+            &[
+                &ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts,
+            ],
         )
         .await
         .map_err(map_err)?;
@@ -200,7 +213,10 @@ async fn end_rows(
                 requeue_interval: r.try_get(1).map_err(map_err)?,
                 retry_interval: r.try_get(2).map_err(map_err)?,
                 max_retry: r.try_get(3).map_err(map_err)?,
-                max_retry_count: r.try_get::<_, Option<i64>>(4).map_err(map_err)?.unwrap_or(0),
+                max_retry_count: r
+                    .try_get::<_, Option<i64>>(4)
+                    .map_err(map_err)?
+                    .unwrap_or(0),
             };
             Ok((JobId(r.try_get(0).map_err(map_err)?), policy))
         })
@@ -381,7 +397,10 @@ pub(super) async fn rescue(client: &mut deadpool_postgres::Client) -> Result<Vec
         )
         .await
         .map_err(map_err)?;
-    let expired = rows.iter().map(job_from_row).collect::<Result<Vec<Job>>>()?;
+    let expired = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<Job>>>()?;
     let mut rescued = Vec::new();
     let (unstarted, started): (Vec<&Job>, Vec<&Job>) = expired
         .iter()

@@ -202,10 +202,7 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<Sc
 /// never migrated).
 pub(super) async fn status(client: &impl GenericClient) -> Result<SchemaStatus> {
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('cojobs_migrations') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('cojobs_migrations') IS NOT NULL", &[])
         .await
         .map_err(map_err)?
         .get(0);
@@ -221,7 +218,10 @@ pub(super) async fn status(client: &impl GenericClient) -> Result<SchemaStatus> 
 
 async fn current_version(client: &impl GenericClient) -> Result<i64> {
     let row = client
-        .query_one("SELECT coalesce(max(version), 0) FROM cojobs_migrations", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM cojobs_migrations",
+            &[],
+        )
         .await
         .map_err(map_err)?;
     Ok(row.get(0))

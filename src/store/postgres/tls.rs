@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -332,14 +332,16 @@ fn webpki_verifier(
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(format!("cannot read sslrootcert {}: {e}", path.display())))?;
     for cert in certs {
-        let cert =
-            cert.map_err(|e| bad(format!("bad certificate in {}: {e}", path.display())))?;
+        let cert = cert.map_err(|e| bad(format!("bad certificate in {}: {e}", path.display())))?;
         roots
             .add(cert)
             .map_err(|e| bad(format!("bad certificate in {}: {e}", path.display())))?;
     }
     if roots.is_empty() {
-        return Err(bad(format!("no certificate in sslrootcert {}", path.display())));
+        return Err(bad(format!(
+            "no certificate in sslrootcert {}",
+            path.display()
+        )));
     }
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
@@ -516,6 +518,10 @@ mod tests {
         .expect("parses");
         let e = o.tls().err().expect("no such file");
         assert!(e.is_input());
-        assert!(e.to_string().contains("cannot read sslrootcert /nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("cannot read sslrootcert /nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }
