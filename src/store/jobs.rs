@@ -186,14 +186,16 @@ pub struct Co {
     pub created: Option<String>,
 }
 
-/// The validated, normalised form of a [`NewJob`].
-struct Checked {
-    params: Option<String>,
-    params_value: serde_json::Map<String, serde_json::Value>,
-    summary: Option<String>,
+/// The validated, normalised form of a [`NewJob`] (shared by the drivers).
+pub(super) struct Checked {
+    pub(super) params: Option<String>,
+    pub(super) params_value: serde_json::Map<String, serde_json::Value>,
+    pub(super) summary: Option<String>,
 }
 
-fn check(job: &NewJob) -> Result<Checked> {
+/// Check a [`NewJob`] and normalise it; every driver calls this before
+/// writing anything.
+pub(super) fn check(job: &NewJob) -> Result<Checked> {
     job::validate_job_type(&job.job_type)?;
     if let Some(mode) = &job.job_mode
         && mode.chars().count() > 16

@@ -13,7 +13,9 @@
 //! which compares as text with each other and with SQLite's
 //! `datetime('now')`.
 
+pub mod driver;
 mod jobs;
+pub mod postgres;
 mod runner;
 mod schema;
 #[cfg(test)]

@@ -1,0 +1,601 @@
+//! Runner-facing statements: claim, start, finish, heartbeat, rescue,
+//! release, progress, cancel requests, next due time.
+//!
+//! A claimed row is `GO` with `runner_id` and `lease_expires_at` (the
+//! database's clock); every later write of that runner says `WHERE status
+//! = 'GO' AND runner_id = ...`, so a runner that lost its row writes
+//! nothing. Ending a row and queueing its successor happen in one
+//! transaction; which successor is [`job::successor`]'s decision, made
+//! here in Rust between the statements, never re-written in SQL.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use deadpool_postgres::GenericClient;
+
+use super::{DUE, NOW, interval_secs, job_columns, job_from_row, map_err};
+use crate::job::{self, JobStatus, Outcome};
+use crate::store::driver::{Claim, Error, Progress, Released, Rescued, Result, Successor};
+use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
+
+/// The claim: one statement. For every CO with queued rows (found by a
+/// loose index scan of `cojobs_jobs_due_by_co`, one seek per CO), lock its
+/// earliest due rows with `FOR UPDATE SKIP LOCKED` (rows another claimer
+/// holds are skipped, never waited for), rank them within their CO, keep
+/// the best `$2` by rank (round-robin across COs) under the per-CO cap
+/// (`$4`, NULL = none, minus the rows of that CO this runner holds), and
+/// mark them `GO` in the same statement. Cost grows with the number of COs
+/// and `$2`, never with the number of rows.
+fn claim_sql() -> String {
+    format!(
+        "WITH RECURSIVE cos(co) AS ( \
+           (SELECT co_id FROM cm_co_jobs WHERE status = 'Q' ORDER BY co_id LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT q.co_id FROM cm_co_jobs q WHERE q.status = 'Q' AND q.co_id > cos.co \
+                   ORDER BY q.co_id LIMIT 1) \
+           FROM cos WHERE cos.co IS NOT NULL), \
+         cand AS ( \
+           SELECT c.id, c.co_id, c.due, \
+                  row_number() OVER (PARTITION BY c.co_id ORDER BY c.due, c.id) AS rn \
+           FROM cos CROSS JOIN LATERAL ( \
+             SELECT j.id, j.co_id, {DUE} AS due FROM cm_co_jobs j \
+             WHERE j.status = 'Q' AND j.co_id = cos.co AND {DUE} <= {NOW} \
+             ORDER BY {DUE}, j.id LIMIT $2 \
+             FOR UPDATE SKIP LOCKED) c \
+           WHERE cos.co IS NOT NULL), \
+         held AS ( \
+           SELECT co_id, count(*) AS n FROM cm_co_jobs \
+           WHERE status = 'GO' AND runner_id = $1 AND $4::int8 IS NOT NULL GROUP BY co_id), \
+         picked AS ( \
+           SELECT cand.id, cand.rn, cand.due FROM cand LEFT JOIN held ON held.co_id = cand.co_id \
+           WHERE $4::int8 IS NULL OR cand.rn <= $4::int8 - coalesce(held.n, 0) \
+           ORDER BY cand.rn, cand.due, cand.id LIMIT $2) \
+         UPDATE cm_co_jobs j SET status = 'GO', start_time = NULL, runner_id = $1, \
+             lease_expires_at = {NOW} + make_interval(secs => $3::float8), \
+             start_summary = $5, percent_complete = 0, status_line = NULL, complete_time = NULL \
+         FROM picked WHERE j.id = picked.id AND j.status = 'Q' \
+         RETURNING {}, picked.rn",
+        job_columns("j")
+    )
+}
+
+pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Result<Vec<Job>> {
+    if c.max == 0 || c.per_co == Some(0) {
+        return Ok(Vec::new());
+    }
+    let max = i64::try_from(c.max).unwrap_or(i64::MAX);
+    let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let summary = job::truncate_summary(&format!("started by runner {}", c.runner_id));
+    let stmt = client.prepare_cached(&claim_sql()).await.map_err(map_err)?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &c.runner_id,
+                &max,
+                &interval_secs(c.lease),
+                &per_co,
+                &summary,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+    // RETURNING has no order: put the rows in the claim's fair order (by
+    // rank in their CO, then due time, then id). Due times compare as the
+    // stored text; a row with neither time ("" here) is due first.
+    fn due(j: &Job) -> &str {
+        j.start_after_time
+            .as_deref()
+            .or(j.queue_time.as_deref())
+            .unwrap_or("")
+    }
+    let mut ranked = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<_, i64>(31).map_err(map_err)?, job_from_row(r)?)))
+        .collect::<Result<Vec<_>>>()?;
+    ranked.sort_by(|(ra, a), (rb, b)| (*ra, due(a), a.id).cmp(&(*rb, due(b), b.id)));
+    Ok(ranked.into_iter().map(|(_, j)| j).collect())
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of a claim of `max` rows, rolled back:
+/// what the claim would do now, and what it costs.
+pub(super) async fn explain_claim(
+    client: &mut deadpool_postgres::Client,
+    max: usize,
+) -> Result<String> {
+    let tx = client.transaction().await.map_err(map_err)?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            &format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", claim_sql()),
+            &[&"explain", &max, &60.0f64, &None::<i64>, &"explain"],
+        )
+        .await
+        .map_err(map_err)?;
+    let plan = rows
+        .iter()
+        .map(|r| r.try_get::<_, String>(0).map_err(map_err))
+        .collect::<Result<Vec<_>>>()?
+        .join("\n");
+    tx.rollback().await.map_err(map_err)?;
+    Ok(plan)
+}
+
+pub(super) async fn start(
+    client: &deadpool_postgres::Client,
+    runner_id: &str,
+    started: &[(JobId, DateTime<Utc>)],
+) -> Result<Vec<JobId>> {
+    if started.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = started.iter().map(|(id, _)| id.0).collect();
+    let ats: Vec<NaiveDateTime> = started.iter().map(|(_, at)| at.naive_utc()).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE cm_co_jobs j SET start_time = s.at \
+             FROM unnest($2::int8[], $3::timestamp[]) AS s(id, at) \
+             WHERE j.id = s.id AND j.status = 'GO' AND j.runner_id = $1 \
+             RETURNING j.id::int8",
+        )
+        .await
+        .map_err(map_err)?;
+    let rows = client
+        .query(&stmt, &[&runner_id, &ids, &ats])
+        .await
+        .map_err(map_err)?;
+    Ok(rows.iter().map(|r| JobId(r.get(0))).collect())
+}
+
+/// A row to end: which row, under whose lease, how.
+struct End<'a> {
+    id: JobId,
+    /// The runner that must hold it (`None`: a row without one).
+    runner: Option<&'a str>,
+    /// The lease it must still be under (rescue), or `None` (any).
+    lease: Option<NaiveDateTime>,
+    outcome: &'a Outcome,
+    fuel_used: Option<i64>,
+    log: Option<&'a str>,
+    started: Option<DateTime<Utc>>,
+}
+
+/// End rows still `GO` under the given runner (and lease), in one
+/// statement; returns the policy columns of each row it ended.
+async fn end_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ends: &[End<'_>],
+) -> Result<HashMap<JobId, job::Policy>> {
+    let ids: Vec<i64> = ends.iter().map(|e| e.id.0).collect();
+    let runners: Vec<Option<&str>> = ends.iter().map(|e| e.runner).collect();
+    let leases: Vec<Option<NaiveDateTime>> = ends.iter().map(|e| e.lease).collect();
+    let statuses: Vec<&str> = ends.iter().map(|e| e.outcome.status().code()).collect();
+    let summaries: Vec<String> = ends
+        .iter()
+        .map(|e| job::truncate_summary(e.outcome.summary()))
+        .collect();
+    let fuels: Vec<Option<i64>> = ends.iter().map(|e| e.fuel_used).collect();
+    let logs: Vec<Option<&str>> = ends.iter().map(|e| e.log).collect();
+    let starts: Vec<Option<NaiveDateTime>> = ends
+        .iter()
+        .map(|e| e.started.map(|t| t.naive_utc()))
+        .collect();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "UPDATE cm_co_jobs j SET status = f.status, complete_time = {NOW}, \
+                finish_summary = f.summary, \
+                percent_complete = CASE WHEN f.status = 'OK' THEN 100 ELSE j.percent_complete END, \
+                fuel_used = coalesce(f.fuel, j.fuel_used), job_log = coalesce(f.log, j.job_log), \
+                lease_expires_at = NULL, start_time = coalesce(f.started, j.start_time) \
+             FROM unnest($1::int8[], $2::text[], $3::timestamp[], $4::text[], $5::text[], \
+                         $6::int8[], $7::text[], $8::timestamp[]) \
+                  AS f(id, runner, lease, status, summary, fuel, log, started) \
+             WHERE j.id = f.id AND j.status = 'GO' AND j.runner_id IS NOT DISTINCT FROM f.runner \
+               AND (f.lease IS NULL OR j.lease_expires_at = f.lease) \
+             RETURNING j.id::int8, j.requeue_interval::int8, j.retry_interval::int8, \
+                j.max_retry::int8, j.max_retry_count::int8"
+        ))
+        .await
+        .map_err(map_err)?;
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            let policy = job::Policy {
+                requeue_interval: r.try_get(1).map_err(map_err)?,
+                retry_interval: r.try_get(2).map_err(map_err)?,
+                max_retry: r.try_get(3).map_err(map_err)?,
+                max_retry_count: r
+                    .try_get::<_, Option<i64>>(4)
+                    .map_err(map_err)?
+                    .unwrap_or(0),
+            };
+            Ok((JobId(r.try_get(0).map_err(map_err)?), policy))
+        })
+        .collect()
+}
+
+/// Queue the successors of ended rows: copies of the parent with the
+/// given retry count, due `delay` seconds from now. Returns parent ->
+/// successor.
+async fn insert_successors(
+    tx: &deadpool_postgres::Transaction<'_>,
+    next: &[(JobId, job::Successor)],
+) -> Result<HashMap<JobId, Successor>> {
+    if next.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let parents: Vec<i64> = next.iter().map(|(p, _)| p.0).collect();
+    let counts: Vec<i64> = next.iter().map(|(_, s)| s.max_retry_count).collect();
+    let delays: Vec<f64> = next
+        .iter()
+        .map(|(_, s)| interval_secs(Duration::from_secs(s.delay_secs.max(0).unsigned_abs())))
+        .collect();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
+                retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, status, \
+                register_summary, queue_time, start_after_time, fuel_limit, memory_limit_mib, \
+                timeout_secs, queued_by) \
+             SELECT p.co_id, p.job_type, p.job_mode, p.job_params, p.requeue_interval, \
+                p.retry_interval, p.max_retry, s.cnt, p.id, 'Q', p.register_summary, {NOW}, \
+                {NOW} + make_interval(secs => s.delay), p.fuel_limit, p.memory_limit_mib, \
+                p.timeout_secs, p.queued_by \
+             FROM unnest($1::int8[], $2::int8[], $3::float8[]) AS s(parent, cnt, delay) \
+             JOIN cm_co_jobs p ON p.id = s.parent \
+             RETURNING id::int8, requeued_from_co_job_id::int8, start_after_time"
+        ))
+        .await
+        .map_err(map_err)?;
+    let rows = tx
+        .query(&stmt, &[&parents, &counts, &delays])
+        .await
+        .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            let due: NaiveDateTime = r.try_get(2).map_err(map_err)?;
+            Ok((
+                JobId(r.try_get(1).map_err(map_err)?),
+                Successor {
+                    id: JobId(r.try_get(0).map_err(map_err)?),
+                    due: due.and_utc(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// End `ends` and queue their successors per [`job::successor`], inside
+/// `tx`. Returns, per ended row, its successor (if any).
+async fn end_with_successors(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ends: &[End<'_>],
+) -> Result<HashMap<JobId, Option<Successor>>> {
+    let ended = end_rows(tx, ends).await?;
+    let next: Vec<(JobId, job::Successor)> = ends
+        .iter()
+        .filter_map(|e| {
+            let policy = ended.get(&e.id)?;
+            job::successor(policy, e.outcome).map(|s| (e.id, s))
+        })
+        .collect();
+    let successors = insert_successors(tx, &next).await?;
+    Ok(ended
+        .keys()
+        .map(|id| (*id, successors.get(id).copied()))
+        .collect())
+}
+
+/// The error for a row `runner_id` no longer holds: what the row is now.
+async fn not_ours(client: &impl GenericClient, id: JobId, runner_id: &str) -> Result<Error> {
+    let row = client
+        .query_opt(
+            "SELECT status::text FROM cm_co_jobs WHERE id = $1::int8",
+            &[&id.0],
+        )
+        .await
+        .map_err(map_err)?;
+    let Some(row) = row else {
+        return Ok(Error::input(StoreError::NoJob(id)));
+    };
+    let status: String = row.get(0);
+    let status = status
+        .parse::<JobStatus>()
+        .map_err(|_| Error::Other(format!("job {id} has unreadable status '{status}'")))?;
+    Ok(Error::Conflict(StoreError::NotOurs {
+        id,
+        runner_id: runner_id.to_string(),
+        status,
+    }))
+}
+
+pub(super) async fn finish(
+    client: &mut deadpool_postgres::Client,
+    runner_id: &str,
+    items: &[Finish],
+) -> Result<Vec<Result<Option<Successor>>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = client.transaction().await.map_err(map_err)?;
+    let ends: Vec<End<'_>> = items
+        .iter()
+        .map(|f| End {
+            id: f.id,
+            runner: Some(runner_id),
+            lease: None,
+            outcome: &f.outcome,
+            fuel_used: f.fuel_used,
+            log: f.log.as_deref(),
+            started: f.started,
+        })
+        .collect();
+    let ended = end_with_successors(&tx, &ends).await?;
+    // History records only of runs whose end was recorded.
+    let history: Vec<&NewHistoryRecord> = items
+        .iter()
+        .filter(|f| ended.contains_key(&f.id))
+        .flat_map(|f| &f.history)
+        .collect();
+    super::jobs::insert_history(&tx, &history).await?;
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(match ended.get(&item.id) {
+            Some(successor) => Ok(*successor),
+            None => Err(not_ours(&tx, item.id, runner_id).await?),
+        });
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(results)
+}
+
+pub(super) async fn heartbeat(
+    client: &deadpool_postgres::Client,
+    runner_id: &str,
+    lease: Duration,
+) -> Result<Vec<JobId>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE cm_co_jobs SET lease_expires_at = {NOW} + make_interval(secs => $2::float8) \
+             WHERE status = 'GO' AND runner_id = $1 RETURNING id::int8"
+        ))
+        .await
+        .map_err(map_err)?;
+    let rows = client
+        .query(&stmt, &[&runner_id, &interval_secs(lease)])
+        .await
+        .map_err(map_err)?;
+    let mut ids: Vec<JobId> = rows.iter().map(|r| JobId(r.get(0))).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Most rows one rescue deals with (the next rescue takes the rest).
+const RESCUE_BATCH: i64 = 1000;
+
+pub(super) async fn rescue(client: &mut deadpool_postgres::Client) -> Result<Vec<Rescued>> {
+    let tx = client.transaction().await.map_err(map_err)?;
+    // Lock the expired rows: a heartbeat or finish of their runner now
+    // waits for this transaction, then finds the row no longer its own.
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {} FROM cm_co_jobs j \
+                 WHERE j.status = 'GO' AND j.lease_expires_at < {NOW} \
+                 ORDER BY j.id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                job_columns("j")
+            ),
+            &[&RESCUE_BATCH],
+        )
+        .await
+        .map_err(map_err)?;
+    let expired = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<Job>>>()?;
+    let mut rescued = Vec::new();
+    let (unstarted, started): (Vec<&Job>, Vec<&Job>) = expired
+        .iter()
+        .partition(|j| j.start_time.is_none() && j.cancel_requested_by.is_none());
+    for j in unstarted {
+        if requeue_unstarted(&tx, j).await? {
+            rescued.push(Rescued::Requeued(j.id));
+        }
+    }
+    let outcomes: Vec<(&Job, Outcome, Option<NaiveDateTime>)> = started
+        .iter()
+        .map(|j| Ok((*j, rescue_outcome(j), lease_of(j)?)))
+        .collect::<Result<_>>()?;
+    let ends: Vec<End<'_>> = outcomes
+        .iter()
+        .map(|(j, outcome, lease)| End {
+            id: j.id,
+            runner: j.runner_id.as_deref(),
+            lease: *lease,
+            outcome,
+            fuel_used: None,
+            log: None,
+            started: None,
+        })
+        .collect();
+    let ended = end_with_successors(&tx, &ends).await?;
+    for (j, outcome, _) in &outcomes {
+        if let Some(successor) = ended.get(&j.id) {
+            rescued.push(Rescued::Ended {
+                id: j.id,
+                status: outcome.status(),
+                successor: *successor,
+            });
+        }
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(rescued)
+}
+
+/// How a rescued row that had started ends.
+fn rescue_outcome(j: &Job) -> Outcome {
+    let runner = j.runner_id.as_deref().unwrap_or("(unknown)");
+    match &j.cancel_requested_by {
+        Some(who) => Outcome::Canceled {
+            summary: format!("canceled by {who}"),
+        },
+        None => Outcome::Failed {
+            summary: format!("runner {runner} stopped responding"),
+            retryable: true,
+        },
+    }
+}
+
+/// The lease a row was read under, as stored.
+fn lease_of(j: &Job) -> Result<Option<NaiveDateTime>> {
+    j.lease_expires_at
+        .as_deref()
+        .map(|t| {
+            NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|e| Error::Other(format!("job {}: bad lease time '{t}': {e}", j.id)))
+        })
+        .transpose()
+}
+
+/// Put a claimed-but-never-started row of a dead runner back to `Q`, only
+/// if it is still `GO` under the same runner and the same expired lease.
+async fn requeue_unstarted(tx: &deadpool_postgres::Transaction<'_>, j: &Job) -> Result<bool> {
+    let runner = j.runner_id.as_deref().unwrap_or("(unknown)");
+    let summary = job::truncate_summary(&format!(
+        "returned to the queue: runner {runner} stopped responding before the job started"
+    ));
+    let n = tx
+        .execute(
+            "UPDATE cm_co_jobs SET status = 'Q', runner_id = NULL, lease_expires_at = NULL, \
+                percent_complete = NULL, status_line = NULL, start_summary = $2 \
+             WHERE id = $1::int8 AND status = 'GO' AND runner_id IS NOT DISTINCT FROM $3 \
+               AND lease_expires_at = $4",
+            &[&j.id.0, &summary, &j.runner_id, &lease_of(j)?],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(n == 1)
+}
+
+pub(super) async fn release(
+    client: &mut deadpool_postgres::Client,
+    runner_id: &str,
+    id: JobId,
+    summary: &str,
+) -> Result<Released> {
+    let tx = client.transaction().await.map_err(map_err)?;
+    let row = tx
+        .query_opt(
+            "SELECT cancel_requested_by FROM cm_co_jobs \
+             WHERE id = $1::int8 AND status = 'GO' AND runner_id = $2 FOR UPDATE",
+            &[&id.0, &runner_id],
+        )
+        .await
+        .map_err(map_err)?;
+    let Some(row) = row else {
+        return Err(not_ours(&tx, id, runner_id).await?);
+    };
+    let released = match row.get::<_, Option<String>>(0) {
+        Some(who) => {
+            let outcome = Outcome::Canceled {
+                summary: format!("canceled by {who}"),
+            };
+            let end = End {
+                id,
+                runner: Some(runner_id),
+                lease: None,
+                outcome: &outcome,
+                fuel_used: None,
+                log: None,
+                started: None,
+            };
+            end_with_successors(&tx, std::slice::from_ref(&end)).await?;
+            Released::Canceled
+        }
+        None => {
+            tx.execute(
+                "UPDATE cm_co_jobs SET status = 'Q', start_time = NULL, runner_id = NULL, \
+                    lease_expires_at = NULL, percent_complete = NULL, status_line = NULL, \
+                    start_summary = $3 \
+                 WHERE id = $1::int8 AND status = 'GO' AND runner_id = $2",
+                &[&id.0, &runner_id, &job::truncate_summary(summary)],
+            )
+            .await
+            .map_err(map_err)?;
+            Released::Queued
+        }
+    };
+    tx.commit().await.map_err(map_err)?;
+    Ok(released)
+}
+
+pub(super) async fn progress(
+    client: &deadpool_postgres::Client,
+    runner_id: &str,
+    updates: &[Progress],
+) -> Result<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = updates.iter().map(|u| u.id.0).collect();
+    let percents: Vec<i64> = updates.iter().map(|u| u.percent.clamp(0, 100)).collect();
+    let lines: Vec<Option<String>> = updates
+        .iter()
+        .map(|u| u.status_line.as_deref().map(job::truncate_summary))
+        .collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE cm_co_jobs j SET percent_complete = u.p, \
+                status_line = coalesce(u.line, j.status_line) \
+             FROM unnest($2::int8[], $3::int8[], $4::text[]) AS u(id, p, line) \
+             WHERE j.id = u.id AND j.status = 'GO' AND j.runner_id = $1",
+        )
+        .await
+        .map_err(map_err)?;
+    client
+        .execute(&stmt, &[&runner_id, &ids, &percents, &lines])
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn cancel_requests(
+    client: &deadpool_postgres::Client,
+    runner_id: &str,
+) -> Result<Vec<(JobId, String)>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id::int8, cancel_requested_by FROM cm_co_jobs \
+             WHERE status = 'GO' AND runner_id = $1 AND cancel_requested_by IS NOT NULL \
+             ORDER BY id",
+        )
+        .await
+        .map_err(map_err)?;
+    let rows = client.query(&stmt, &[&runner_id]).await.map_err(map_err)?;
+    Ok(rows.iter().map(|r| (JobId(r.get(0)), r.get(1))).collect())
+}
+
+pub(super) async fn next_due(client: &deadpool_postgres::Client) -> Result<Option<Duration>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT CASE WHEN d.due <= {NOW} THEN 0::float8 \
+                    ELSE extract(epoch FROM d.due - {NOW})::float8 END \
+             FROM (SELECT {DUE} AS due FROM cm_co_jobs WHERE status = 'Q' \
+                   ORDER BY {DUE}, id LIMIT 1) d"
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = client.query_opt(&stmt, &[]).await.map_err(map_err)?;
+    Ok(row.map(|r| {
+        let secs: f64 = r.get(0);
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
+    }))
+}

@@ -1,0 +1,741 @@
+//! The store conformance suite: one body per behaviour, run against every
+//! driver (River's `riverdrivertest`). A driver's test file supplies a
+//! [`Harness`] (a fresh database, a second store on it, raw SQL) and
+//! instantiates every body with [`conformance_tests!`].
+//!
+//! The bodies use only the [`JobStore`] interface, plus plain SQL that
+//! both SQLite and PostgreSQL accept (for rows COmanage would insert).
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cojobs::job::{JobStatus, Outcome, RecordStatus};
+use cojobs::store::driver::{Claim, ErrorKind, JobStore, Progress, Released, Rescued, Wake};
+use cojobs::store::{CancelResult, Finish, JobId, ListFilter, NewHistoryRecord, NewJob, Queued};
+
+/// What a driver gives the suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// The store under test, on a fresh, migrated database.
+    fn store(&self) -> Arc<dyn JobStore>;
+    /// Another store on the same database, as another runner process would
+    /// open it (its own connections).
+    async fn another(&self) -> Arc<dyn JobStore>;
+    /// Run plain SQL statements on the database, as COmanage would.
+    async fn sql(&self, sql: &str);
+}
+
+/// Instantiate every body for a driver: `conformance_tests!(make)` where
+/// `make()` is an async fn returning a `Harness`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@each $make,
+            transitions_only_from_the_expected_state,
+            bad_input_writes_nothing,
+            claim_is_atomic_across_eight_claimers,
+            co_round_robin,
+            per_co_cap,
+            chains_retry_and_requeue,
+            rescue_only_expired_leases,
+            release_returns_or_cancels,
+            progress_heartbeat_and_cancel_requests,
+            plain_sql_rows_run,
+            list_cursor_counts_prune_history,
+            unique_queue,
+            wait_hears_new_jobs,
+            next_due_counts_from_the_database_clock,
+        );
+    };
+    (@each $make:path, $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let h = $make().await;
+                $crate::conformance::$name(&h).await;
+            }
+        )*
+    };
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+
+fn claim(runner: &str, max: usize) -> Claim {
+    Claim {
+        runner_id: runner.to_string(),
+        max,
+        lease: LONG,
+        per_co: None,
+    }
+}
+
+fn ok(summary: &str) -> Outcome {
+    Outcome::Complete {
+        summary: summary.to_string(),
+    }
+}
+
+fn failed(summary: &str) -> Outcome {
+    Outcome::Failed {
+        summary: summary.to_string(),
+        retryable: true,
+    }
+}
+
+fn finish(id: JobId, outcome: Outcome) -> Finish {
+    Finish {
+        id,
+        outcome,
+        fuel_used: Some(7),
+        log: None,
+        history: Vec::new(),
+        started: None,
+    }
+}
+
+async fn one_finish(
+    s: &dyn JobStore,
+    runner: &str,
+    item: Finish,
+) -> Result<Option<cojobs::store::driver::Successor>, cojobs::store::driver::Error> {
+    let mut results = s.finish(runner, &[item]).await.expect("finish transaction");
+    assert_eq!(results.len(), 1);
+    results.remove(0)
+}
+
+async fn status(s: &dyn JobStore, id: JobId) -> JobStatus {
+    s.get(id).await.expect("get").expect("row exists").status
+}
+
+pub async fn transitions_only_from_the_expected_state(h: &impl Harness) {
+    let s = h.store();
+    let id = s.queue(&NewJob::new(1, "hello")).await.expect("queue");
+    assert_eq!(status(&*s, id).await, JobStatus::Queued);
+    // Finishing a row never claimed: a conflict, nothing written.
+    let e = one_finish(&*s, "r1", finish(id, ok("done")))
+        .await
+        .expect_err("not claimed");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert_eq!(status(&*s, id).await, JobStatus::Queued);
+
+    let got = s.claim(&claim("r1", 10)).await.expect("claim");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(got[0].status, JobStatus::InProgress);
+    assert_eq!(got[0].runner_id.as_deref(), Some("r1"));
+    assert!(got[0].start_time.is_none(), "claimed, not started");
+    // Another runner's finish and release are refused.
+    let e = one_finish(&*s, "r2", finish(id, ok("stolen")))
+        .await
+        .expect_err("not r2's");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let e = s.release("r2", id, "x").await.expect_err("not r2's");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    // A second claim finds nothing.
+    assert!(s.claim(&claim("r2", 10)).await.expect("claim").is_empty());
+
+    let started = s
+        .start("r1", &[(id, chrono::Utc::now())])
+        .await
+        .expect("start");
+    assert_eq!(started, vec![id]);
+    assert!(
+        s.get(id)
+            .await
+            .expect("get")
+            .expect("row")
+            .start_time
+            .is_some()
+    );
+    assert_eq!(
+        one_finish(&*s, "r1", finish(id, ok("done")))
+            .await
+            .expect("finish"),
+        None
+    );
+    let row = s.get(id).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Complete);
+    assert_eq!(row.finish_summary.as_deref(), Some("done"));
+    assert_eq!(row.percent_complete, Some(100));
+    assert_eq!(row.fuel_used, Some(7));
+    assert!(row.complete_time.is_some());
+    assert!(row.lease_expires_at.is_none());
+    // An ended row: a second finish conflicts, a cancel conflicts.
+    let e = one_finish(&*s, "r1", finish(id, failed("late")))
+        .await
+        .expect_err("ended");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert_eq!(status(&*s, id).await, JobStatus::Complete);
+    let e = s.cancel(id, "ada").await.expect_err("ended");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("already ended"), "{e}");
+    // A canceled queued row is never claimed; a late finish keeps CX.
+    let q = s.queue(&NewJob::new(1, "hello")).await.expect("queue");
+    assert_eq!(
+        s.cancel(q, "ada").await.expect("cancel"),
+        CancelResult::Canceled
+    );
+    let row = s.get(q).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Canceled);
+    assert_eq!(row.finish_summary.as_deref(), Some("canceled by ada"));
+    assert!(s.claim(&claim("r1", 10)).await.expect("claim").is_empty());
+}
+
+pub async fn bad_input_writes_nothing(h: &impl Harness) {
+    let s = h.store();
+    let e = s
+        .queue(&NewJob::new(99, "hello"))
+        .await
+        .expect_err("no CO 99");
+    assert!(e.is_input(), "{e}");
+    assert!(e.to_string().contains("no CO 99"), "{e}");
+    let mut bad = NewJob::new(1, "hello");
+    bad.job_params = Some("[1]".into());
+    let e = s.queue(&bad).await.expect_err("params");
+    assert!(e.is_input());
+    let e = s.queue(&NewJob::new(1, "../etc")).await.expect_err("type");
+    assert!(e.is_input());
+    let batch = vec![
+        NewJob::new(1, "a"),
+        NewJob::new(1, "b"),
+        NewJob::new(42, "c"),
+    ];
+    let e = s.queue_many(&batch).await.expect_err("third is bad");
+    assert!(e.is_input());
+    assert!(e.to_string().contains("job 3 of the batch"), "{e}");
+    assert!(e.to_string().contains("no CO 42"), "{e}");
+    let e = s.cancel(JobId(12345), "ada").await.expect_err("no job");
+    assert!(e.is_input());
+    assert!(e.to_string().contains("no job 12345"), "{e}");
+    let e = s.add_co("  ", None).await.expect_err("empty");
+    assert!(e.is_input());
+    let total: i64 = s
+        .counts_by_status()
+        .await
+        .expect("counts")
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(total, 0, "nothing was written");
+}
+
+pub async fn claim_is_atomic_across_eight_claimers(h: &impl Harness) {
+    const JOBS: usize = 2000;
+    let s = h.store();
+    let jobs: Vec<NewJob> = (0..JOBS).map(|_| NewJob::new(1, "hello")).collect();
+    let ids = s.queue_many(&jobs).await.expect("queue");
+    assert_eq!(ids.len(), JOBS);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let store = h.another().await;
+        tasks.spawn(async move {
+            let runner = format!("runner-{n}");
+            let mut mine = Vec::new();
+            loop {
+                let got = store.claim(&claim(&runner, 16)).await.expect("claim");
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|j| j.id));
+            }
+        });
+    }
+    let mut seen = HashSet::new();
+    let mut claimers_with_rows = 0;
+    while let Some(r) = tasks.join_next().await {
+        let mine = r.expect("task");
+        claimers_with_rows += usize::from(!mine.is_empty());
+        for id in mine {
+            assert!(seen.insert(id), "job {id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), JOBS, "every job claimed exactly once");
+    assert!(claimers_with_rows > 1, "the claimers ran side by side");
+    let counts = s.counts_by_status().await.expect("counts");
+    assert!(
+        counts.contains(&(JobStatus::InProgress, JOBS as i64)),
+        "{counts:?}"
+    );
+}
+
+pub async fn co_round_robin(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("second", Some("CO 2")).await.expect("co");
+    let many: Vec<NewJob> = (0..5000).map(|_| NewJob::new(1, "hello")).collect();
+    s.queue_many(&many).await.expect("queue");
+    let lone = s.queue(&NewJob::new(co2, "hello")).await.expect("queue");
+    let first = s.claim(&claim("r", 1)).await.expect("claim");
+    let second = s.claim(&claim("r", 1)).await.expect("claim");
+    assert_eq!(first[0].co_id, 1, "the oldest due row first");
+    assert_eq!(second[0].id, lone, "CO 2's only job is claimed 2nd");
+    // In one batch: the 1st of each CO, then the 2nd of each...
+    let co3 = s.add_co("third", None).await.expect("co");
+    let c3: Vec<NewJob> = (0..3).map(|_| NewJob::new(co3, "hello")).collect();
+    s.queue_many(&c3).await.expect("queue");
+    let batch = s.claim(&claim("r", 4)).await.expect("claim");
+    let cos: Vec<i64> = batch.iter().map(|j| j.co_id).collect();
+    assert_eq!(cos, vec![1, co3, 1, co3]);
+}
+
+pub async fn per_co_cap(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("second", None).await.expect("co");
+    let mut jobs: Vec<NewJob> = (0..5).map(|_| NewJob::new(1, "hello")).collect();
+    jobs.extend((0..5).map(|_| NewJob::new(co2, "hello")));
+    s.queue_many(&jobs).await.expect("queue");
+    let mut c = claim("r", 10);
+    c.per_co = Some(2);
+    let got = s.claim(&c).await.expect("claim");
+    assert_eq!(got.len(), 4, "two of each CO");
+    // The rows it holds count: nothing more until one ends.
+    assert!(s.claim(&c).await.expect("claim").is_empty());
+    one_finish(&*s, "r", finish(got[0].id, ok("done")))
+        .await
+        .expect("finish");
+    let more = s.claim(&c).await.expect("claim");
+    assert_eq!(more.len(), 1);
+    assert_eq!(more[0].co_id, got[0].co_id);
+    // Another runner has its own cap.
+    let mut other = c.clone();
+    other.runner_id = "r2".into();
+    assert_eq!(s.claim(&other).await.expect("claim").len(), 4);
+}
+
+pub async fn chains_retry_and_requeue(h: &impl Harness) {
+    let s = h.store();
+    let mut job = NewJob::new(1, "hello");
+    job.retry_interval = Some(60);
+    job.max_retry = Some(1);
+    job.job_params = Some(r#"{"b": 1, "a": "x"}"#.into());
+    job.register_summary = Some("r".repeat(300));
+    job.queued_by = Some("ada".into());
+    let root = s.queue(&job).await.expect("queue");
+    let before = chrono::Utc::now();
+    s.claim(&claim("r", 1)).await.expect("claim");
+    let retry = one_finish(&*s, "r", finish(root, failed("boom")))
+        .await
+        .expect("finish")
+        .expect("a retry");
+    assert!(
+        retry.due > before + chrono::TimeDelta::seconds(50),
+        "{retry:?}"
+    );
+    let row = s.get(retry.id).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Queued);
+    assert_eq!(row.max_retry_count, Some(1));
+    assert_eq!(row.requeued_from_co_job_id, Some(root));
+    assert_eq!(row.job_params.as_deref(), Some(r#"{"a":"x","b":1}"#));
+    assert_eq!(
+        row.register_summary.as_deref().map(|s| s.chars().count()),
+        Some(256)
+    );
+    assert_eq!(row.queued_by.as_deref(), Some("ada"));
+    assert_eq!(status(&*s, root).await, JobStatus::Failed);
+    // Not due for a minute: nothing to claim.
+    assert!(s.claim(&claim("r", 1)).await.expect("claim").is_empty());
+    // Make it due, fail it again: max_retry = 1 is used up.
+    h.sql(&format!(
+        "UPDATE cm_co_jobs SET start_after_time = NULL WHERE id = {}",
+        retry.id
+    ))
+    .await;
+    assert_eq!(
+        s.claim(&claim("r", 1)).await.expect("claim")[0].id,
+        retry.id
+    );
+    assert_eq!(
+        one_finish(&*s, "r", finish(retry.id, failed("boom again")))
+            .await
+            .expect("finish"),
+        None
+    );
+    // A requeue: OK with requeue_interval, count back to 0.
+    let mut every = NewJob::new(1, "tick");
+    every.requeue_interval = Some(3600);
+    let tick = s.queue(&every).await.expect("queue");
+    s.claim(&claim("r", 1)).await.expect("claim");
+    let next = one_finish(&*s, "r", finish(tick, ok("tock")))
+        .await
+        .expect("finish")
+        .expect("a requeue");
+    let row = s.get(next.id).await.expect("get").expect("row");
+    assert_eq!(row.max_retry_count, Some(0));
+    assert_eq!(row.requeued_from_co_job_id, Some(tick));
+    // A discarded failure has no successor whatever the policy.
+    let d = s.queue(&job).await.expect("queue");
+    s.claim(&claim("r", 1)).await.expect("claim");
+    let discard = Outcome::Failed {
+        summary: "bad input".into(),
+        retryable: false,
+    };
+    assert_eq!(
+        one_finish(&*s, "r", finish(d, discard))
+            .await
+            .expect("finish"),
+        None
+    );
+    // The chain, from any member, oldest first, paged.
+    let chain = s.retry_chain(retry.id, None, 10).await.expect("chain");
+    assert_eq!(
+        chain.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![root, retry.id]
+    );
+    let page = s.retry_chain(root, Some(root), 10).await.expect("chain");
+    assert_eq!(
+        page.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![retry.id]
+    );
+    assert_eq!(s.retry_chain(root, None, 1).await.expect("chain").len(), 1);
+}
+
+pub async fn rescue_only_expired_leases(h: &impl Harness) {
+    let s = h.store();
+    let other = h.another().await;
+    let mut job = NewJob::new(1, "hello");
+    job.retry_interval = Some(30);
+    let ids = s
+        .queue_many(&[job.clone(), job.clone(), job])
+        .await
+        .expect("queue");
+    // A live runner: a lease of an hour. A dead one: a lease already over.
+    let live = s.claim(&claim("live", 1)).await.expect("claim");
+    let mut dead_claim = claim("dead", 2);
+    dead_claim.lease = Duration::ZERO;
+    let dead = s.claim(&dead_claim).await.expect("claim");
+    assert_eq!(dead.len(), 2);
+    s.start("dead", &[(dead[0].id, chrono::Utc::now())])
+        .await
+        .expect("start");
+    let mut rescued = other.rescue().await.expect("rescue");
+    rescued.sort_by_key(Rescued::id);
+    assert_eq!(rescued.len(), 2, "{rescued:?}");
+    // Started: ended X with a retry. Claimed only: back to Q, no retry spent.
+    match &rescued[0] {
+        Rescued::Ended {
+            id,
+            status,
+            successor,
+        } => {
+            assert_eq!(*id, dead[0].id);
+            assert_eq!(*status, JobStatus::Failed);
+            assert!(successor.is_some());
+        }
+        r => panic!("expected the started row to end: {r:?}"),
+    }
+    assert_eq!(rescued[1], Rescued::Requeued(dead[1].id));
+    let row = s.get(dead[0].id).await.expect("get").expect("row");
+    assert_eq!(
+        row.finish_summary.as_deref(),
+        Some("runner dead stopped responding")
+    );
+    let row = s.get(dead[1].id).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Queued);
+    assert_eq!(row.max_retry_count, Some(0));
+    assert!(row.runner_id.is_none());
+    // The live runner's row is untouched; the dead one holds nothing now,
+    // and its late finish is refused.
+    assert_eq!(status(&*s, live[0].id).await, JobStatus::InProgress);
+    assert_eq!(
+        s.heartbeat("live", LONG).await.expect("hb"),
+        vec![live[0].id]
+    );
+    assert!(s.heartbeat("dead", LONG).await.expect("hb").is_empty());
+    let e = one_finish(&*s, "dead", finish(dead[0].id, ok("late")))
+        .await
+        .expect_err("lost");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(other.rescue().await.expect("rescue").is_empty());
+    assert!(ids.contains(&live[0].id));
+    // A heartbeat renews a lease before it runs out: no rescue.
+    let again = s.claim(&dead_claim).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        s.heartbeat("dead", LONG).await.expect("hb"),
+        vec![again[0].id]
+    );
+    assert!(other.rescue().await.expect("rescue").is_empty());
+}
+
+pub async fn release_returns_or_cancels(h: &impl Harness) {
+    let s = h.store();
+    let mut job = NewJob::new(1, "hello");
+    job.retry_interval = Some(10);
+    let ids = s.queue_many(&[job.clone(), job]).await.expect("queue");
+    let got = s.claim(&claim("r", 2)).await.expect("claim");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        s.cancel(ids[1], "bob").await.expect("cancel"),
+        CancelResult::StopRequested
+    );
+    assert_eq!(
+        s.release("r", ids[0], "runner shut down")
+            .await
+            .expect("release"),
+        Released::Queued
+    );
+    assert_eq!(
+        s.release("r", ids[1], "runner shut down")
+            .await
+            .expect("release"),
+        Released::Canceled
+    );
+    let back = s.get(ids[0]).await.expect("get").expect("row");
+    assert_eq!(back.status, JobStatus::Queued);
+    assert_eq!(back.start_summary.as_deref(), Some("runner shut down"));
+    assert!(back.runner_id.is_none() && back.start_time.is_none());
+    let cx = s.get(ids[1]).await.expect("get").expect("row");
+    assert_eq!(cx.status, JobStatus::Canceled);
+    assert_eq!(cx.finish_summary.as_deref(), Some("canceled by bob"));
+    let counts = s.counts_by_status().await.expect("counts");
+    assert!(
+        counts.contains(&(JobStatus::Queued, 1)),
+        "no retry of a cancel: {counts:?}"
+    );
+    let e = s.release("r", ids[1], "again").await.expect_err("ended");
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+}
+
+pub async fn progress_heartbeat_and_cancel_requests(h: &impl Harness) {
+    let s = h.store();
+    let ids = s
+        .queue_many(&[NewJob::new(1, "a"), NewJob::new(1, "b")])
+        .await
+        .expect("queue");
+    s.claim(&claim("r", 2)).await.expect("claim");
+    s.progress(
+        "r",
+        &[
+            Progress {
+                id: ids[0],
+                percent: 150,
+                status_line: Some("é".repeat(300)),
+            },
+            Progress {
+                id: ids[1],
+                percent: 40,
+                status_line: None,
+            },
+        ],
+    )
+    .await
+    .expect("progress");
+    // Another runner's progress writes nothing.
+    s.progress(
+        "other",
+        &[Progress {
+            id: ids[1],
+            percent: 99,
+            status_line: Some("no".into()),
+        }],
+    )
+    .await
+    .expect("progress");
+    let a = s.get(ids[0]).await.expect("get").expect("row");
+    assert_eq!(a.percent_complete, Some(100));
+    assert_eq!(a.status_line.map(|l| l.chars().count()), Some(256));
+    let b = s.get(ids[1]).await.expect("get").expect("row");
+    assert_eq!(b.percent_complete, Some(40));
+    assert_eq!(b.status_line, None);
+    assert_eq!(s.heartbeat("r", LONG).await.expect("hb"), ids);
+    assert!(s.cancel_requests("r").await.expect("requests").is_empty());
+    s.cancel(ids[1], "ada").await.expect("cancel");
+    s.cancel(ids[1], "bob").await.expect("cancel again");
+    assert_eq!(
+        s.cancel_requests("r").await.expect("requests"),
+        vec![(ids[1], "ada".to_string())],
+        "the first asker is kept"
+    );
+}
+
+pub async fn plain_sql_rows_run(h: &impl Harness) {
+    let s = h.store();
+    // As COmanage inserts: its own timestamp text, NULL params, no
+    // cojobs columns, no max_retry_count.
+    h.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, status, register_summary, \
+            queue_time, start_after_time, retry_interval, max_retry) \
+         VALUES (1, 'hello', 'full', NULL, 'Q', 'from COmanage', '2024-03-01 10:00:00', NULL, 60, 1)",
+    )
+    .await;
+    h.sql("INSERT INTO cm_co_jobs (co_id, job_type, status) VALUES (1, 'bare', 'Q')")
+        .await;
+    h.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, start_after_time) \
+         VALUES (1, 'later', 'Q', '2024-03-01 10:00:00', '2999-01-01 00:00:00')",
+    )
+    .await;
+    let got = s.claim(&claim("r", 10)).await.expect("claim");
+    let types: Vec<&str> = got.iter().map(|j| j.job_type.as_str()).collect();
+    assert_eq!(types, vec!["bare", "hello"], "due rows, oldest due first");
+    let hello = &got[1];
+    assert_eq!(hello.queue_time.as_deref(), Some("2024-03-01 10:00:00.000"));
+    assert_eq!(hello.job_mode.as_deref(), Some("full"));
+    assert!(
+        hello.params().expect("params").is_empty(),
+        "NULL params = {{}}"
+    );
+    assert_eq!(hello.policy().max_retry_count, 0);
+    let retry = one_finish(&*s, "r", finish(hello.id, failed("boom")))
+        .await
+        .expect("finish")
+        .expect("the seed's retry rule");
+    let row = s.get(retry.id).await.expect("get").expect("row");
+    assert_eq!(row.max_retry_count, Some(1));
+    assert_eq!(row.job_mode.as_deref(), Some("full"));
+    assert_eq!(row.register_summary.as_deref(), Some("from COmanage"));
+    let next = s.next_due().await.expect("next due").expect("queued rows");
+    assert!(next > Duration::from_secs(50), "{next:?}");
+}
+
+pub async fn list_cursor_counts_prune_history(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("two", None).await.expect("co");
+    let e = s.add_co("two", None).await.expect_err("duplicate");
+    assert!(e.is_input(), "{e}");
+    let names: Vec<String> = s
+        .list_cos()
+        .await
+        .expect("cos")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["default", "two"]);
+    let mut jobs: Vec<NewJob> = (0..5).map(|_| NewJob::new(1, "a")).collect();
+    jobs.push(NewJob::new(co2, "b"));
+    let ids = s.queue_many(&jobs).await.expect("queue");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids in input order");
+    let filter = ListFilter {
+        job_type: Some("a".into()),
+        limit: Some(2),
+        ..ListFilter::default()
+    };
+    let page1 = s.list(&filter, None).await.expect("list");
+    assert_eq!(
+        page1.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let page2 = s.list(&filter, Some(ids[3])).await.expect("list");
+    assert_eq!(
+        page2.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let by_co = ListFilter {
+        co_id: Some(co2),
+        ..ListFilter::default()
+    };
+    assert_eq!(s.list(&by_co, None).await.expect("list").len(), 1);
+    // History, then prune: ended rows with their history go, successors stay.
+    let rec = NewHistoryRecord {
+        co_job_id: ids[0],
+        record_key: Some("k".repeat(300)),
+        co_person_id: Some(5),
+        org_identity_id: None,
+        comment: "hi".into(),
+        status: RecordStatus::Notice,
+    };
+    s.add_history(&rec).await.expect("history");
+    let hist = s.history(ids[0]).await.expect("history");
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0].status.as_deref(), Some("NT"));
+    assert_eq!(hist[0].record_key.as_deref().map(|k| k.len()), Some(256));
+    let mut bad = rec.clone();
+    bad.co_job_id = JobId(999_999);
+    assert!(s.add_history(&bad).await.expect_err("no job").is_input());
+    s.cancel(ids[0], "ada").await.expect("cancel");
+    assert_eq!(
+        s.prune(chrono::Utc::now() - chrono::TimeDelta::hours(1))
+            .await
+            .expect("prune"),
+        0
+    );
+    assert_eq!(
+        s.prune(chrono::Utc::now() + chrono::TimeDelta::hours(1))
+            .await
+            .expect("prune"),
+        1
+    );
+    assert!(s.get(ids[0]).await.expect("get").is_none());
+    assert!(s.history(ids[0]).await.expect("history").is_empty());
+    let counts = s.counts_by_status().await.expect("counts");
+    assert_eq!(counts.len(), 5);
+    assert!(counts.contains(&(JobStatus::Queued, 5)), "{counts:?}");
+}
+
+pub async fn unique_queue(h: &impl Harness) {
+    let s = h.store();
+    let mut job = NewJob::new(1, "sync");
+    job.job_params = Some(r#"{"a":1,"b":2}"#.into());
+    let Queued::New(first) = s.queue_unique(&job).await.expect("queue") else {
+        panic!("first is new");
+    };
+    let mut same = job.clone();
+    same.job_params = Some(r#"{ "b": 2, "a": 1 }"#.into());
+    assert_eq!(
+        s.queue_unique(&same).await.expect("queue"),
+        Queued::Existing(first, JobStatus::Queued)
+    );
+    let mut other = job.clone();
+    other.job_mode = Some("full".into());
+    assert!(matches!(
+        s.queue_unique(&other).await.expect("queue"),
+        Queued::New(_)
+    ));
+    s.cancel(first, "ada").await.expect("cancel");
+    assert!(matches!(
+        s.queue_unique(&job).await.expect("queue"),
+        Queued::New(_)
+    ));
+}
+
+pub async fn wait_hears_new_jobs(h: &impl Harness) {
+    let s = h.store();
+    // Drain any sign left from setting up, then wait while another
+    // store (another process) queues and while COmanage inserts by SQL.
+    while s
+        .wait_for_jobs(Duration::from_millis(300))
+        .await
+        .expect("wait")
+        != Wake::Timeout
+    {}
+    let other = h.another().await;
+    let waiter = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move { s.wait_for_jobs(Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    other.queue(&NewJob::new(1, "hello")).await.expect("queue");
+    assert_eq!(waiter.await.expect("task").expect("wait"), Wake::NewJobs);
+    while s
+        .wait_for_jobs(Duration::from_millis(300))
+        .await
+        .expect("wait")
+        != Wake::Timeout
+    {}
+    let waiter = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move { s.wait_for_jobs(Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.sql("INSERT INTO cm_co_jobs (co_id, job_type, status) VALUES (1, 'bare', 'Q')")
+        .await;
+    assert_eq!(waiter.await.expect("task").expect("wait"), Wake::NewJobs);
+}
+
+pub async fn next_due_counts_from_the_database_clock(h: &impl Harness) {
+    let s = h.store();
+    assert_eq!(s.next_due().await.expect("next due"), None);
+    let mut later = NewJob::new(1, "hello");
+    later.start_after = Some(chrono::Utc::now() + chrono::TimeDelta::hours(2));
+    s.queue(&later).await.expect("queue");
+    let due = s.next_due().await.expect("next due").expect("one queued");
+    assert!(
+        due > Duration::from_secs(3600) && due <= Duration::from_secs(7200),
+        "{due:?}"
+    );
+    s.queue(&NewJob::new(1, "now")).await.expect("queue");
+    assert_eq!(s.next_due().await.expect("next due"), Some(Duration::ZERO));
+}
