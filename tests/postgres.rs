@@ -250,7 +250,6 @@ async fn coexists_with_a_comanage_schema() {
         fuel_used: None,
         log: None,
         history: Vec::new(),
-        started: None,
     };
     store.finish("r", &[item]).await.expect("finish")[0]
         .as_ref()

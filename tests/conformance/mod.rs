@@ -92,7 +92,6 @@ fn finish(id: JobId, outcome: Outcome) -> Finish {
         fuel_used: Some(7),
         log: None,
         history: Vec::new(),
-        started: None,
     }
 }
 

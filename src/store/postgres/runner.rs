@@ -66,7 +66,10 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
     }
     let max = i64::try_from(c.max).unwrap_or(i64::MAX);
     let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let summary = job::truncate_summary(&format!("started by runner {}", c.runner_id));
+    let summary = job::truncate_summary(&format!(
+        "claimed by runner {}, not started yet",
+        c.runner_id
+    ));
     let stmt = client.prepare_cached(&claim_sql()).await.map_err(map_err)?;
     let rows = client
         .query(
@@ -134,9 +137,11 @@ pub(super) async fn start(
     let ats: Vec<NaiveDateTime> = started.iter().map(|(_, at)| at.naive_utc()).collect();
     let stmt = client
         .prepare_cached(
-            "UPDATE cm_co_jobs j SET start_time = s.at \
+            "UPDATE cm_co_jobs j SET start_time = s.at, \
+                 start_summary = 'started by runner ' || $1 \
              FROM unnest($2::int8[], $3::timestamp[]) AS s(id, at) \
              WHERE j.id = s.id AND j.status = 'GO' AND j.runner_id = $1 \
+               AND j.start_time IS NULL \
              RETURNING j.id::int8",
         )
         .await
@@ -335,7 +340,7 @@ pub(super) async fn finish(
             outcome: &f.outcome,
             fuel_used: f.fuel_used,
             log: f.log.as_deref(),
-            started: f.started,
+            started: None,
         })
         .collect();
     let ended = end_with_successors(&tx, &ends).await?;
