@@ -265,10 +265,12 @@ pub async fn co_round_robin(h: &impl Harness) {
     let many: Vec<NewJob> = (0..5000).map(|_| NewJob::new(1, "hello")).collect();
     s.queue_many(&many).await.expect("queue");
     let lone = s.queue(&NewJob::new(co2, "hello")).await.expect("queue");
-    let first = s.claim(&claim("r", 1)).await.expect("claim");
-    let second = s.claim(&claim("r", 1)).await.expect("claim");
-    assert_eq!(first[0].co_id, 1, "the oldest due row first");
-    assert_eq!(second[0].id, lone, "CO 2's only job is claimed 2nd");
+    // One batch of two: the oldest due row first, then CO 2's only job
+    // (round-robin within a claim; consecutive claims keep no memory).
+    let two = s.claim(&claim("r", 2)).await.expect("claim");
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0].co_id, 1, "the oldest due row first");
+    assert_eq!(two[1].id, lone, "CO 2's only job is claimed 2nd");
     // In one batch: the 1st of each CO, then the 2nd of each...
     let co3 = s.add_co("third", None).await.expect("co");
     let c3: Vec<NewJob> = (0..3).map(|_| NewJob::new(co3, "hello")).collect();

@@ -197,7 +197,7 @@ async fn end_rows(
                          $6::int8[], $7::text[], $8::timestamp[]) \
                   AS f(id, runner, lease, status, summary, fuel, log, started) \
              WHERE j.id = f.id AND j.status = 'GO' AND j.runner_id IS NOT DISTINCT FROM f.runner \
-               AND (f.lease IS NULL OR j.lease_expires_at = f.lease) \
+               AND (f.lease IS NULL OR date_trunc('milliseconds', j.lease_expires_at) = f.lease) \
              RETURNING j.id::int8, j.requeue_interval::int8, j.retry_interval::int8, \
                 j.max_retry::int8, j.max_retry_count::int8"
         ))
@@ -459,7 +459,9 @@ fn rescue_outcome(j: &Job) -> Outcome {
     }
 }
 
-/// The lease a row was read under, as stored.
+/// The lease a row was read under, to the millisecond (a `Job`'s times
+/// are text to the millisecond; PostgreSQL keeps microseconds, so the SQL
+/// compares `date_trunc('milliseconds', lease_expires_at)` with it).
 fn lease_of(j: &Job) -> Result<Option<NaiveDateTime>> {
     j.lease_expires_at
         .as_deref()
@@ -482,7 +484,7 @@ async fn requeue_unstarted(tx: &deadpool_postgres::Transaction<'_>, j: &Job) -> 
             "UPDATE cm_co_jobs SET status = 'Q', runner_id = NULL, lease_expires_at = NULL, \
                 percent_complete = NULL, status_line = NULL, start_summary = $2 \
              WHERE id = $1::int8 AND status = 'GO' AND runner_id IS NOT DISTINCT FROM $3 \
-               AND lease_expires_at = $4",
+               AND date_trunc('milliseconds', lease_expires_at) = $4",
             &[&j.id.0, &summary, &j.runner_id, &lease_of(j)?],
         )
         .await
