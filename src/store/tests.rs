@@ -1083,13 +1083,16 @@ fn counts_plan_reads_status_ranges() {
 /// Issue 10, finding 9: walking a retry chain seeks by primary key and by
 /// `cm_co_jobs_requeued_from`; it never scans the table.
 #[test]
-#[ignore = "binding the bounded walk's parameters under EXPLAIN fails (InvalidParameterCount); to fix"]
 fn chain_plan_seeks() {
     let f = Fixture::new();
+    // ?1 the job, ?2 the window.
     let plan = plan_of(
         &f,
         jobs::CHAIN_MEMBERS_SQL,
-        &[rusqlite::types::Value::Integer(1)],
+        &[
+            rusqlite::types::Value::Integer(1),
+            rusqlite::types::Value::Integer(1000),
+        ],
     );
     for line in &plan {
         assert!(
