@@ -221,7 +221,10 @@ async fn coexists_with_a_comanage_schema() {
     // Every seed column is still there with the same type; cojobs' own
     // columns are only added.
     for col in &before {
-        assert!(after.contains(col), "seed column changed or dropped: {col:?}");
+        assert!(
+            after.contains(col),
+            "seed column changed or dropped: {col:?}"
+        );
     }
     let added: Vec<&str> = after
         .iter()
