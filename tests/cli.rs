@@ -528,3 +528,29 @@ fn long_summary_is_cut_not_refused() {
         .expect("summary");
     assert_eq!(stored.chars().count(), 256);
 }
+
+/// Issue 11 (in progress): a PostgreSQL connection string given to a
+/// command is refused with a clear message (exit 2), never taken for a file
+/// name, and its password is not repeated.
+#[test]
+fn postgres_url_is_refused_until_the_driver_is_wired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in [
+        "postgres://ada:s3cret@127.0.0.1/jobs",
+        "postgresql://127.0.0.1/jobs",
+        "host=127.0.0.1 dbname=jobs password=s3cret",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cojobs"))
+            .args(["list", "--db", db])
+            .current_dir(dir.path())
+            .env_remove("COJOBS_DB")
+            .output()
+            .expect("run cojobs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{db}: {stderr}");
+        assert!(stderr.contains("PostgreSQL"), "{db}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{db}: {stderr}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}

@@ -21,7 +21,7 @@ mod time;
 mod watch;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -71,13 +71,29 @@ impl Global {
     /// Open the job store named by `--db` to read and write it (created
     /// and migrated if need be).
     pub fn open_store(&self) -> Result<Store, Error> {
-        Ok(Store::open_with(&self.db, Access::Write, self.wait())?)
+        Ok(Store::open_with(self.sqlite_path()?, Access::Write, self.wait())?)
     }
 
     /// Open the job store named by `--db` to read it only: no write lock
     /// is taken, and a read-only file works (issue 10, finding 10).
     pub fn open_reader(&self) -> Result<Store, Error> {
-        Ok(Store::open_with(&self.db, Access::Read, self.wait())?)
+        Ok(Store::open_with(self.sqlite_path()?, Access::Read, self.wait())?)
+    }
+
+    /// `--db` as a SQLite file. A PostgreSQL connection string is refused
+    /// with a clear message rather than taken for a file name: the
+    /// PostgreSQL driver (`store::postgres`) is not wired to the commands
+    /// yet (issue 11).
+    fn sqlite_path(&self) -> Result<&Path, Error> {
+        if crate::store::postgres::is_postgres_url(&self.db.to_string_lossy()) {
+            // The string may hold a password: it is not repeated.
+            return Err(Error::Input(
+                "--db names a PostgreSQL database; this cojobs runs its commands \
+                 on a SQLite file only (PostgreSQL support is in progress)"
+                    .to_string(),
+            ));
+        }
+        Ok(&self.db)
     }
 
     /// `--wait` as a duration.
