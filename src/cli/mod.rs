@@ -71,13 +71,21 @@ impl Global {
     /// Open the job store named by `--db` to read and write it (created
     /// and migrated if need be).
     pub fn open_store(&self) -> Result<Store, Error> {
-        Ok(Store::open_with(self.sqlite_path()?, Access::Write, self.wait())?)
+        Ok(Store::open_with(
+            self.sqlite_path()?,
+            Access::Write,
+            self.wait(),
+        )?)
     }
 
     /// Open the job store named by `--db` to read it only: no write lock
     /// is taken, and a read-only file works (issue 10, finding 10).
     pub fn open_reader(&self) -> Result<Store, Error> {
-        Ok(Store::open_with(self.sqlite_path()?, Access::Read, self.wait())?)
+        Ok(Store::open_with(
+            self.sqlite_path()?,
+            Access::Read,
+            self.wait(),
+        )?)
     }
 
     /// `--db` as a SQLite file. A PostgreSQL connection string is refused
