@@ -506,7 +506,7 @@ mod tests {
         assert!(err("host=h sslcert=/x").contains("sslcert is not supported"));
         assert!(err("host=h dbname='open").contains("unterminated"));
         assert!(err("host=h dbname").contains("missing '='"));
-        assert!(err("postgres://h/db?x=%zz").contains("percent-encoding"));
+        assert!(err("postgres://h/db?sslmode=%zz").contains("percent-encoding"));
         assert!(err("host=h nonsense=1").contains("invalid PostgreSQL connection string"));
     }
 
