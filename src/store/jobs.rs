@@ -95,10 +95,17 @@ pub struct ChainEntry {
 
 /// The `SELECT` of [`Store::list`] for `filter`, and its values: only the
 /// filters given appear in the `WHERE`.
-pub(super) fn list_sql(filter: &ListFilter) -> (String, Vec<rusqlite::types::Value>) {
+pub(super) fn list_sql(
+    filter: &ListFilter,
+    before: Option<JobId>,
+) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
     let mut conds = Vec::new();
     let mut values = Vec::new();
+    if let Some(before) = before {
+        values.push(Value::Integer(before.0));
+        conds.push(format!("id < ?{}", values.len()));
+    }
     if let Some(status) = filter.status {
         values.push(Value::Text(status.code().to_string()));
         conds.push(format!("status = ?{}", values.len()));
@@ -364,7 +371,12 @@ impl Store {
     /// `cm_co_jobs_type`, `cm_co_jobs_co`); a `(?1 IS NULL OR status = ?1)`
     /// form would scan the whole table.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Job>> {
-        let (sql, values) = list_sql(filter);
+        self.list_before(filter, None)
+    }
+
+    /// [`Store::list`] from a cursor: only rows older than `before`.
+    pub fn list_before(&self, filter: &ListFilter, before: Option<JobId>) -> Result<Vec<Job>> {
+        let (sql, values) = list_sql(filter, before);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(values), Job::from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

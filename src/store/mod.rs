@@ -18,6 +18,7 @@ mod jobs;
 pub mod postgres;
 mod runner;
 mod schema;
+pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
@@ -336,6 +337,11 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// The newest schema version this cojobs knows.
+    pub fn known_version() -> i64 {
+        schema::known()
     }
 }
 

@@ -1059,7 +1059,7 @@ fn list_plans_use_an_index_per_filter() {
             co_id,
             limit: Some(100),
         };
-        let (sql, values) = jobs::list_sql(&filter);
+        let (sql, values) = jobs::list_sql(&filter, None);
         let plan = plan_of(&f, &sql, &values).join("\n");
         assert!(plan.contains(index), "{filter:?}:\n{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");

@@ -366,24 +366,29 @@ pub(super) async fn cancel(
     let tx = client.transaction().await.map_err(map_err)?;
     let row = tx
         .query_opt(
-            "SELECT status::text FROM cm_co_jobs WHERE id = $1::int8 FOR UPDATE",
+            "SELECT status::text, start_time IS NOT NULL FROM cm_co_jobs \
+             WHERE id = $1::int8 FOR UPDATE",
             &[&id.0],
         )
         .await
         .map_err(map_err)?;
-    let status: String = row
-        .ok_or_else(|| Error::input(StoreError::NoJob(id)))?
-        .get(0);
+    let row = row.ok_or_else(|| Error::input(StoreError::NoJob(id)))?;
+    let (status, started): (String, bool) = (row.get(0), row.get(1));
     let status: JobStatus = status
         .parse()
         .map_err(|_| Error::Other(format!("job {id} has unreadable status '{status}'")))?;
+    // A claimed row that has not started ends at once too: its runner's
+    // start is then refused, so it never runs (issue 10, finding 4).
+    let ends_now = status == JobStatus::Queued || (status == JobStatus::InProgress && !started);
     let result = match status {
-        JobStatus::Queued => {
+        _ if ends_now => {
             tx.execute(
                 &format!(
                     "UPDATE cm_co_jobs SET status = 'CX', complete_time = {NOW}, \
-                        finish_summary = $2, cancel_requested_by = $3, cancel_requested_at = {NOW} \
-                     WHERE id = $1::int8 AND status = 'Q'"
+                        finish_summary = $2, cancel_requested_by = $3, cancel_requested_at = {NOW}, \
+                        lease_expires_at = NULL \
+                     WHERE id = $1::int8 \
+                       AND (status = 'Q' OR (status = 'GO' AND start_time IS NULL))"
                 ),
                 &[
                     &id.0,
