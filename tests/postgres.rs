@@ -314,7 +314,7 @@ fn shared_buffers(plan: &str) -> u64 {
     plan.lines()
         .find(|l| l.trim_start().starts_with("Buffers:"))
         .map(|l| {
-            l.split(|c: char| c == ' ' || c == ',')
+            l.split([' ', ','])
                 .filter_map(|w| w.split_once('='))
                 .filter(|(k, _)| *k == "hit" || *k == "read")
                 .filter_map(|(_, v)| v.parse::<u64>().ok())
