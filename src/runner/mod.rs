@@ -6,10 +6,14 @@
 //!   promptly when jobs are queued: it watches SQLite's `data_version`
 //!   (which changes when another process commits) every [`PICKUP_TICK`],
 //!   and the next due time of delayed jobs.
-//! - [`executor`] records a claimed job's start (refused if the row was
-//!   canceled or taken meanwhile: then it never runs), runs it in the
-//!   sandbox and records its end. Whatever goes wrong in a job's task,
-//!   a panic included, ends the row `X` "internal error: …".
+//! - A claimed job's start is written before its plugin runs, refused if
+//!   the row was canceled or taken meanwhile (then it never runs). While
+//!   jobs are short, the claim loop asks for it before a worker frees up,
+//!   for at most one job per worker ([`Runner::top_up`]), so no worker
+//!   waits for that write; with slow jobs, when a worker takes the job.
+//! - [`executor`] waits for the job's start, runs it in the sandbox and
+//!   records its end. Whatever goes wrong in a job's task, a panic
+//!   included, ends the row `X` "internal error: …".
 //! - [`maintenance`] heartbeats this runner's leases (and stops any run
 //!   whose row is no longer this runner's), rescues rows whose runner died,
 //!   writes coalesced progress, and turns cancel requests into a
