@@ -178,8 +178,8 @@ async fn execute_phases(
 /// Wait until the job's start is recorded (usually it already is: the
 /// claim loop asked for it before a worker freed up). False (log said why)
 /// when it must not run: the row was canceled or taken while it waited for
-/// a worker, or the database failed (then the runner stops; the row goes
-/// back to `Q`, or ends `X` and is retried, when its lease runs out).
+/// a worker, or the database failed (then the runner stops; the row, never
+/// started, goes back to `Q` when its lease runs out).
 async fn start(runner: &Runner, job: &Job, write: Pending<bool>) -> bool {
     match write.answer().await {
         Ok(true) => {
