@@ -9,7 +9,7 @@
 //! - A claimed job's start is written before its plugin runs, refused if
 //!   the row was canceled or taken meanwhile (then it never runs). While
 //!   jobs are short, the claim loop asks for it before a worker frees up,
-//!   for at most one job per worker ([`Runner::top_up`]), so no worker
+//!   for a few jobs per worker ([`Runner::top_up`]), so no worker
 //!   waits for that write; with slow jobs, when a worker takes the job.
 //! - [`executor`] waits for the job's start, runs it in the sandbox and
 //!   records its end. Whatever goes wrong in a job's task, a panic
@@ -67,6 +67,11 @@ pub const START_PROMPTLY: Duration = Duration::from_millis(100);
 /// (for another runner, or this one once a worker is free): the jobs
 /// running turned out slower than the run times it was claimed for.
 pub const HOLD_AT_MOST: Duration = Duration::from_secs(1);
+/// Jobs per worker whose start the claim loop writes ahead while jobs are
+/// short ([`Runner::top_up`]): enough that the start is written by the
+/// time a worker takes the job, though the database thread commits less
+/// often than a no-op job runs.
+pub const NEXT_UP_PER_WORKER: usize = 4;
 /// With `--once`, retries of the jobs this run ended that fall due within
 /// this long are waited for and run too.
 pub const ONCE_FOLLOW_UP: Duration = Duration::from_secs(60);
@@ -218,8 +223,9 @@ struct Loop {
     /// Claimed jobs waiting for a worker, in claim order, with when.
     ready: VecDeque<(Job, Instant)>,
     /// Claimed jobs whose start is already asked for, so recorded by the
-    /// time a worker frees up and takes the first at once: at most one per
-    /// worker, and only while jobs are short ([`Runner::top_up`]).
+    /// time a worker frees up and takes the first at once: at most
+    /// [`NEXT_UP_PER_WORKER`] per worker, and only while jobs are short
+    /// ([`Runner::top_up`]).
     next_up: VecDeque<NextUp>,
     signals: mpsc::UnboundedReceiver<()>,
     signals_open: bool,
@@ -463,15 +469,17 @@ impl Runner {
     }
 
     /// While claiming ahead (short jobs), ask for the starts of the next
-    /// ready jobs, up to one per worker, so that a worker that frees up runs
-    /// one at once instead of waiting for a database write. Such a row says
-    /// started at most about one short job before its plugin runs; a cancel
+    /// ready jobs, up to [`NEXT_UP_PER_WORKER`] per worker, so that a worker
+    /// that frees up runs one at once instead of waiting for a database
+    /// write. Such a row was claimed ahead, so it says started at most about
+    /// [`START_PROMPTLY`] before its plugin runs; a cancel
     /// of it is a stop request, as for any started job. With slow jobs
     /// nothing is claimed ahead: a job's start is asked for when a worker
     /// takes it, and the plugin waits for it (one write, next to a run of
     /// 100 ms or more).
     fn top_up(&self, lp: &mut Loop) {
-        let room = self.config.workers.saturating_sub(lp.next_up.len());
+        let depth = self.config.workers.saturating_mul(NEXT_UP_PER_WORKER);
+        let room = depth.saturating_sub(lp.next_up.len());
         if room == 0 || lp.ready.is_empty() || self.claim_ahead() == 0 {
             return;
         }
