@@ -83,6 +83,15 @@ pub struct Db {
     tx: mpsc::Sender<Cmd>,
 }
 
+/// The answer to a command already sent to the database thread.
+pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Pending<T> {
+    pub async fn answer(self) -> Result<T, StoreError> {
+        self.0.await.map_err(|_| gone())?
+    }
+}
+
 /// The database thread is gone (it only stops when the runner does).
 fn gone() -> StoreError {
     StoreError::Unavailable("the runner's database thread stopped".to_string())
@@ -104,10 +113,16 @@ impl Db {
         Ok(Db { tx })
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+    /// Send a command now; its answer is awaited with [`Pending::answer`].
+    fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Pending<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        // A failed send drops the reply sender: the answer is then `gone`.
+        let _ = self.tx.send(make(reply));
+        Pending(rx)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
+        self.send(make).answer().await
     }
 
     pub async fn claim(
@@ -141,11 +156,14 @@ impl Db {
         self.ask(|reply| Cmd::Release { id, summary, reply }).await
     }
 
-    /// A claimed job's run begins: false when the row is no longer ours
+    /// Record that a claimed job's run begins, asked now and answered
+    /// later: the claim loop asks for the jobs it is about to dispatch
+    /// before a worker frees up, and the job's task awaits the answer
+    /// before its plugin runs. False when the row is no longer ours
     /// (canceled while it waited, or rescued), and then it must not run.
-    /// Written with whatever finishes are waiting (one commit).
-    pub async fn start_job(&self, id: JobId) -> Result<bool, StoreError> {
-        self.ask(|reply| Cmd::Start { id, reply }).await
+    /// Written with whatever starts and finishes are waiting (one commit).
+    pub fn start_job(&self, id: JobId) -> Pending<bool> {
+        self.send(|reply| Cmd::Start { id, reply })
     }
 
     /// Fire and forget: progress is advisory, the next flush repeats it.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::db::Pending;
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
@@ -107,15 +108,21 @@ impl HostEvents for Events {
     }
 }
 
-/// Run `job` and record how it ended: the phases are [`start`], the run
-/// ([`run_job`]) and [`record`]. Holds `permit` (a worker slot) while the
-/// plugin runs, not while the end is written: the next job starts while the
-/// database thread records this one. A panic anywhere in here ends the row
+/// Run `job` and record how it ended: the phases are [`start`] (awaiting
+/// the start the claim loop asked for, `start`), the run ([`run_job`]) and
+/// [`record`]. Holds `permit` (a worker slot) while the plugin runs, not
+/// while the end is written: the next job starts while the database thread
+/// records this one. A panic anywhere in here ends the row
 /// `X`, "internal error: <the panic>", retried per its policy; the runner
 /// goes on.
-pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
+pub(super) async fn execute(
+    runner: Arc<Runner>,
+    job: Job,
+    start: Pending<bool>,
+    permit: OwnedSemaphorePermit,
+) {
     let began = Instant::now();
-    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, permit)));
+    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, start, permit)));
     if let Err(what) = task.await {
         runner.running().remove(&job.id);
         tracing::error!(job = job.id.0, "internal error in the job's task: {what}");
@@ -133,8 +140,13 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
     }
 }
 
-async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit) {
-    if !start(runner, job).await {
+async fn execute_phases(
+    runner: &Runner,
+    job: &Job,
+    start_write: Pending<bool>,
+    permit: OwnedSemaphorePermit,
+) {
+    if !start(runner, job, start_write).await {
         return;
     }
     let shared = Arc::new(Shared::default());
@@ -163,12 +175,13 @@ async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit
     .await;
 }
 
-/// Record that the job starts. False (log said why) when it must not run:
-/// the row was canceled or taken while it waited for a worker, or the
-/// database failed (then the runner stops; the row, never started, goes
-/// back to `Q` when its lease runs out).
-async fn start(runner: &Runner, job: &Job) -> bool {
-    match runner.db.start_job(job.id).await {
+/// Wait until the job's start is recorded (usually it already is: the
+/// claim loop asked for it before a worker freed up). False (log said why)
+/// when it must not run: the row was canceled or taken while it waited for
+/// a worker, or the database failed (then the runner stops; the row, never
+/// started, goes back to `Q` when its lease runs out).
+async fn start(runner: &Runner, job: &Job, write: Pending<bool>) -> bool {
+    match write.answer().await {
         Ok(true) => {
             runner.stats.started.fetch_add(1, Ordering::Relaxed);
             tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
