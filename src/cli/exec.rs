@@ -42,15 +42,9 @@ pub struct Args {
     /// The job mode (passed to the plugin).
     #[arg(long, value_name = "M")]
     mode: Option<String>,
-    /// Fuel budget (default: the plugin's side file, else the runner's).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    fuel: Option<i64>,
-    /// Memory limit in MiB (at most 4096).
-    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
-    memory: Option<i64>,
-    /// Wall-clock limit in seconds (at most 7 days).
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
-    timeout: Option<i64>,
+    // Limits of this run (default: the plugin's side file, else the runner's).
+    #[command(flatten)]
+    limits: super::run::LimitArgs,
     /// Do not check the mode and params against what the plugin declares.
     #[arg(long)]
     no_check: bool,
@@ -63,7 +57,7 @@ fn is_file(arg: &str) -> bool {
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     super::run::init_tracing("warn");
-    let overrides = super::run::check_limits(args.fuel, args.memory, args.timeout)?;
+    let overrides = args.limits.check()?;
     let params = match &args.params {
         Some(text) => crate::store::parse_params(text)?,
         None => serde_json::Map::new(),

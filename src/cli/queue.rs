@@ -67,15 +67,9 @@ pub struct Args {
     /// params is already queued or running.
     #[arg(long)]
     unique: bool,
-    /// Fuel budget for this job (overrides the runner's default).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    fuel: Option<i64>,
-    /// Memory limit in MiB for this job.
-    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
-    memory: Option<i64>,
-    /// Wall-clock limit in seconds for this job.
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
-    timeout: Option<i64>,
+    // Limits of this job (override the plugin's side file and the runner's).
+    #[command(flatten)]
+    limits: super::run::LimitArgs,
     /// Queue without asking the plugin: for a job type whose plugin is not
     /// installed yet, or mode and params it does not (yet) declare.
     #[arg(long)]
@@ -120,9 +114,9 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         max_retry: args.max_retry,
         start_after,
         register_summary: args.summary,
-        fuel_limit: args.fuel,
-        memory_limit_mib: args.memory,
-        timeout_secs: args.timeout,
+        fuel_limit: args.limits.fuel,
+        memory_limit_mib: args.limits.memory,
+        timeout_secs: args.limits.timeout,
         queued_by: Some(current_user()),
     };
     if !args.no_check {
@@ -147,7 +141,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
 /// exit 2 naming the option and its range. (Negative numbers are refused
 /// here too, before the store would refuse them.)
 fn check_numbers(args: &Args, delay: Option<i64>) -> Result<(), Error> {
-    super::run::check_limits(args.fuel, args.memory, args.timeout)?;
+    args.limits.check()?;
     for (bound, value) in [
         (bounds::RETRY_INTERVAL, args.retry_interval),
         (bounds::MAX_RETRY, args.max_retry),

@@ -45,15 +45,8 @@ pub struct Args {
     /// At most this many jobs of one CO run at once in this process.
     #[arg(long, value_name = "N")]
     per_co: Option<usize>,
-    /// Default fuel budget per job [default: 10000000000].
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    fuel: Option<i64>,
-    /// Default memory limit per job, MiB, at most 4096 [default: 256].
-    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
-    memory: Option<i64>,
-    /// Default wall-clock limit per job, seconds, at most 7 days [default: 300].
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
-    timeout: Option<i64>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// `value` of the option `bound` names, refused (exit 2, naming the option
@@ -69,19 +62,32 @@ pub(crate) fn check_option(bound: Bound, value: Option<i64>) -> Result<Option<i6
     })
 }
 
-/// Check the limit options every command that runs plugins takes
-/// (`--fuel`, `--memory`, `--timeout`) against their ranges.
-pub(crate) fn check_limits(
-    fuel: Option<i64>,
-    memory: Option<i64>,
-    timeout: Option<i64>,
-) -> Result<LimitOverrides, Error> {
-    let unsigned = |bound, v| Ok::<_, Error>(check_option(bound, v)?.map(i64::unsigned_abs));
-    Ok(LimitOverrides {
-        fuel: unsigned(bounds::FUEL, fuel)?,
-        memory_mib: unsigned(bounds::MEMORY_MIB, memory)?,
-        timeout_secs: unsigned(bounds::TIMEOUT_SECS, timeout)?,
-    })
+/// The limit options every command that runs plugins takes (`queue`:
+/// this job's; `exec`: this run's; `run`: the default of every job), declared
+/// once and flattened into each command's arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Fuel budget per job, 1 to 10^15 [run's default: 10000000000].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub fuel: Option<i64>,
+    /// Memory limit per job, MiB, at most 4096 [run's default: 256].
+    #[arg(long, value_name = "MIB", allow_negative_numbers = true)]
+    pub memory: Option<i64>,
+    /// Wall-clock limit per job, seconds, at most 7 days [run's default: 300].
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub timeout: Option<i64>,
+}
+
+impl LimitArgs {
+    /// Check each option given against its range.
+    pub fn check(&self) -> Result<LimitOverrides, Error> {
+        let unsigned = |bound, v| Ok::<_, Error>(check_option(bound, v)?.map(i64::unsigned_abs));
+        Ok(LimitOverrides {
+            fuel: unsigned(bounds::FUEL, self.fuel)?,
+            memory_mib: unsigned(bounds::MEMORY_MIB, self.memory)?,
+            timeout_secs: unsigned(bounds::TIMEOUT_SECS, self.timeout)?,
+        })
+    }
 }
 
 /// Send the log to stderr; `RUST_LOG` sets the level (`default`: `info`
@@ -98,7 +104,7 @@ pub(crate) fn init_tracing(default: &str) {
 }
 
 pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
-    let overrides = check_limits(args.fuel, args.memory, args.timeout)?;
+    let overrides = args.limits.check()?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let workers = args.workers.unwrap_or(cores);
     if workers == 0 {
