@@ -460,6 +460,16 @@ pub async fn rescue_only_expired_leases(h: &impl Harness) {
     assert!(other.rescue().await.expect("rescue").is_empty());
 }
 
+/// Two jobs (types `a`, `b`) queued and claimed by runner `r`.
+async fn two_claimed(s: &dyn JobStore) -> Vec<JobId> {
+    let ids = s
+        .queue_many(&[NewJob::new(1, "a"), NewJob::new(1, "b")])
+        .await
+        .expect("queue");
+    s.claim(&claim("r", 2)).await.expect("claim");
+    ids
+}
+
 /// Record that runs of `ids` began under `runner`.
 async fn started(s: &dyn JobStore, runner: &str, ids: &[JobId]) {
     let now = chrono::Utc::now();
@@ -473,11 +483,7 @@ async fn started(s: &dyn JobStore, runner: &str, ids: &[JobId]) {
 /// a started row gets a stop request.
 pub async fn cancel_of_a_claimed_row_not_started_ends_it(h: &impl Harness) {
     let s = h.store();
-    let ids = s
-        .queue_many(&[NewJob::new(1, "a"), NewJob::new(1, "b")])
-        .await
-        .expect("queue");
-    s.claim(&claim("r", 2)).await.expect("claim");
+    let ids = two_claimed(&*s).await;
     started(&*s, "r", &ids[..1]).await;
     assert_eq!(
         s.cancel(ids[1], "ada").await.expect("cancel"),
@@ -538,11 +544,7 @@ pub async fn release_returns_or_cancels(h: &impl Harness) {
 
 pub async fn progress_heartbeat_and_cancel_requests(h: &impl Harness) {
     let s = h.store();
-    let ids = s
-        .queue_many(&[NewJob::new(1, "a"), NewJob::new(1, "b")])
-        .await
-        .expect("queue");
-    s.claim(&claim("r", 2)).await.expect("claim");
+    let ids = two_claimed(&*s).await;
     started(&*s, "r", &ids).await;
     s.progress(
         "r",
