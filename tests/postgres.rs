@@ -244,6 +244,7 @@ async fn coexists_with_a_comanage_schema() {
             max: 5,
             lease: Duration::from_secs(60),
             per_co: None,
+            due_by: None,
         })
         .await
         .expect("claim");
@@ -313,6 +314,7 @@ async fn claim_plan_stays_flat_at_a_million_delayed_rows() {
             max: 16,
             lease: Duration::from_secs(60),
             per_co: None,
+            due_by: None,
         })
         .await
         .expect("claim");

@@ -25,7 +25,8 @@ use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
 /// holds are skipped, never waited for), rank them within their CO, keep
 /// the best `$2` by rank (round-robin across COs) under the per-CO cap
 /// (`$4`, NULL = none, minus the rows of that CO this runner holds), and
-/// mark them `GO` in the same statement. Cost grows with the number of COs
+/// mark them `GO` in the same statement. With `$6` (`run --once`) only
+/// rows due by then. Cost grows with the number of COs
 /// and `$2`, never with the number of rows.
 fn claim_sql() -> String {
     format!(
@@ -41,6 +42,7 @@ fn claim_sql() -> String {
            FROM cos CROSS JOIN LATERAL ( \
              SELECT j.id, j.co_id, {DUE} AS due FROM cm_co_jobs j \
              WHERE j.status = 'Q' AND j.co_id = cos.co AND {DUE} <= {NOW} \
+               AND ($6::timestamp IS NULL OR {DUE} <= $6::timestamp) \
              ORDER BY {DUE}, j.id LIMIT $2 \
              FOR UPDATE SKIP LOCKED) c \
            WHERE cos.co IS NOT NULL), \
@@ -70,6 +72,7 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
         "claimed by runner {}, not started yet",
         c.runner_id
     ));
+    let due_by = c.due_by.map(|t| t.naive_utc());
     let stmt = client.prepare_cached(&claim_sql()).await.map_err(map_err)?;
     let rows = client
         .query(
@@ -80,6 +83,7 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
                 &interval_secs(c.lease),
                 &per_co,
                 &summary,
+                &due_by,
             ],
         )
         .await
@@ -101,6 +105,52 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
     Ok(ranked.into_iter().map(|(_, j)| j).collect())
 }
 
+/// Claim row `id` alone if it is queued and due, under `c`'s lease and
+/// per-CO cap (rows of its CO this runner holds count).
+pub(super) async fn claim_one(
+    client: &deadpool_postgres::Client,
+    c: &Claim,
+    id: JobId,
+) -> Result<Option<Job>> {
+    if c.per_co == Some(0) {
+        return Ok(None);
+    }
+    let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let summary = job::truncate_summary(&format!(
+        "claimed by runner {}, not started yet",
+        c.runner_id
+    ));
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE cm_co_jobs j SET status = 'GO', start_time = NULL, runner_id = $2, \
+                 lease_expires_at = {NOW} + make_interval(secs => $3::float8), \
+                 start_summary = $5, percent_complete = 0, status_line = NULL, \
+                 complete_time = NULL \
+             WHERE j.id = $1 AND j.status = 'Q' AND {DUE} <= {NOW} \
+               AND ($4::int8 IS NULL OR $4::int8 > ( \
+                 SELECT count(*) FROM cm_co_jobs r \
+                 WHERE r.status = 'GO' AND r.runner_id = $2 AND r.co_id = j.co_id)) \
+             RETURNING {}",
+            job_columns("j")
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &id.0,
+                &c.runner_id,
+                &interval_secs(c.lease),
+                &per_co,
+                &summary,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a claim of `max` rows, rolled back:
 /// what the claim would do now, and what it costs.
 pub(super) async fn explain_claim(
@@ -112,7 +162,14 @@ pub(super) async fn explain_claim(
     let rows = tx
         .query(
             &format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", claim_sql()),
-            &[&"explain", &max, &60.0f64, &None::<i64>, &"explain"],
+            &[
+                &"explain",
+                &max,
+                &60.0f64,
+                &None::<i64>,
+                &"explain",
+                &None::<NaiveDateTime>,
+            ],
         )
         .await
         .map_err(map_err)?;
