@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             next_due_counts_from_the_database_clock,
             claim_due_by_and_claim_one,
             concurrent_starts_and_finishes_each_get_their_answer,
+            a_starting_claim_writes_the_start_and_keeps_due_by,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -67,13 +68,7 @@ macro_rules! conformance_tests {
 const LONG: Duration = Duration::from_secs(3600);
 
 fn claim(runner: &str, max: usize) -> Claim {
-    Claim {
-        runner_id: runner.to_string(),
-        max,
-        lease: LONG,
-        per_co: None,
-        due_by: None,
-    }
+    Claim::new(runner, max, LONG)
 }
 
 fn ok(summary: &str) -> Outcome {
@@ -413,6 +408,9 @@ pub async fn rescue_only_expired_leases(h: &impl Harness) {
     s.start("dead", &[(dead[0].id, chrono::Utc::now())])
         .await
         .expect("start");
+    // A zero lease ends at the claim's own instant: let the clock pass it
+    // (times are stored to the millisecond).
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let mut rescued = other.rescue().await.expect("rescue");
     rescued.sort_by_key(Rescued::id);
     assert_eq!(rescued.len(), 2, "{rescued:?}");
@@ -876,4 +874,33 @@ pub async fn concurrent_starts_and_finishes_each_get_their_answer(h: &impl Harne
         }
     }
     assert_eq!(ok_rows, JOBS - JOBS / 8);
+}
+
+/// The runner's claim (`Claim::start`) writes each row's start in the
+/// claim itself; `due_by` leaves rows due later for a later claim.
+pub async fn a_starting_claim_writes_the_start_and_keeps_due_by(h: &impl Harness) {
+    let s = h.store();
+    let first = s.queue(&NewJob::new(1, "a")).await.expect("queue");
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::seconds(3600);
+    // Nothing was due an hour ago.
+    let mut c = Claim {
+        start: true,
+        due_by: Some(cutoff),
+        ..claim("r", 10)
+    };
+    assert!(s.claim(&c).await.expect("claim").is_empty());
+    c.due_by = None;
+    let got = s.claim(&c).await.expect("claim");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first]);
+    let row = s.get(first).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::InProgress);
+    assert!(row.start_time.is_some(), "started by the claim");
+    assert_eq!(row.start_summary.as_deref(), Some("started by runner r"));
+    // A started row ends normally.
+    assert!(
+        one_finish(&*s, "r", finish(first, ok("done")))
+            .await
+            .is_ok()
+    );
+    assert_eq!(status(&*s, first).await, JobStatus::Complete);
 }

@@ -180,18 +180,12 @@ impl JobStore for SqliteStore {
 
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>> {
         let c = c.clone();
-        self.call("claim jobs", move |s| {
-            s.claim_capped(&c.runner_id, c.max, c.lease, c.per_co, c.due_by)
-        })
-        .await
+        self.call("claim jobs", move |s| s.claim_capped(&c)).await
     }
 
     async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>> {
         let c = c.clone();
-        self.call("claim a job", move |s| {
-            s.claim_one(&c.runner_id, id, c.lease, c.per_co)
-        })
-        .await
+        self.call("claim a job", move |s| s.claim_one(&c, id)).await
     }
 
     /// Group-committed with whatever starts and finishes are waiting.
