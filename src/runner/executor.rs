@@ -13,7 +13,7 @@ use super::db::Pending;
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
+    FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
 };
 use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
 
@@ -85,8 +85,8 @@ impl HostEvents for Events {
         self.shared.cancel.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed)
     }
 
-    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
-        let status = match status {
+    fn record_history(&mut self, r: History) {
+        let status = match r.status {
             HistoryStatus::Ok => RecordStatus::Ok,
             HistoryStatus::Failed => RecordStatus::Failed,
             HistoryStatus::InProgress => RecordStatus::InProgress,
@@ -99,10 +99,10 @@ impl HostEvents for Events {
             .unwrap_or_else(PoisonError::into_inner)
             .push(NewHistoryRecord {
                 co_job_id: self.job,
-                record_key: key,
-                co_person_id: None,
-                org_identity_id: None,
-                comment,
+                record_key: r.key,
+                co_person_id: r.co_person_id,
+                org_identity_id: r.org_identity_id,
+                comment: r.comment,
                 status,
             });
     }
