@@ -19,20 +19,19 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::job::JobStatus;
+use crate::store::driver::Claim;
 use crate::store::{Finish, Job, JobId, Store, StoreError};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Cmd {
     Claim {
-        max: usize,
-        per_co: Option<usize>,
-        due_by: Option<DateTime<Utc>>,
+        claim: Claim,
         reply: Reply<Vec<Job>>,
     },
     ClaimOne {
+        claim: Claim,
         id: JobId,
-        per_co: Option<usize>,
         reply: Reply<Option<Job>>,
     },
     Finish {
@@ -46,10 +45,6 @@ enum Cmd {
     },
     Progress {
         updates: Vec<(JobId, u8, Option<String>)>,
-    },
-    Start {
-        id: JobId,
-        reply: Reply<bool>,
     },
     Heartbeat {
         reply: Reply<Vec<JobId>>,
@@ -81,15 +76,8 @@ pub struct Rescued {
 #[derive(Clone)]
 pub struct Db {
     tx: mpsc::Sender<Cmd>,
-}
-
-/// The answer to a command already sent to the database thread.
-pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
-
-impl<T> Pending<T> {
-    pub async fn answer(self) -> Result<T, StoreError> {
-        self.0.await.map_err(|_| gone())?
-    }
+    runner_id: String,
+    lease: Duration,
 }
 
 /// The database thread is gone (it only stops when the runner does).
@@ -107,45 +95,61 @@ impl Db {
             tracing::warn!("cannot set the database's busy timeout: {e}");
         }
         let (tx, rx) = mpsc::channel();
+        let thread_id = runner_id.clone();
         std::thread::Builder::new()
             .name("cojobs-db".into())
-            .spawn(move || serve(store, &runner_id, lease, rx))?;
-        Ok(Db { tx })
+            .spawn(move || serve(store, &thread_id, lease, rx))?;
+        Ok(Db {
+            tx,
+            runner_id,
+            lease,
+        })
     }
 
-    /// Send a command now; its answer is awaited with [`Pending::answer`].
-    fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Pending<T> {
+    /// Send a command and wait for its answer.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
         // A failed send drops the reply sender: the answer is then `gone`.
         let _ = self.tx.send(make(reply));
-        Pending(rx)
+        rx.await.map_err(|_| gone())?
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, StoreError> {
-        self.send(make).answer().await
+    /// A claim of up to `max` rows for this runner, started by the claim
+    /// itself: the runner claims only jobs it starts at once or within
+    /// [`super::START_PROMPTLY`], so no separate start write follows.
+    fn started_claim(
+        &self,
+        max: usize,
+        per_co: Option<usize>,
+        due_by: Option<DateTime<Utc>>,
+    ) -> Claim {
+        Claim {
+            per_co,
+            due_by,
+            start: true,
+            ..Claim::new(&self.runner_id, max, self.lease)
+        }
     }
 
+    /// Claim and start up to `max` due rows (see [`Db::started_claim`]).
     pub async fn claim(
         &self,
         max: usize,
         per_co: Option<usize>,
         due_by: Option<DateTime<Utc>>,
     ) -> Result<Vec<Job>, StoreError> {
-        self.ask(|reply| Cmd::Claim {
-            max,
-            per_co,
-            due_by,
-            reply,
-        })
-        .await
+        let claim = self.started_claim(max, per_co, due_by);
+        self.ask(|reply| Cmd::Claim { claim, reply }).await
     }
 
+    /// Claim and start row `id` if it is due (a `--once` follow-up).
     pub async fn claim_one(
         &self,
         id: JobId,
         per_co: Option<usize>,
     ) -> Result<Option<Job>, StoreError> {
-        self.ask(|reply| Cmd::ClaimOne { id, per_co, reply }).await
+        let claim = self.started_claim(1, per_co, None);
+        self.ask(|reply| Cmd::ClaimOne { claim, id, reply }).await
     }
 
     pub async fn finish(&self, item: Finish) -> Result<Option<JobId>, StoreError> {
@@ -154,16 +158,6 @@ impl Db {
 
     pub async fn release(&self, id: JobId, summary: String) -> Result<JobStatus, StoreError> {
         self.ask(|reply| Cmd::Release { id, summary, reply }).await
-    }
-
-    /// Record that a claimed job's run begins, asked now and answered
-    /// later: the claim loop asks for the jobs it is about to dispatch
-    /// before a worker frees up, and the job's task awaits the answer
-    /// before its plugin runs. False when the row is no longer ours
-    /// (canceled while it waited, or rescued), and then it must not run.
-    /// Written with whatever starts and finishes are waiting (one commit).
-    pub fn start_job(&self, id: JobId) -> Pending<bool> {
-        self.send(|reply| Cmd::Start { id, reply })
     }
 
     /// Fire and forget: progress is advisory, the next flush repeats it.
@@ -245,8 +239,8 @@ fn patiently<T>(
 fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<Cmd>) {
     let mut pending = Vec::new();
     while let Ok(first) = rx.recv() {
-        // Everything already waiting is handled together: its finishes and
-        // starts share one commit. (Waiting a moment for more to arrive was
+        // Everything already waiting is handled together: its finishes
+        // share one commit. (Waiting a moment for more to arrive was
         // measured: 2 ms of linger cut throughput from 21,000 to 8,500
         // no-op jobs/s, as claims queued behind it.)
         pending.push(first);
@@ -267,55 +261,38 @@ fn serve(mut store: Store, runner_id: &str, lease: Duration, rx: mpsc::Receiver<
         }
         let mut finishes = Vec::new();
         let mut replies = Vec::new();
-        let mut started = Vec::new();
-        let mut start_replies = Vec::new();
         for cmd in pending.drain(..) {
             match cmd {
                 Cmd::Finish { item, reply } => {
                     finishes.push(item);
                     replies.push(reply);
                 }
-                Cmd::Start { id, reply } => {
-                    started.push(id);
-                    start_replies.push(reply);
-                }
                 other => handle(&mut store, runner_id, lease, other),
             }
         }
-        if !finishes.is_empty() || !started.is_empty() {
-            record(
-                &mut store,
-                runner_id,
-                (&started, start_replies),
-                (&finishes, replies),
-            );
+        if !finishes.is_empty() {
+            record(&mut store, runner_id, &finishes, replies);
         }
     }
 }
 
-/// Write starts and finishes in one commit and answer each.
+/// Write finishes in one commit and answer each.
 fn record(
     store: &mut Store,
     runner_id: &str,
-    (started, start_replies): (&[JobId], Vec<Reply<bool>>),
-    (finishes, replies): (&[Finish], Vec<Reply<Option<JobId>>>),
+    finishes: &[Finish],
+    replies: Vec<Reply<Option<JobId>>>,
 ) {
-    match patiently("record job starts and ends", || {
-        store.record(runner_id, started, finishes)
+    match patiently("record job ends", || {
+        store.finish_batch(runner_id, finishes)
     }) {
-        Ok((starts, results)) => {
-            for (reply, r) in start_replies.into_iter().zip(starts) {
-                let _ = reply.send(Ok(r));
-            }
+        Ok(results) => {
             for (reply, r) in replies.into_iter().zip(results) {
                 let _ = reply.send(r);
             }
         }
         Err(e) => {
             let msg = e.to_string();
-            for reply in start_replies {
-                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
-            }
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
             }
@@ -329,7 +306,6 @@ fn refuse(cmd: Cmd, msg: &str) {
     match cmd {
         Cmd::Claim { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::ClaimOne { reply, .. } => drop(reply.send(Err(err()))),
-        Cmd::Start { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Finish { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Release { reply, .. } => drop(reply.send(Err(err()))),
         Cmd::Progress { .. } => {}
@@ -343,20 +319,11 @@ fn refuse(cmd: Cmd, msg: &str) {
 
 fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
     match cmd {
-        Cmd::Claim {
-            max,
-            per_co,
-            due_by,
-            reply,
-        } => {
-            let _ = reply.send(patiently("claim jobs", || {
-                store.claim_capped(runner_id, max, lease, per_co, due_by)
-            }));
+        Cmd::Claim { claim, reply } => {
+            let _ = reply.send(patiently("claim jobs", || store.claim_capped(&claim)));
         }
-        Cmd::ClaimOne { id, per_co, reply } => {
-            let _ = reply.send(patiently("claim a job", || {
-                store.claim_one(runner_id, id, lease, per_co)
-            }));
+        Cmd::ClaimOne { claim, id, reply } => {
+            let _ = reply.send(patiently("claim a job", || store.claim_one(&claim, id)));
         }
         Cmd::Finish { item, reply } => {
             let r = patiently("record a job's end", || {
@@ -368,11 +335,6 @@ fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
         Cmd::Release { id, summary, reply } => {
             let _ = reply.send(patiently("return a job to the queue", || {
                 store.release(id, runner_id, &summary)
-            }));
-        }
-        Cmd::Start { id, reply } => {
-            let _ = reply.send(patiently("record a job's start", || {
-                store.start(id, runner_id)
             }));
         }
         Cmd::Progress { updates } => {

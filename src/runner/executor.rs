@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::db::Pending;
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
@@ -108,21 +107,15 @@ impl HostEvents for Events {
     }
 }
 
-/// Run `job` and record how it ended: the phases are [`start`] (awaiting
-/// the start the claim loop asked for, `start`), the run ([`run_job`]) and
-/// [`record`]. Holds `permit` (a worker slot) while the plugin runs, not
-/// while the end is written: the next job starts while the database thread
-/// records this one. A panic anywhere in here ends the row
-/// `X`, "internal error: <the panic>", retried per its policy; the runner
-/// goes on.
-pub(super) async fn execute(
-    runner: Arc<Runner>,
-    job: Job,
-    start: Pending<bool>,
-    permit: OwnedSemaphorePermit,
-) {
+/// Run `job` (claimed and started by the claim) and record how it ended:
+/// the run ([`run_job`]), then [`record`]. Holds `permit` (a worker slot)
+/// while the plugin runs, not while the end is written: the next job
+/// starts while the database thread records this one. A panic anywhere in
+/// here ends the row `X`, "internal error: <the panic>", retried per its
+/// policy; the runner goes on.
+pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
     let began = Instant::now();
-    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, start, permit)));
+    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, permit)));
     if let Err(what) = task.await {
         runner.running().remove(&job.id);
         tracing::error!(job = job.id.0, "internal error in the job's task: {what}");
@@ -140,15 +133,9 @@ pub(super) async fn execute(
     }
 }
 
-async fn execute_phases(
-    runner: &Runner,
-    job: &Job,
-    start_write: Pending<bool>,
-    permit: OwnedSemaphorePermit,
-) {
-    if !start(runner, job, start_write).await {
-        return;
-    }
+async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit) {
+    runner.stats.started.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(
@@ -173,36 +160,6 @@ async fn execute_phases(
         (fuel_used, log, started.elapsed()),
     )
     .await;
-}
-
-/// Wait until the job's start is recorded (usually it already is: the
-/// claim loop asked for it before a worker freed up). False (log said why)
-/// when it must not run: the row was canceled or taken while it waited for
-/// a worker, or the database failed (then the runner stops; the row, never
-/// started, goes back to `Q` when its lease runs out).
-async fn start(runner: &Runner, job: &Job, write: Pending<bool>) -> bool {
-    match write.answer().await {
-        Ok(true) => {
-            runner.stats.started.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
-            true
-        }
-        Ok(false) => {
-            tracing::info!(
-                job = job.id.0,
-                "not started: the row was canceled (or taken) while it waited for a worker"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::error!(
-                job = job.id.0,
-                "could not record the job's start: {e}; stopping the runner"
-            );
-            runner.set_fatal(e);
-            false
-        }
-    }
 }
 
 /// What becomes of a row after its run.

@@ -6,20 +6,17 @@
 //!   promptly when jobs are queued: it watches SQLite's `data_version`
 //!   (which changes when another process commits) every [`PICKUP_TICK`],
 //!   and the next due time of delayed jobs.
-//! - A claimed job's start is written before its plugin runs, refused if
-//!   the row was canceled or taken meanwhile (then it never runs). While
-//!   jobs are short, the claim loop asks for it before a worker frees up,
-//!   for a few jobs per worker ([`Runner::top_up`]), so no worker
-//!   waits for that write; with slow jobs, when a worker takes the job.
-//! - [`executor`] waits for the job's start, runs it in the sandbox and
-//!   records its end. Whatever goes wrong in a job's task, a panic
+//! - The claim writes the claimed jobs' start itself (no separate start
+//!   write per job): the loop claims only jobs it starts at once, on free
+//!   workers, or within [`START_PROMPTLY`] while jobs are short.
+//! - [`executor`] runs a job in the sandbox and records its end. Whatever goes wrong in a job's task, a panic
 //!   included, ends the row `X` "internal error: …".
 //! - [`maintenance`] heartbeats this runner's leases (and stops any run
 //!   whose row is no longer this runner's), rescues rows whose runner died,
 //!   writes coalesced progress, and turns cancel requests into a
 //!   cooperative stop, then an interrupt.
 //! - [`db`] owns the one database connection, on its own thread, and
-//!   writes starts and finishes that arrive together in one transaction.
+//!   writes finishes that arrive together in one transaction.
 //!
 //! Shutdown: a first signal stops claiming, makes every running plugin's
 //! `cancel-requested` true and lets running jobs finish within the grace
@@ -48,7 +45,6 @@ use crate::job::JobStatus;
 use crate::sandbox::{Interrupt, Sandbox};
 use crate::store::{Job, JobId, Store, StoreError};
 
-use db::Pending;
 pub use db::{Db, Rescued};
 
 /// How often an idle runner checks for newly queued jobs.
@@ -67,11 +63,6 @@ pub const START_PROMPTLY: Duration = Duration::from_millis(100);
 /// (for another runner, or this one once a worker is free): the jobs
 /// running turned out slower than the run times it was claimed for.
 pub const HOLD_AT_MOST: Duration = Duration::from_secs(1);
-/// Jobs per worker whose start the claim loop writes ahead while jobs are
-/// short ([`Runner::top_up`]): enough that the start is written by the
-/// time a worker takes the job, though the database thread commits less
-/// often than a no-op job runs.
-pub const NEXT_UP_PER_WORKER: usize = 4;
 /// With `--once`, retries of the jobs this run ended that fall due within
 /// this long are waited for and run too.
 pub const ONCE_FOLLOW_UP: Duration = Duration::from_secs(60);
@@ -220,13 +211,9 @@ struct Loop {
     slots: Arc<Semaphore>,
     /// The job tasks; "all done" at shutdown is this set empty.
     tasks: JoinSet<()>,
-    /// Claimed jobs waiting for a worker, in claim order, with when.
+    /// Claimed (and started) jobs waiting for a worker, in claim order,
+    /// with when.
     ready: VecDeque<(Job, Instant)>,
-    /// Claimed jobs whose start is already asked for, so recorded by the
-    /// time a worker frees up and takes the first at once: at most
-    /// [`NEXT_UP_PER_WORKER`] per worker, and only while jobs are short
-    /// ([`Runner::top_up`]).
-    next_up: VecDeque<NextUp>,
     signals: mpsc::UnboundedReceiver<()>,
     signals_open: bool,
     /// A shutdown signal arrived.
@@ -238,31 +225,18 @@ struct Loop {
 impl Loop {
     /// Claimed jobs wait for a worker.
     fn has_work(&self) -> bool {
-        !self.ready.is_empty() || !self.next_up.is_empty()
+        !self.ready.is_empty()
     }
 
     /// Every claimed job not handed to a worker, in claim order.
     fn take_waiting(&mut self) -> Vec<Job> {
-        let next_up = self.next_up.drain(..).map(|n| n.job);
-        next_up
-            .chain(self.ready.drain(..).map(|(j, _)| j))
-            .collect()
+        self.ready.drain(..).map(|(j, _)| j).collect()
     }
 
     /// When the job that has waited longest for a worker was claimed.
     fn oldest_claim(&self) -> Option<Instant> {
-        let next_up = self.next_up.front().map(|n| n.since);
-        let ready = self.ready.front().map(|(_, at)| *at);
-        next_up.into_iter().chain(ready).min()
+        self.ready.front().map(|(_, at)| *at)
     }
-}
-
-/// A claimed job in [`Loop::next_up`]: claimed at `since`, its start being
-/// recorded (`start`, awaited by the job's task before its plugin runs).
-struct NextUp {
-    job: Job,
-    since: Instant,
-    start: Pending<bool>,
 }
 
 /// `now + d`, or a year from now if that cannot be represented.
@@ -332,7 +306,6 @@ impl Runner {
             slots: Arc::new(Semaphore::new(self.config.workers)),
             tasks: JoinSet::new(),
             ready: VecDeque::new(),
-            next_up: VecDeque::new(),
             signals,
             signals_open: true,
             signaled: false,
@@ -385,7 +358,7 @@ impl Runner {
         if lp.ready.len() >= limit.min(self.config.workers) {
             return Ok(false);
         }
-        let want = limit.saturating_sub(lp.ready.len() + lp.next_up.len());
+        let want = limit.saturating_sub(lp.ready.len());
         if want == 0 {
             return Ok(false);
         }
@@ -438,7 +411,7 @@ impl Runner {
         self.run_time_us.store(new, Ordering::Relaxed);
     }
 
-    /// Start waiting jobs on free workers, then [`Runner::top_up`].
+    /// Start waiting jobs on free workers.
     fn dispatch(self: &Arc<Self>, lp: &mut Loop) {
         while lp.has_work() {
             let Ok(permit) = Arc::clone(&lp.slots).try_acquire_owned() else {
@@ -446,47 +419,13 @@ impl Runner {
             };
             self.spawn_next(lp, permit);
         }
-        self.top_up(lp);
     }
 
-    /// Hand the next waiting job to the worker of `permit`: a next-up job
-    /// (its start already on its way), else the first ready one (its start
-    /// asked for now; the job's task waits for it).
+    /// Hand the next waiting job to the worker of `permit`.
     fn spawn_next(self: &Arc<Self>, lp: &mut Loop, permit: OwnedSemaphorePermit) {
-        let next = match lp.next_up.pop_front() {
-            Some(n) => (n.job, n.start),
-            None => match lp.ready.pop_front() {
-                Some((job, _)) => {
-                    let start = self.db.start_job(job.id);
-                    (job, start)
-                }
-                None => return,
-            },
-        };
-        let (job, start) = next;
-        lp.tasks
-            .spawn(executor::execute(Arc::clone(self), job, start, permit));
-    }
-
-    /// While claiming ahead (short jobs), ask for the starts of the next
-    /// ready jobs, up to [`NEXT_UP_PER_WORKER`] per worker, so that a worker
-    /// that frees up runs one at once instead of waiting for a database
-    /// write. Such a row was claimed ahead, so it says started at most about
-    /// [`START_PROMPTLY`] before its plugin runs; a cancel
-    /// of it is a stop request, as for any started job. With slow jobs
-    /// nothing is claimed ahead: a job's start is asked for when a worker
-    /// takes it, and the plugin waits for it (one write, next to a run of
-    /// 100 ms or more).
-    fn top_up(&self, lp: &mut Loop) {
-        let depth = self.config.workers.saturating_mul(NEXT_UP_PER_WORKER);
-        let room = depth.saturating_sub(lp.next_up.len());
-        if room == 0 || lp.ready.is_empty() || self.claim_ahead() == 0 {
-            return;
-        }
-        let n = room.min(lp.ready.len());
-        for (job, since) in lp.ready.drain(..n) {
-            let start = self.db.start_job(job.id);
-            lp.next_up.push_back(NextUp { job, since, start });
+        if let Some((job, _)) = lp.ready.pop_front() {
+            lp.tasks
+                .spawn(executor::execute(Arc::clone(self), job, permit));
         }
     }
 
@@ -511,7 +450,6 @@ impl Runner {
             permit = Arc::clone(&lp.slots).acquire_owned() => {
                 if let Ok(permit) = permit {
                     self.spawn_next(lp, permit);
-                    self.top_up(lp);
                 }
             }
             () = held_too_long => {

@@ -126,6 +126,29 @@ pub struct Claim {
     /// Most rows of one CO this runner may hold at once (rows it already
     /// holds count), `None` = no cap (`run --per-co`).
     pub per_co: Option<usize>,
+    /// Only rows due by then (and by now): `run --once` claims what was
+    /// due when it started. `None` = due by now.
+    pub due_by: Option<DateTime<Utc>>,
+    /// The claimed rows' runs begin now: the claim writes their start
+    /// (`start_time`, "started by runner …") itself, so no separate start
+    /// write follows. The runner claims so only rows it starts at once or
+    /// within [`crate::runner::START_PROMPTLY`]. Otherwise the rows say
+    /// "claimed by runner …, not started yet" until [`JobStore::start`].
+    pub start: bool,
+}
+
+impl Claim {
+    /// A claim of up to `max` rows due now, not started, without a cap.
+    pub fn new(runner_id: &str, max: usize, lease: Duration) -> Claim {
+        Claim {
+            runner_id: runner_id.to_string(),
+            max,
+            lease,
+            per_co: None,
+            due_by: None,
+            start: false,
+        }
+    }
 }
 
 /// A job's end as [`JobStore::finish`] recorded it: the successor (retry
@@ -232,7 +255,7 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// until now + `c.lease`. Oldest due first within a CO, round-robin
     /// across COs (the 1st of every CO, then the 2nd...), in that order.
     /// Two runners never get the same row. The rows are claimed, not yet
-    /// started: [`JobStore::start`] records that.
+    /// started ([`JobStore::start`] records that), unless `c.start`.
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>>;
 
     /// Record that runs of claimed rows began (`start_time`), for rows

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             unique_queue,
             wait_hears_new_jobs,
             next_due_counts_from_the_database_clock,
+            a_starting_claim_writes_the_start_and_keeps_due_by,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -65,12 +66,7 @@ macro_rules! conformance_tests {
 const LONG: Duration = Duration::from_secs(3600);
 
 fn claim(runner: &str, max: usize) -> Claim {
-    Claim {
-        runner_id: runner.to_string(),
-        max,
-        lease: LONG,
-        per_co: None,
-    }
+    Claim::new(runner, max, LONG)
 }
 
 fn ok(summary: &str) -> Outcome {
@@ -788,4 +784,33 @@ pub async fn next_due_counts_from_the_database_clock(h: &impl Harness) {
     );
     s.queue(&NewJob::new(1, "now")).await.expect("queue");
     assert_eq!(s.next_due().await.expect("next due"), Some(Duration::ZERO));
+}
+
+/// The runner's claim (`Claim::start`) writes each row's start in the
+/// claim itself; `due_by` leaves rows due later for a later claim.
+pub async fn a_starting_claim_writes_the_start_and_keeps_due_by(h: &impl Harness) {
+    let s = h.store();
+    let first = s.queue(&NewJob::new(1, "a")).await.expect("queue");
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::seconds(3600);
+    // Nothing was due an hour ago.
+    let mut c = Claim {
+        start: true,
+        due_by: Some(cutoff),
+        ..claim("r", 10)
+    };
+    assert!(s.claim(&c).await.expect("claim").is_empty());
+    c.due_by = None;
+    let got = s.claim(&c).await.expect("claim");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first]);
+    let row = s.get(first).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::InProgress);
+    assert!(row.start_time.is_some(), "started by the claim");
+    assert_eq!(row.start_summary.as_deref(), Some("started by runner r"));
+    // A started row ends normally.
+    assert!(
+        one_finish(&*s, "r", finish(first, ok("done")))
+            .await
+            .is_ok()
+    );
+    assert_eq!(status(&*s, first).await, JobStatus::Complete);
 }

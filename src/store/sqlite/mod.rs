@@ -111,8 +111,7 @@ impl JobStore for SqliteStore {
 
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>> {
         let c = c.clone();
-        self.call(move |s| s.claim_capped(&c.runner_id, c.max, c.lease, c.per_co, None))
-            .await
+        self.call(move |s| s.claim_capped(&c)).await
     }
 
     async fn start(
