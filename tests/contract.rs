@@ -196,11 +196,13 @@ async fn a_plugin_that_leaks_its_secret_has_it_redacted_everywhere() {
         assert!(r.log.contains(want), "{want:?} missing: {}", r.log);
     }
     assert_eq!(r.result.as_deref(), Some(r#"{"token":"[redacted]"}"#));
-    let seen = rec.0.lock().expect("lock");
-    assert!(seen.logs.iter().all(|l| !l.contains(&secret)));
-    assert!(seen.progress.iter().flatten().all(|p| !p.contains(&secret)));
-    assert_eq!(seen.history[0].key.as_deref(), Some("[redacted]"));
-    assert_eq!(seen.history[0].comment, "token [redacted]");
+    {
+        let seen = rec.0.lock().expect("lock");
+        assert!(seen.logs.iter().all(|l| !l.contains(&secret)));
+        assert!(seen.progress.iter().flatten().all(|p| !p.contains(&secret)));
+        assert_eq!(seen.history[0].key.as_deref(), Some("[redacted]"));
+        assert_eq!(seen.history[0].comment, "token [redacted]");
+    }
     // `plugins NAME` names the secret, never its value.
     let plugin = sb.plugin_async("contract").await.expect("loads");
     assert!(!format!("{:?}", plugin.config).contains(&secret));
@@ -243,7 +245,7 @@ async fn results_children_retry_after_and_history_ids() {
     )
     .await;
     assert_eq!(r.end, RunEnd::Ok("recorded".into()));
-    let h = &rec.0.lock().expect("lock").history[0];
+    let h = rec.0.lock().expect("lock").history[0].clone();
     assert_eq!((h.co_person_id, h.org_identity_id), (Some(7), Some(9)));
 
     let (r, _) = run(
