@@ -117,7 +117,7 @@ fn failed(report: &RunReport) -> (FailKind, &str) {
 async fn a_prebuilt_0_1_plugin_and_0_2_plugins_run_side_by_side() {
     let (_dir, sb) = plugins_dir(
         &[
-            ("hello-old", "tests/fixtures/hello-0.1.0.wasm"),
+            ("hello-old", "hello-v01"),
             ("hello", "hello"),
             ("contract", "contract"),
         ],

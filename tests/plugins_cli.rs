@@ -697,10 +697,10 @@ fn python_and_javascript_plugins_through_exec_and_the_runner() {
 fn plugins_say_which_contract_each_implements() {
     let env = env_with(&["hello", "contract"]);
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hello-0.1.0.wasm"),
+        built_plugins().join("hello-v01.wasm"),
         env.dir.path().join("plugins/old.wasm"),
     )
-    .expect("copy the 0.1 fixture");
+    .expect("copy the 0.1 plugin");
     let out = env.run(&["plugins"]).ok().to_string();
     assert!(
         out.lines().next().is_some_and(|l| l.contains("CONTRACT")),
