@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
+use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN, persist};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
     FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
     RunReport,
 };
-use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
+use crate::store::driver::{self, ErrorKind, Successor};
+use crate::store::{Finish, Job, JobId, NewHistoryRecord};
 
 /// Progress of a running job, kept in memory and written by maintenance
 /// at a bounded rate.
@@ -257,6 +258,7 @@ async fn finish(runner: &Runner, job: &Job, item: Finish, elapsed: Duration) {
     let summary = item.outcome.summary().to_string();
     match finish_with_retries(runner, item).await {
         Ok(successor) => {
+            let successor = successor.map(|s| s.id);
             let counter = match status {
                 job::JobStatus::Complete => &runner.stats.ok,
                 job::JobStatus::Canceled => &runner.stats.canceled,
@@ -278,12 +280,9 @@ async fn finish(runner: &Runner, job: &Job, item: Finish, elapsed: Duration) {
                 "{summary}"
             );
         }
-        Err(StoreError::NotOurs { status, .. }) => {
+        Err(driver::Error::Conflict(e)) => {
             runner.stats.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                job = id.0,
-                "result dropped: the row is no longer this runner's (now {status})"
-            );
+            tracing::warn!(job = id.0, "result dropped: {e}");
         }
         Err(e) => {
             // The row stays `GO` and is rescued (failed, retried per its
@@ -323,18 +322,28 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_string())
 }
 
-/// Attempts at writing a job's end before the runner gives up on the
-/// database (a lock held past the busy timeout by another process is worth
-/// waiting out; a removed database file fails every attempt at once).
+/// Attempts at writing a job's end, when the database fails other than
+/// transiently, before the runner gives up on it (a transient failure, an
+/// unreachable server, is waited out for as long as it lasts).
 const FINISH_ATTEMPTS: u32 = 3;
 
-async fn finish_with_retries(runner: &Runner, finish: Finish) -> Result<Option<JobId>, StoreError> {
+/// Write a job's end (with its successor) through the store, which
+/// group-commits it with other ends where it can.
+async fn finish_with_retries(
+    runner: &Runner,
+    finish: Finish,
+) -> Result<Option<Successor>, driver::Error> {
+    let me = &runner.config.runner_id;
+    let items = std::slice::from_ref(&finish);
     let mut attempt = 1;
     loop {
-        match runner.db.finish(finish.clone()).await {
-            Err(e @ (StoreError::Sqlite(_) | StoreError::Unavailable(_)))
-                if attempt < FINISH_ATTEMPTS =>
-            {
+        let written = persist("record a job's end", || runner.store.finish(me, items)).await;
+        let result = written.and_then(|mut v| {
+            v.pop()
+                .unwrap_or_else(|| Err(driver::Error::Other("no result for the job's end".into())))
+        });
+        match result {
+            Err(e) if e.kind() == ErrorKind::Other && attempt < FINISH_ATTEMPTS => {
                 tracing::warn!(
                     job = finish.id.0,
                     attempt,

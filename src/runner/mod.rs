@@ -3,9 +3,9 @@
 //! - The claim loop ([`Runner::run`]) takes due jobs in batches: for its
 //!   free workers, plus as many ahead as its workers start promptly at the
 //!   measured run time of recent jobs ([`START_PROMPTLY`]); it wakes
-//!   promptly when jobs are queued: it watches SQLite's `data_version`
-//!   (which changes when another process commits) every [`PICKUP_TICK`],
-//!   and the next due time of delayed jobs.
+//!   promptly when jobs are queued ([`JobStore::wait_for_jobs`]: SQLite's
+//!   `data_version` polling, PostgreSQL's `LISTEN/NOTIFY`), and at the next
+//!   due time of delayed jobs.
 //! - The claim writes the claimed jobs' start itself (no separate start
 //!   write per job): the loop claims only jobs it starts at once, on free
 //!   workers, or within [`START_PROMPTLY`] while jobs are short.
@@ -15,8 +15,12 @@
 //!   whose row is no longer this runner's), rescues rows whose runner died,
 //!   writes coalesced progress, and turns cancel requests into a
 //!   cooperative stop, then an interrupt.
-//! - [`db`] owns the one database connection, on its own thread, and
-//!   writes finishes that arrive together in one transaction.
+//! - The store is an `Arc<dyn JobStore>` and nothing else: what is
+//!   database-specific (SQLite's connection thread and group commit, its
+//!   busy-database rule, PostgreSQL's pool and listener) is the driver's.
+//!   A database that is unreachable for a while (a PostgreSQL restart) is
+//!   waited out: transient errors are retried with warnings ([`persist`]),
+//!   never a reason to exit nor to lose a job's end.
 //!
 //! Shutdown: a first signal stops claiming, makes every running plugin's
 //! `cancel-requested` true and lets running jobs finish within the grace
@@ -28,7 +32,6 @@
 //! each chain at most [`ONCE_MAX_RETRIES`] times, never a requeued copy:
 //! so it ends whatever the jobs' policies.
 
-mod db;
 mod executor;
 mod maintenance;
 
@@ -37,18 +40,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::job::JobStatus;
 use crate::sandbox::{Interrupt, Sandbox};
-use crate::store::{Job, JobId, Store, StoreError};
+use crate::store::driver::{self, Claim, ErrorKind, JobStore, Released, Rescued};
+use crate::store::{Job, JobId};
 
-pub use db::{Db, Rescued};
-
-/// How often an idle runner checks for newly queued jobs.
-pub const PICKUP_TICK: Duration = Duration::from_millis(20);
 /// Most jobs claimed in one statement.
 pub const CLAIM_BATCH: usize = 64;
 /// A claimed job should start within about this long. The runner claims
@@ -147,9 +146,7 @@ impl RunStats {
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot start the database thread: {0}")]
-    Thread(#[from] std::io::Error),
+    Store(#[from] driver::Error),
 }
 
 /// A job this runner is running.
@@ -176,7 +173,7 @@ struct Once {
 /// The runner. Build with [`Runner::new`], drive with [`Runner::run`].
 pub struct Runner {
     config: RunnerConfig,
-    db: Db,
+    store: Arc<dyn JobStore>,
     sandbox: Arc<Sandbox>,
     /// Jobs in flight, for maintenance (progress, cancels, leases) and
     /// shutdown. A std mutex: held for map operations only, never across
@@ -194,7 +191,7 @@ pub struct Runner {
     /// A job's end could not be written (the database failed): the claim
     /// loop stops and `run` returns this error, so `cojobs run` exits
     /// non-zero instead of running more jobs whose ends would be lost too.
-    fatal: Mutex<Option<StoreError>>,
+    fatal: Mutex<Option<driver::Error>>,
     pub stats: RunStats,
 }
 
@@ -218,8 +215,9 @@ struct Loop {
     signals_open: bool,
     /// A shutdown signal arrived.
     signaled: bool,
-    /// SQLite's `data_version` when last seen.
-    version: i64,
+    /// When the last "cannot claim" warning was logged, while the
+    /// database cannot be reached.
+    outage_warned: Option<Instant>,
 }
 
 impl Loop {
@@ -239,6 +237,51 @@ impl Loop {
     }
 }
 
+/// How often a store operation that keeps failing transiently is logged.
+const OUTAGE_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Longest pause between attempts of a transiently failing operation.
+const OUTAGE_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Run `op` until it succeeds or fails other than transiently: a database
+/// that cannot be reached for a while (a PostgreSQL restart, a connection
+/// dropped) or, for SQLite, a lock past the driver's own patience, is
+/// waited out with a warning about every 10 s naming what waits. Every
+/// write of the runner names the state it expects, so an attempt whose
+/// answer was lost and that is tried again writes nothing twice (it is
+/// then a conflict).
+pub(crate) async fn persist<T, F>(what: &str, mut op: impl FnMut() -> F) -> Result<T, driver::Error>
+where
+    F: Future<Output = Result<T, driver::Error>>,
+{
+    let start = Instant::now();
+    let mut last_warning: Option<Instant> = None;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e) if e.kind() == ErrorKind::Transient => {
+                if last_warning.is_none_or(|w| w.elapsed() >= OUTAGE_WARN_EVERY) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        "cannot {what} ({e}); trying again ({} s so far)",
+                        start.elapsed().as_secs()
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2).min(OUTAGE_MAX_PAUSE);
+            }
+            done => {
+                if last_warning.is_some() {
+                    tracing::info!(
+                        "database reachable again: could {what} after {} s",
+                        start.elapsed().as_secs()
+                    );
+                }
+                return done;
+            }
+        }
+    }
+}
+
 /// `now + d`, or a year from now if that cannot be represented.
 fn instant_after(d: Duration) -> Instant {
     let now = Instant::now();
@@ -247,12 +290,7 @@ fn instant_after(d: Duration) -> Instant {
 }
 
 impl Runner {
-    pub fn new(
-        config: RunnerConfig,
-        store: Store,
-        sandbox: Arc<Sandbox>,
-    ) -> Result<Arc<Self>, RunnerError> {
-        let db = Db::start(store, config.runner_id.clone(), config.lease)?;
+    pub fn new(config: RunnerConfig, store: Arc<dyn JobStore>, sandbox: Arc<Sandbox>) -> Arc<Self> {
         let once = config.once.then(|| {
             Mutex::new(Once {
                 due_by: Utc::now(),
@@ -260,9 +298,9 @@ impl Runner {
                 hops: HashMap::new(),
             })
         });
-        Ok(Arc::new(Runner {
+        Arc::new(Runner {
             config,
-            db,
+            store,
             sandbox,
             running: Mutex::new(HashMap::new()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -270,7 +308,20 @@ impl Runner {
             once,
             fatal: Mutex::new(None),
             stats: RunStats::default(),
-        }))
+        })
+    }
+
+    /// A claim of up to `max` rows under this runner's name, lease and
+    /// cap, started by the claim itself: the runner claims only jobs it
+    /// starts at once or within [`START_PROMPTLY`], so no separate start
+    /// write follows.
+    fn claim_spec(&self, max: usize) -> Claim {
+        Claim {
+            per_co: self.config.per_co,
+            due_by: self.once().map(|o| o.due_by),
+            start: true,
+            ..Claim::new(&self.config.runner_id, max, self.config.lease)
+        }
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<JobId, Arc<Running>>> {
@@ -299,7 +350,7 @@ impl Runner {
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance::run(Arc::clone(self), stop_rx));
         // Jobs left `GO` by a runner that died are rescued before we start.
-        if let Ok(rescued) = self.db.rescue().await {
+        if let Ok(rescued) = self.store.rescue().await {
             self.note_rescued(&rescued);
         }
         let mut lp = Loop {
@@ -309,15 +360,9 @@ impl Runner {
             signals,
             signals_open: true,
             signaled: false,
-            version: 0,
+            outage_warned: None,
         };
-        let result = match self.db.data_version().await {
-            Ok(v) => {
-                lp.version = v;
-                self.claim_loop(&mut lp).await
-            }
-            Err(e) => Err(e.into()),
-        };
+        let result = self.claim_loop(&mut lp).await;
         self.shut_down(&mut lp).await;
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
@@ -337,11 +382,18 @@ impl Runner {
             if let Some(e) = self.take_fatal() {
                 return Err(e.into());
             }
-            let exhausted = self.claim(lp).await?;
+            let exhausted = match self.claim(lp).await {
+                Ok(exhausted) => exhausted,
+                Err(e) if e.kind() == ErrorKind::Transient => {
+                    self.outage(lp, &e).await;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.dispatch(lp);
             if lp.has_work() || !exhausted {
                 self.wait_for_worker(lp).await;
-            } else if !self.wait_idle(lp).await? {
+            } else if !self.wait_idle(lp).await {
                 return Ok(());
             }
             if lp.signaled {
@@ -350,9 +402,30 @@ impl Runner {
         }
     }
 
+    /// The database cannot be reached: warn (about every 10 s), then pause
+    /// briefly, or until a signal. Running jobs go on; their ends wait for
+    /// the database ([`persist`]).
+    async fn outage(&self, lp: &mut Loop, e: &driver::Error) {
+        let now = Instant::now();
+        let warn = lp
+            .outage_warned
+            .is_none_or(|w| now.saturating_duration_since(w) >= OUTAGE_WARN_EVERY);
+        if warn {
+            lp.outage_warned = Some(now);
+            tracing::warn!("cannot claim jobs ({e}); waiting for the database");
+        }
+        tokio::select! {
+            s = lp.signals.recv(), if lp.signals_open => match s {
+                Some(()) => lp.signaled = true,
+                None => lp.signals_open = false,
+            },
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+
     /// Claim due jobs into `lp.ready`: for the free workers, plus
     /// [`Runner::claim_ahead`]. True when fewer were due than asked for.
-    async fn claim(&self, lp: &mut Loop) -> Result<bool, StoreError> {
+    async fn claim(&self, lp: &mut Loop) -> Result<bool, driver::Error> {
         let limit = lp.slots.available_permits() + self.claim_ahead();
         // Claim in batches: refill only when fewer than a worker each wait.
         if lp.ready.len() >= limit.min(self.config.workers) {
@@ -364,8 +437,10 @@ impl Runner {
         }
         let follow_ups = self.claim_follow_ups(want).await?;
         let want = want - follow_ups.len();
-        let due_by = self.once().map(|o| o.due_by);
-        let jobs = self.db.claim(want, self.config.per_co, due_by).await?;
+        let jobs = self.store.claim(&self.claim_spec(want)).await?;
+        if lp.outage_warned.take().is_some() {
+            tracing::info!("database reachable again: claiming jobs");
+        }
         let exhausted = jobs.len() < want;
         let now = Instant::now();
         lp.ready
@@ -464,38 +539,36 @@ impl Runner {
         }
     }
 
-    /// Nothing to claim: wait for a free slot, a newly queued job, the next
-    /// due time, the poll interval, or a signal. False when the loop should
-    /// end (a signal, or `--once` is done).
-    async fn wait_idle(&self, lp: &mut Loop) -> Result<bool, StoreError> {
-        let Some(wake_at) = self.idle_deadline(lp.tasks.is_empty()).await? else {
-            return Ok(false);
+    /// Nothing to claim: wait for a free slot, a sign of newly queued jobs
+    /// ([`JobStore::wait_for_jobs`]), the next due time, the poll interval,
+    /// or a signal. False when the loop should end (a signal, or `--once`
+    /// is done).
+    async fn wait_idle(&self, lp: &mut Loop) -> bool {
+        let wake_at = match self.idle_deadline(lp.tasks.is_empty()).await {
+            Ok(Some(at)) => at,
+            Ok(None) => return false,
+            Err(e) => {
+                self.outage(lp, &e).await;
+                return !lp.signaled;
+            }
         };
-        loop {
-            tokio::select! {
-                s = lp.signals.recv(), if lp.signals_open => match s {
-                    Some(()) => {
-                        lp.signaled = true;
-                        return Ok(false);
-                    }
-                    None => lp.signals_open = false,
-                },
-                Some(_) = lp.tasks.join_next(), if !lp.tasks.is_empty() => return Ok(true),
-                _ = tokio::time::sleep(PICKUP_TICK) => {
-                    if Instant::now() >= wake_at {
-                        return Ok(true);
-                    }
-                    match self.db.data_version().await {
-                        Ok(v) if v != lp.version => {
-                            lp.version = v;
-                            return Ok(true);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!("cannot poll the database: {e}"),
-                    }
+        let timeout = wake_at.saturating_duration_since(Instant::now());
+        tokio::select! {
+            s = lp.signals.recv(), if lp.signals_open => match s {
+                Some(()) => {
+                    lp.signaled = true;
+                    return false;
+                }
+                None => lp.signals_open = false,
+            },
+            Some(_) = lp.tasks.join_next(), if !lp.tasks.is_empty() => {}
+            woke = self.store.wait_for_jobs(timeout) => {
+                if let Err(e) = woke {
+                    self.outage(lp, &e).await;
                 }
             }
         }
+        !lp.signaled
     }
 
     /// The claim loop ended: return claimed jobs that never started, make
@@ -527,8 +600,12 @@ impl Runner {
 
     /// Put a row of ours back to `Q` (or `CX`, if a cancel was requested).
     async fn release(&self, job: &Job, summary: String) {
-        match self.db.release(job.id, summary).await {
-            Ok(JobStatus::Canceled) => {
+        let released = persist("return a job to the queue", || {
+            self.store.release(&self.config.runner_id, job.id, &summary)
+        })
+        .await;
+        match released {
+            Ok(Released::Canceled) => {
                 self.stats.canceled.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = job.id.0, job_type = %job.job_type, "canceled at shutdown (a cancel was requested)");
             }
@@ -566,12 +643,12 @@ impl Runner {
     }
 
     /// Record a store failure that must stop the runner (the first wins).
-    fn set_fatal(&self, e: StoreError) {
+    fn set_fatal(&self, e: driver::Error) {
         let mut f = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
         f.get_or_insert(e);
     }
 
-    fn take_fatal(&self) -> Option<StoreError> {
+    fn take_fatal(&self) -> Option<driver::Error> {
         self.fatal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -581,10 +658,10 @@ impl Runner {
     /// When to look for due jobs again; `None` means `--once` is done:
     /// nothing due at its start is left to claim, nothing runs, and no
     /// retry is to be followed.
-    async fn idle_deadline(&self, idle: bool) -> Result<Option<Instant>, StoreError> {
+    async fn idle_deadline(&self, idle: bool) -> Result<Option<Instant>, driver::Error> {
         let mut wake = instant_after(self.config.poll_interval);
-        if let Some(due) = self.db.next_due().await? {
-            wake = wake.min(instant_after(until_due(&due)));
+        if let Some(due) = self.store.next_due().await? {
+            wake = wake.min(instant_after(due));
         }
         if let Some(once) = self.once() {
             let next = once.follow_ups.iter().map(|(_, at)| *at).min();
@@ -598,7 +675,7 @@ impl Runner {
     }
 
     /// `--once`: claim the follow-ups that are due, up to `max`.
-    async fn claim_follow_ups(&self, max: usize) -> Result<Vec<Job>, StoreError> {
+    async fn claim_follow_ups(&self, max: usize) -> Result<Vec<Job>, driver::Error> {
         let due: Vec<JobId> = {
             let Some(mut once) = self.once() else {
                 return Ok(Vec::new());
@@ -615,9 +692,13 @@ impl Runner {
             due
         };
         let mut jobs = Vec::with_capacity(due.len());
+        let spec = Claim {
+            due_by: None,
+            ..self.claim_spec(1)
+        };
         for id in due {
             // Gone (canceled, claimed by another runner): nothing to follow.
-            if let Some(job) = self.db.claim_one(id, self.config.per_co).await? {
+            if let Some(job) = self.store.claim_one(&spec, id).await? {
                 jobs.push(job);
             }
         }
@@ -631,9 +712,12 @@ impl Runner {
             .rescued
             .fetch_add(rescued.len() as u64, Ordering::Relaxed);
         for r in rescued {
-            if let Some((id, due)) = &r.successor {
-                let delay = due.as_deref().map_or(Duration::ZERO, until_due);
-                self.follow_up(*id, 1, delay);
+            if let Rescued::Ended {
+                successor: Some(s), ..
+            } = r
+            {
+                let delay = (s.due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                self.follow_up(s.id, 1, delay);
             }
         }
     }
@@ -660,29 +744,5 @@ impl Runner {
             once.follow_ups.push((id, instant_after(delay)));
             once.hops.insert(id, hops);
         }
-    }
-}
-
-/// How long until a stored due time (`YYYY-MM-DD HH:MM:SS[.fff]`, UTC);
-/// zero if past or unreadable.
-fn until_due(text: &str) -> Duration {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .and_then(|t| (t.and_utc() - Utc::now()).to_std().ok())
-        .unwrap_or(Duration::ZERO)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn due_times() {
-        assert_eq!(until_due("2000-01-01 00:00:00"), Duration::ZERO);
-        assert_eq!(until_due(""), Duration::ZERO);
-        let later = (Utc::now() + chrono::TimeDelta::seconds(100))
-            .format("%Y-%m-%d %H:%M:%S%.3f")
-            .to_string();
-        assert!(until_due(&later) > Duration::from_secs(90));
     }
 }

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    CancelResult, Co, Finish, HistoryRecord, Job, JobId, ListFilter, NewHistoryRecord, NewJob,
-    Queued, StoreError,
+    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, HistoryRecord, Job, JobId,
+    ListFilter, NewHistoryRecord, NewJob, Queued, StoreError,
 };
 use crate::job::JobStatus;
 
@@ -99,6 +99,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotOurs { .. } | StoreError::AlreadyEnded { .. } => Error::Conflict(e),
             StoreError::Unavailable(msg) => Error::Transient(msg),
+            StoreError::FileGone(msg) | StoreError::Failed(msg) => Error::Other(msg),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
                 if matches!(f.code, DatabaseBusy | DatabaseLocked) =>
             {
@@ -258,6 +259,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// started ([`JobStore::start`] records that), unless `c.start`.
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>>;
 
+    /// Claim row `id` alone if it is queued and due, under `c`'s lease and
+    /// per-CO cap (`c.max` and `c.due_by` are not used): a `run --once`
+    /// follow-up (a retry of a job this run ended). `None` when it is not
+    /// claimable (ended, taken, canceled, not due, or over the cap).
+    async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>>;
+
     /// Record that runs of claimed rows began (`start_time`), for rows
     /// still `GO` under `runner_id`. Returns the ids it recorded.
     async fn start(
@@ -333,6 +340,50 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// The retry/requeue chain `id` belongs to (ancestors, itself,
     /// descendants), oldest first: at most `limit` rows after `after`.
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>>;
+
+    /// A page of the chain `id` belongs to (`cojobs show`): counts by
+    /// status within [`CHAIN_WINDOW`] rows either side of `id`, where `id`
+    /// stands, and up to `around` rows either side of it. This default
+    /// reads the chain through [`JobStore::retry_chain`], a page at a
+    /// time; a driver may walk it more cheaply.
+    async fn chain_page(&self, id: JobId, around: usize) -> Result<ChainPage> {
+        const PAGE: i64 = 1000;
+        let mut chain: Vec<(JobId, String)> = Vec::new();
+        let mut rows: Vec<Job> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.retry_chain(id, after, PAGE).await?;
+            let full = page.len() as i64 == PAGE;
+            after = page.last().map(|j| j.id);
+            chain.extend(page.iter().map(|j| (j.id, j.status.code().to_string())));
+            rows.extend(page);
+            let past = chain
+                .iter()
+                .position(|(m, _)| *m == id)
+                .is_some_and(|at| chain.len().saturating_sub(at) > CHAIN_WINDOW.saturating_add(1));
+            if !full || past {
+                break;
+            }
+        }
+        let Some(at) = chain.iter().position(|(m, _)| *m == id) else {
+            return Err(Error::input(StoreError::NoJob(id)));
+        };
+        // The window either side, plus one row that says the chain goes on.
+        let from = at.saturating_sub(CHAIN_WINDOW.saturating_add(1));
+        let to = at
+            .saturating_add(CHAIN_WINDOW.saturating_add(1))
+            .min(chain.len().saturating_sub(1));
+        let members = &chain[from..=to];
+        let position = at - from;
+        let mut page = ChainPage::of_members(members, position, around);
+        page.rows = rows[from..=to]
+            .iter()
+            .skip(page.first)
+            .take(around.saturating_mul(2).saturating_add(1))
+            .map(ChainEntry::of)
+            .collect();
+        Ok(page)
+    }
 
     /// Cancel: `Q` ends `CX` at once; `GO` gets a stop request; an ended
     /// row is [`Error::Conflict`]; an unknown one [`Error::Input`].

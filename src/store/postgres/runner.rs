@@ -115,6 +115,58 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
     Ok(ranked.into_iter().map(|(_, j)| j).collect())
 }
 
+/// Claim row `id` alone if it is queued and due, under `c`'s lease and
+/// per-CO cap (rows of its CO this runner holds count).
+pub(super) async fn claim_one(
+    client: &deadpool_postgres::Client,
+    c: &Claim,
+    id: JobId,
+) -> Result<Option<Job>> {
+    if c.per_co == Some(0) {
+        return Ok(None);
+    }
+    let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let summary = if c.start {
+        started_summary(&c.runner_id)
+    } else {
+        job::truncate_summary(&format!(
+            "claimed by runner {}, not started yet",
+            c.runner_id
+        ))
+    };
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE cm_co_jobs j SET status = 'GO', runner_id = $2, \
+                 start_time = CASE WHEN $6::bool THEN {NOW} END, \
+                 lease_expires_at = {NOW} + make_interval(secs => $3::float8), \
+                 start_summary = $5, percent_complete = 0, status_line = NULL, \
+                 complete_time = NULL \
+             WHERE j.id = $1 AND j.status = 'Q' AND {DUE} <= {NOW} \
+               AND ($4::int8 IS NULL OR $4::int8 > ( \
+                 SELECT count(*) FROM cm_co_jobs r \
+                 WHERE r.status = 'GO' AND r.runner_id = $2 AND r.co_id = j.co_id)) \
+             RETURNING {}",
+            job_columns("j")
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &id.0,
+                &c.runner_id,
+                &interval_secs(c.lease),
+                &per_co,
+                &summary,
+                &c.start,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a claim of `max` rows, rolled back:
 /// what the claim would do now, and what it costs.
 pub(super) async fn explain_claim(
