@@ -12,7 +12,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN, persist};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
+    FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
+    RunReport,
 };
 use crate::store::driver::{self, ErrorKind, Successor};
 use crate::store::{Finish, Job, JobId, NewHistoryRecord};
@@ -85,8 +86,8 @@ impl HostEvents for Events {
         self.shared.cancel.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed)
     }
 
-    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
-        let status = match status {
+    fn record_history(&mut self, r: History) {
+        let status = match r.status {
             HistoryStatus::Ok => RecordStatus::Ok,
             HistoryStatus::Failed => RecordStatus::Failed,
             HistoryStatus::InProgress => RecordStatus::InProgress,
@@ -99,10 +100,10 @@ impl HostEvents for Events {
             .unwrap_or_else(PoisonError::into_inner)
             .push(NewHistoryRecord {
                 co_job_id: self.job,
-                record_key: key,
-                co_person_id: None,
-                org_identity_id: None,
-                comment,
+                record_key: r.key,
+                co_person_id: r.co_person_id,
+                org_identity_id: r.org_identity_id,
+                comment: r.comment,
                 status,
             });
     }
@@ -422,11 +423,55 @@ async fn run_job(
         .sandbox
         .run(&plugin, &input, limits, Box::new(events), interrupt)
         .await;
-    (report.end, report.fuel_used, report.log)
+    let log = report.log.clone() + &not_stored_note(&report);
+    (report.end, report.fuel_used, log)
+}
+
+/// What a contract 0.2 run handed back that this runner does not store
+/// yet (child jobs, a result, a retry-after delay), said in the job's log
+/// rather than dropped in silence.
+fn not_stored_note(report: &RunReport) -> String {
+    let mut note = String::new();
+    if !report.children.is_empty() {
+        note.push_str(&format!(
+            "[cojobs] {} child job(s) queued by the plugin were not committed: this runner does not store child jobs yet\n",
+            report.children.len()
+        ));
+    }
+    if report.result.is_some() {
+        note.push_str(
+            "[cojobs] the plugin's result was not stored: this runner does not store results yet\n",
+        );
+    }
+    if let Some(secs) = report.retry_after_secs {
+        note.push_str(&format!(
+            "[cojobs] the plugin asked for a retry after {secs} s: this runner uses the job's retry interval\n"
+        ));
+    }
+    note
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_is_not_stored_is_said_in_the_log() {
+        let mut report = RunReport {
+            end: RunEnd::Ok("s".into()),
+            fuel_used: 0,
+            log: String::new(),
+            elapsed: std::time::Duration::ZERO,
+            result: None,
+            children: Vec::new(),
+            retry_after_secs: None,
+        };
+        assert_eq!(super::not_stored_note(&report), "");
+        report.result = Some("{}".into());
+        report.retry_after_secs = Some(42);
+        let note = super::not_stored_note(&report);
+        assert!(note.contains("result was not stored"), "{note}");
+        assert!(note.contains("retry after 42 s"), "{note}");
+    }
+
     use super::*;
 
     /// Issue 10 finding 2: a panic inside a job's task becomes an error the
