@@ -15,18 +15,22 @@ mod plugins;
 mod prune;
 mod queue;
 mod run;
+mod serve;
 mod show;
 mod text;
 mod time;
+mod token;
 mod watch;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::store::driver::JobStore;
 use crate::store::{Access, JobId, Store, StoreError};
 pub use text::printable;
 
@@ -104,6 +108,14 @@ impl Global {
         Ok(&self.db)
     }
 
+    /// The store `--db` names, behind the store interface (`serve`,
+    /// `token`). SQLite only, until `--db` selects the driver for every
+    /// command (issue 11): this is the one place that changes then.
+    pub fn open_job_store(&self) -> Result<Arc<dyn JobStore>, Error> {
+        let path = self.sqlite_path()?;
+        Ok(Arc::new(crate::store::sqlite::SqliteStore::open(path)?))
+    }
+
     /// `--wait` as a duration.
     pub fn wait(&self) -> Duration {
         Duration::from_secs(self.wait)
@@ -162,6 +174,11 @@ pub enum Command {
     /// List the plugins in the plugins folder, or show one's modes and
     /// parameters.
     Plugins(plugins::Args),
+    /// Serve the HTTP API, the web dashboard and metrics.
+    Serve(serve::Args),
+    /// Manage the access tokens of `serve`.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// Why a command failed, and so which exit code it gets.
@@ -188,6 +205,9 @@ pub enum Error {
     JobFailed,
     #[error(transparent)]
     Runner(#[from] crate::runner::RunnerError),
+    /// An error of the store interface (the commands on `Arc<dyn JobStore>`).
+    #[error(transparent)]
+    Db(#[from] crate::store::driver::Error),
     /// Another process held the database's lock for all of `--wait`.
     #[error(
         "database {} was locked by another process for {secs} s; nothing was done \
@@ -204,6 +224,7 @@ impl Error {
             Error::Input(_) => 2,
             Error::Duplicate(_) => 3,
             Error::Store(e) if e.is_input() => 2,
+            Error::Db(e) if e.is_input() => 2,
             _ => 1,
         }
     }
@@ -246,6 +267,8 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::Run(args) => run::run(g, args, out),
         Command::Watch(args) => watch::run(g, args, out),
         Command::Bench(args) => bench::run(g, args, out),
+        Command::Serve(args) => serve::run(g, args, out),
+        Command::Token(cmd) => token::run(g, cmd, out),
     }
 }
 
