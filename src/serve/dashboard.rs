@@ -291,21 +291,19 @@ pub struct ActionForm {
     pub csrf: String,
 }
 
-/// Check a form's CSRF token: the form or a 403 page.
-fn checked_form(
-    state: &AppState,
-    p: &Principal,
-    form: Result<Form<ActionForm>, FormRejection>,
-) -> Result<(), Response> {
-    match form {
-        Ok(Form(f)) if p.csrf_ok(&state.secret, &f.csrf) => Ok(()),
-        _ => Err(error_page(
-            Some(p),
-            ApiError::forbidden(
-                "this form is stale or was not sent by this dashboard; reload the page",
-            ),
-        )),
-    }
+/// Whether a form carries this session's CSRF token.
+fn csrf_ok(state: &AppState, p: &Principal, form: Result<Form<ActionForm>, FormRejection>) -> bool {
+    matches!(form, Ok(Form(f)) if p.csrf_ok(&state.secret, &f.csrf))
+}
+
+/// The page a form without this session's CSRF token gets (403).
+fn forged(p: &Principal) -> Response {
+    error_page(
+        Some(p),
+        ApiError::forbidden(
+            "this form is stale or was not sent by this dashboard; reload the page",
+        ),
+    )
 }
 
 /// `POST /jobs/{id}/cancel`, then back to the job page.
@@ -315,8 +313,8 @@ pub async fn cancel(
     id: Result<IdPath, ApiError>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Err(r) = checked_form(&state, &p, form) {
-        return r;
+    if !csrf_ok(&state, &p, form) {
+        return forged(&p);
     }
     let result = async {
         let IdPath(id) = id?;
@@ -336,8 +334,8 @@ pub async fn retry(
     id: Result<IdPath, ApiError>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Err(r) = checked_form(&state, &p, form) {
-        return r;
+    if !csrf_ok(&state, &p, form) {
+        return forged(&p);
     }
     let result = async {
         let IdPath(id) = id?;

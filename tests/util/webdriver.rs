@@ -108,20 +108,50 @@ fn try_call(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value 
         body.len()
     );
     s.write_all(req.as_bytes()).expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let body = read_answer(&mut s);
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     v["value"].clone()
+}
+
+/// The body of an HTTP/1.1 answer: by `Content-Length` (chromedriver
+/// keeps the connection open), else chunked, else to the end.
+fn read_answer(s: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "chromedriver closed the connection");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    match length {
+        Some(len) => {
+            while raw.len() < head_end + len {
+                let n = s.read(&mut buf).expect("read");
+                assert!(n > 0, "chromedriver closed the connection early");
+                raw.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&raw[head_end..head_end + len]).into_owned()
+        }
+        None => {
+            s.read_to_end(&mut raw).expect("read");
+            let rest = String::from_utf8_lossy(&raw[head_end..]).into_owned();
+            if head.contains("transfer-encoding: chunked") {
+                dechunk(&rest)
+            } else {
+                rest
+            }
+        }
+    }
 }
 
 fn dechunk(mut rest: &str) -> String {
