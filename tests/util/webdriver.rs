@@ -17,7 +17,7 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The W3C element key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f97ec8c6f6c";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// `chromedriver` on a free loopback port, killed on drop.
 pub struct Driver {
