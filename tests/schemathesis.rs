@@ -33,7 +33,7 @@ fn the_api_answers_as_its_openapi_document_says() {
         .to_string();
     // Rows in every shape the answers can take: queued, canceled, a chain.
     let a = setup.queue(&["hello", "--summary", "first"]);
-    setup.queue(&["echo"]);
+    setup.queue(&["echo", "--params", r#"{"target": "x"}"#]);
     setup.cojobs(&["cancel", &a.to_string()]).ok();
     let server = Server::start(&setup, &[]);
     let reports = tempfile::tempdir().expect("tempdir");
