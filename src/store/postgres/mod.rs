@@ -245,11 +245,15 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
     }
 }
 
+/// How many columns [`job_columns`] selects: a statement that returns more
+/// after them reads the next one at this index.
+pub(crate) const JOB_COLUMN_COUNT: usize = 32;
+
 /// The `cm_co_jobs` columns [`job_from_row`] reads, in its order, each
 /// qualified by `alias` and cast to the type the row struct holds (the
 /// seed's integers may be `integer` in a COmanage database).
 pub(crate) fn job_columns(alias: &str) -> String {
-    const COLS: [(&str, &str); 32] = [
+    const COLS: [(&str, &str); JOB_COLUMN_COUNT] = [
         ("id", "::int8"),
         ("co_id", "::int8"),
         ("job_type", "::text"),
