@@ -529,16 +529,19 @@ fn long_summary_is_cut_not_refused() {
     assert_eq!(stored.chars().count(), 256);
 }
 
-/// Issue 11 (in progress): a PostgreSQL connection string given to a
-/// command is refused with a clear message (exit 2), never taken for a file
-/// name, and its password is not repeated.
+/// Issue 11: a PostgreSQL connection string given to a command selects the
+/// PostgreSQL driver (never taken for a file name): a server that is not
+/// there is a clear error (exit 1) naming where it looked, its password is
+/// not repeated, and nothing is written. (Commands against a real server:
+/// `tests/postgres_cli.rs`.)
 #[test]
-fn postgres_url_is_refused_until_the_driver_is_wired() {
+fn postgres_url_selects_the_postgres_driver() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Port 9 (discard): nothing listens there.
     for db in [
-        "postgres://ada:s3cret@127.0.0.1/jobs",
-        "postgresql://127.0.0.1/jobs",
-        "host=127.0.0.1 dbname=jobs password=s3cret",
+        "postgres://ada:s3cret@127.0.0.1:9/jobs",
+        "postgresql://127.0.0.1:9/jobs",
+        "host=127.0.0.1 port=9 dbname=jobs password=s3cret",
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cojobs"))
             .args(["list", "--db", db])
@@ -547,10 +550,27 @@ fn postgres_url_is_refused_until_the_driver_is_wired() {
             .output()
             .expect("run cojobs");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{db}: {stderr}");
-        assert!(stderr.contains("PostgreSQL"), "{db}: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{db}: {stderr}");
+        assert!(
+            stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:9/jobs"),
+            "{db}: {stderr}"
+        );
         assert!(!stderr.contains("s3cret"), "{db}: {stderr}");
     }
+    // A malformed one is bad usage (exit 2), password not repeated either.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cojobs"))
+        .args([
+            "list",
+            "--db",
+            "postgres://ada:s3cret@127.0.0.1:99999999/jobs",
+        ])
+        .current_dir(dir.path())
+        .env_remove("COJOBS_DB")
+        .output()
+        .expect("run cojobs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
 }

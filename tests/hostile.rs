@@ -11,8 +11,7 @@ mod util;
 use std::sync::{Arc, Mutex};
 
 use cojobs::sandbox::{
-    HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel, RunEnd, Sandbox,
-    SandboxConfig,
+    HostEvents, Interrupt, JobInput, LimitOverrides, LogLevel, RunEnd, Sandbox, SandboxConfig,
 };
 use procs::{Setup, built_plugins};
 
@@ -239,7 +238,7 @@ impl HostEvents for Counter {
     fn cancel_requested(&mut self) -> bool {
         false
     }
-    fn record_history(&mut self, _: Option<String>, _: String, _: HistoryStatus) {
+    fn record_history(&mut self, _: cojobs::sandbox::History) {
         self.0.lock().expect("lock").history += 1;
     }
 }

@@ -690,3 +690,95 @@ fn python_and_javascript_plugins_through_exec_and_the_runner() {
         assert_eq!(retries(id), "1", "a runaway loop is retried per policy");
     }
 }
+
+// ------------------------------------------------------- contract 0.2
+
+#[test]
+fn plugins_say_which_contract_each_implements() {
+    let env = env_with(&["hello", "contract"]);
+    std::fs::copy(
+        built_plugins().join("hello-v01.wasm"),
+        env.dir.path().join("plugins/old.wasm"),
+    )
+    .expect("copy the 0.1 plugin");
+    let out = env.run(&["plugins"]).ok().to_string();
+    assert!(
+        out.lines().next().is_some_and(|l| l.contains("CONTRACT")),
+        "{out}"
+    );
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} row: {out}"))
+            .to_string()
+    };
+    assert!(row("old").contains(" 0.1.0 "), "{out}");
+    assert!(row("hello").contains(" 0.2.0 "), "{out}");
+    let details = env.run(&["plugins", "old"]).ok().to_string();
+    assert!(
+        details.contains("contract:     cojobs:plugin@0.1.0"),
+        "{details}"
+    );
+    // The 0.1 component runs unchanged.
+    let run = env.run(&["exec", "old", "--params", r#"{"name":"Ada"}"#]);
+    assert!(run.ok().starts_with("OK: hello, Ada\n"), "{run:#?}");
+}
+
+#[test]
+fn exec_shows_result_children_and_never_a_secret() {
+    let env = env_with(&["contract"]);
+    std::fs::write(
+        env.dir.path().join("plugins/contract.toml"),
+        "[config]\ngreeting = 'hi'\n[secrets]\ntoken = { env = 'COJOBS_TEST_TOKEN' }\n",
+    )
+    .expect("side file");
+    let secret = "hunter2-s3cr3t-value";
+    let vars = [("COJOBS_TEST_TOKEN", secret)];
+    let run = env.run_env(&["exec", "contract", "--mode", "leak"], &vars);
+    let out = run.ok();
+    assert!(out.starts_with("OK: done with [redacted]\n"), "{run:#?}");
+    assert!(
+        out.contains(r#"result: {"token":"[redacted]"}"#),
+        "{run:#?}"
+    );
+    assert!(
+        !out.contains(secret) && !run.stderr.contains(secret),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("the token is [redacted]"), "{run:#?}");
+
+    let details = env
+        .run_env(&["plugins", "contract"], &vars)
+        .ok()
+        .to_string();
+    assert!(
+        details.contains("secrets:      token (values hidden)"),
+        "{details}"
+    );
+    assert!(details.contains("config:       greeting"), "{details}");
+    assert!(!details.contains(secret), "{details}");
+
+    let run = env.run_env(
+        &[
+            "exec",
+            "contract",
+            "--mode",
+            "children",
+            "--params",
+            r#"{"n":2}"#,
+        ],
+        &vars,
+    );
+    let out = run.ok();
+    assert!(
+        out.contains("child 2: hello {\"name\":\"child 1\"}"),
+        "{run:#?}"
+    );
+
+    // A secret whose variable is missing: the load fails naming the
+    // variable, nothing runs.
+    env.run(&["exec", "contract", "--mode", "config"]).fails(
+        1,
+        "secret 'token': environment variable COJOBS_TEST_TOKEN is not set",
+    );
+}

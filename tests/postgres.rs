@@ -239,12 +239,7 @@ async fn coexists_with_a_comanage_schema() {
     assert_eq!(cos.len(), 1, "no default CO added beside COmanage's");
     // COmanage's own row is claimed and run; ours live beside it.
     let got = store
-        .claim(&Claim {
-            runner_id: "r".into(),
-            max: 5,
-            lease: Duration::from_secs(60),
-            per_co: None,
-        })
+        .claim(&Claim::new("r", 5, Duration::from_secs(60)))
         .await
         .expect("claim");
     assert_eq!(got.len(), 1);
@@ -311,12 +306,7 @@ async fn claim_plan_stays_flat_at_a_million_delayed_rows() {
     );
     let got = h
         .store
-        .claim(&Claim {
-            runner_id: "r".into(),
-            max: 16,
-            lease: Duration::from_secs(60),
-            per_co: None,
-        })
+        .claim(&Claim::new("r", 16, Duration::from_secs(60)))
         .await
         .expect("claim");
     assert_eq!(got.len(), 1, "only the due row");

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cojobs::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, Limits, LogLevel,
-    RunEnd, RunReport, Sandbox, SandboxConfig, SandboxError,
+    FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LimitOverrides, Limits,
+    LogLevel, RunEnd, RunReport, Sandbox, SandboxConfig, SandboxError,
 };
 
 /// The directory the build script puts the example plugins in.
@@ -70,12 +70,12 @@ impl HostEvents for Recorder {
         self.seen.lock().expect("lock").cancel_asked += 1;
         self.cancel.load(std::sync::atomic::Ordering::SeqCst)
     }
-    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
+    fn record_history(&mut self, r: History) {
         self.seen
             .lock()
             .expect("lock")
             .history
-            .push((key, comment, status));
+            .push((r.key, r.comment, r.status));
     }
 }
 

@@ -22,6 +22,8 @@ use crate::runner::{Runner, RunnerConfig};
 use crate::sandbox::{
     Interrupt, JobInput, LimitOverrides, NoEvents, RunEnd, Sandbox, SandboxConfig,
 };
+use crate::store::driver::JobStore;
+use crate::store::sqlite::{Options, SqliteStore};
 use crate::store::{NewJob, Store};
 
 #[derive(Debug, clap::Args)]
@@ -240,7 +242,8 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     let mut config = RunnerConfig::new(workers);
     config.once = true;
     config.runner_id = "bench".to_string();
-    let runner = Runner::new(config, store, Arc::clone(&sandbox))?;
+    drop(store);
+    let runner = Runner::new(config, runner_store(&db_path)?, Arc::clone(&sandbox));
     let t = Instant::now();
     runtime.block_on(async {
         let (_keep, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -297,6 +300,11 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
+/// The SQLite file `db` as a runner uses it.
+fn runner_store(db: &Path) -> Result<Arc<dyn JobStore>, Error> {
+    Ok(Arc::new(SqliteStore::open_with(db, Options::runner())?))
+}
+
 /// Run `input` `n` times on `workers` concurrent tasks with no database:
 /// (elapsed, runs that did not end OK).
 async fn sandbox_only(
@@ -344,7 +352,7 @@ async fn pickup(
 ) -> Result<Vec<f64>, Error> {
     let mut config = RunnerConfig::new(1);
     config.runner_id = "bench-pickup".to_string();
-    let runner = Runner::new(config, Store::open(db)?, Arc::clone(sandbox))?;
+    let runner = Runner::new(config, runner_store(db)?, Arc::clone(sandbox));
     let (stop, signals) = tokio::sync::mpsc::unbounded_channel();
     let daemon = tokio::spawn({
         let runner = Arc::clone(&runner);

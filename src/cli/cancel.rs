@@ -13,9 +13,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    let mut store = g.open_store()?;
+    let db = g.open_store()?;
     let id = JobId(args.id);
-    match store.cancel(id, &current_user())? {
+    match db.wait(db.cancel(id, &current_user()))? {
         CancelResult::Canceled => writeln!(out, "job {id} canceled")?,
         CancelResult::StopRequested => writeln!(
             out,

@@ -19,15 +19,15 @@ pub enum Command {
 }
 
 pub fn run(g: &Global, cmd: Command, out: &mut dyn Write) -> Result<(), Error> {
-    let mut store = g.open_store()?;
+    let db = g.open_store()?;
     match cmd {
         Command::Add { name, description } => {
-            let id = store.add_co(&name, description.as_deref())?;
+            let id = db.wait(db.add_co(&name, description.as_deref()))?;
             writeln!(out, "{id}")?;
         }
         Command::List => {
-            let rows: Vec<Vec<String>> = store
-                .list_cos()?
+            let rows: Vec<Vec<String>> = db
+                .wait(db.list_cos())?
                 .into_iter()
                 .map(|c| {
                     vec![

@@ -12,6 +12,9 @@
 //! fuel used: 1234567 of 10000000000, elapsed 0.004 s
 //! ```
 //!
+//! A contract 0.2 plugin's result and child jobs follow: `result: <json>`,
+//! `child 1: hello {"name":"x"}`, `retry after: 42 s`.
+//!
 //! Exit 0 when the job ended OK, 1 when it failed or was interrupted
 //! (Ctrl-C), 2 when `--mode`/`--params` do not fit the plugin (nothing
 //! run).
@@ -26,8 +29,7 @@ use serde_json::Value;
 
 use super::{Error, Global, printable, runtime};
 use crate::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RunEnd, RunReport,
-    SandboxError,
+    FailKind, History, HostEvents, Interrupt, JobInput, LogLevel, RunEnd, RunReport, SandboxError,
 };
 
 #[derive(Debug, clap::Args)]
@@ -138,7 +140,33 @@ fn write_outcome(out: &mut dyn Write, report: &RunReport, fuel_limit: u64) -> io
         report.fuel_used,
         fuel_limit,
         report.elapsed.as_secs_f64()
-    )
+    )?;
+    write_extras(out, report)
+}
+
+/// What a contract 0.2 run left beside its end: result, children, delay.
+fn write_extras(out: &mut dyn Write, report: &RunReport) -> io::Result<()> {
+    if let Some(r) = &report.result {
+        writeln!(out, "result: {}", printable(&bounded(r), false))?;
+    }
+    for (i, c) in report.children.iter().enumerate() {
+        let mode = c
+            .mode
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "child {}: {}{mode} {}",
+            i + 1,
+            printable(&c.job_type, false),
+            printable(&bounded(&c.params), false)
+        )?;
+    }
+    if let Some(secs) = report.retry_after_secs {
+        writeln!(out, "retry after: {secs} s")?;
+    }
+    Ok(())
 }
 
 /// Most of a summary or failure message shown (a plugin may return
@@ -307,12 +335,19 @@ impl HostEvents for Console {
         false
     }
 
-    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
+    fn record_history(&mut self, r: History) {
+        let mut ids = String::new();
+        if let Some(p) = r.co_person_id {
+            ids.push_str(&format!(" co_person_id={p}"));
+        }
+        if let Some(o) = r.org_identity_id {
+            ids.push_str(&format!(" org_identity_id={o}"));
+        }
         self.line(&format!(
-            "history {} {} {}",
-            status.code(),
-            key.as_deref().unwrap_or("-"),
-            comment
+            "history {} {} {}{ids}",
+            r.status.code(),
+            r.key.as_deref().unwrap_or("-"),
+            r.comment
         ));
     }
 }

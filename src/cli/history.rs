@@ -15,10 +15,10 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    let store = g.open_reader()?;
+    let db = g.open_reader()?;
     let id = JobId(args.id);
-    store.require(id)?;
-    let records = store.history(id)?;
+    db.require(id)?;
+    let records = db.wait(db.history(id))?;
     if args.json {
         for r in &records {
             serde_json::to_writer(&mut *out, r)?;

@@ -32,13 +32,14 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(|e| Error::Input(e.to_string()))?;
-    let store = g.open_reader()?;
-    let jobs = store.list(&ListFilter {
+    let db = g.open_reader()?;
+    let filter = ListFilter {
         status,
         job_type: args.job_type,
         co_id: args.co,
         limit: Some(i64::from(args.limit)),
-    })?;
+    };
+    let jobs = db.wait(db.list(&filter, None))?;
     if args.json {
         for job in &jobs {
             serde_json::to_writer(&mut *out, job)?;

@@ -11,6 +11,7 @@ mod co;
 mod exec;
 mod history;
 mod list;
+mod migrate;
 mod plugins;
 mod prune;
 mod queue;
@@ -30,8 +31,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
-use crate::store::driver::JobStore;
-use crate::store::{Access, JobId, Store, StoreError};
+use crate::store::driver::{self, ErrorKind, JobStore};
+use crate::store::postgres::PgStore;
+use crate::store::sqlite::{Options, SqliteStore};
+use crate::store::{Access, JobId, StoreError};
 pub use text::printable;
 
 /// A durable background-job runner whose jobs run as sandboxed
@@ -74,46 +77,60 @@ const MAX_WAIT_SECS: u64 = 2_000_000;
 impl Global {
     /// Open the job store named by `--db` to read and write it (created
     /// and migrated if need be).
-    pub fn open_store(&self) -> Result<Store, Error> {
-        Ok(Store::open_with(
-            self.sqlite_path()?,
-            Access::Write,
-            self.wait(),
-        )?)
+    pub fn open_store(&self) -> Result<Db, Error> {
+        self.open(Access::Write)
     }
 
-    /// Open the job store named by `--db` to read it only: no write lock
-    /// is taken, and a read-only file works (issue 10, finding 10).
-    pub fn open_reader(&self) -> Result<Store, Error> {
-        Ok(Store::open_with(
-            self.sqlite_path()?,
-            Access::Read,
-            self.wait(),
-        )?)
+    /// Open the job store named by `--db` to read it only: on SQLite no
+    /// write lock is taken, and a read-only file works (issue 10, finding
+    /// 10).
+    pub fn open_reader(&self) -> Result<Db, Error> {
+        self.open(Access::Read)
     }
 
-    /// `--db` as a SQLite file. A PostgreSQL connection string is refused
-    /// with a clear message rather than taken for a file name: the
-    /// PostgreSQL driver (`store::postgres`) is not wired to the commands
-    /// yet (issue 11).
-    fn sqlite_path(&self) -> Result<&Path, Error> {
-        if crate::store::postgres::is_postgres_url(&self.db.to_string_lossy()) {
-            // The string may hold a password: it is not repeated.
-            return Err(Error::Input(
-                "--db names a PostgreSQL database; this cojobs runs its commands \
-                 on a SQLite file only (PostgreSQL support is in progress)"
-                    .to_string(),
-            ));
+    /// `--db` as the driver it selects: a PostgreSQL connection string
+    /// (`postgres://`, `postgresql://`, libpq's `host=… dbname=…`), else
+    /// the path of a SQLite file.
+    pub fn target(&self) -> Target<'_> {
+        match self.db.to_str() {
+            Some(url) if crate::store::postgres::is_postgres_url(url) => Target::Postgres(url),
+            _ => Target::Sqlite(&self.db),
         }
-        Ok(&self.db)
     }
 
-    /// The store `--db` names, behind the store interface (`serve`,
-    /// `token`). SQLite only, until `--db` selects the driver for every
-    /// command (issue 11): this is the one place that changes then.
-    pub fn open_job_store(&self) -> Result<Arc<dyn JobStore>, Error> {
-        let path = self.sqlite_path()?;
-        Ok(Arc::new(crate::store::sqlite::SqliteStore::open(path)?))
+    /// Open the store on a current-thread runtime a command's calls block
+    /// on.
+    fn open(&self, access: Access) -> Result<Db, Error> {
+        self.open_as(access, true)
+    }
+
+    /// [`Global::open`]; `migrate` false leaves a PostgreSQL schema as it
+    /// is (`migrate --status`; a SQLite file behind is still migrated when
+    /// it can be written, as every command does).
+    pub(crate) fn open_as(&self, access: Access, migrate: bool) -> Result<Db, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let store: Arc<dyn JobStore> = match self.target() {
+            Target::Postgres(url) if migrate => {
+                Arc::new(rt.block_on(PgStore::connect_with(url, 1))?)
+            }
+            Target::Postgres(url) => Arc::new(rt.block_on(PgStore::connect_unmigrated(url, 1))?),
+            Target::Sqlite(path) => Arc::new(SqliteStore::open_with(
+                path,
+                Options::command(access, self.wait()),
+            )?),
+        };
+        Ok(Db { rt, store })
+    }
+
+    /// The store `--db` names, for a runner (inside its runtime): on
+    /// SQLite, locks are waited out however long they last.
+    pub async fn runner_store(&self) -> Result<Arc<dyn JobStore>, Error> {
+        Ok(match self.target() {
+            Target::Postgres(url) => Arc::new(PgStore::connect(url).await?),
+            Target::Sqlite(path) => Arc::new(SqliteStore::open_with(path, Options::runner())?),
+        })
     }
 
     /// `--wait` as a duration.
@@ -132,6 +149,43 @@ impl Global {
             config.cache_dir = None;
         }
         Ok(Sandbox::new(config)?)
+    }
+}
+
+/// Which database `--db` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A SQLite file.
+    Sqlite(&'a Path),
+    /// A PostgreSQL connection string (may hold a password: never printed).
+    Postgres(&'a str),
+}
+
+/// A command's store, with the runtime its calls block on. Derefs to the
+/// store interface: `db.wait(db.get(id))`.
+pub struct Db {
+    rt: tokio::runtime::Runtime,
+    store: Arc<dyn JobStore>,
+}
+
+impl Db {
+    /// Run one store call to its end.
+    pub fn wait<T>(&self, call: impl Future<Output = driver::Result<T>>) -> Result<T, Error> {
+        Ok(self.rt.block_on(call)?)
+    }
+
+    /// A job by id; an unknown id is bad input (exit 2).
+    pub fn require(&self, id: JobId) -> Result<crate::store::Job, Error> {
+        self.wait(self.store.get(id))?
+            .ok_or(Error::Store(StoreError::NoJob(id)))
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = dyn JobStore;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.store
     }
 }
 
@@ -165,6 +219,9 @@ pub enum Command {
     Watch(watch::Args),
     /// Measure throughput and latency end to end against the sandbox alone.
     Bench(bench::Args),
+    /// Bring the database's schema up to date (also done on first use);
+    /// --status says where it stands and changes nothing.
+    Migrate(migrate::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -192,6 +249,9 @@ pub enum Error {
     Duplicate(JobId),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A store operation failed (bad input: exit 2).
+    #[error(transparent)]
+    Db(#[from] driver::Error),
     #[error("cannot write output: {0}")]
     Io(#[from] io::Error),
     #[error("cannot encode JSON: {0}")]
@@ -205,9 +265,6 @@ pub enum Error {
     JobFailed,
     #[error(transparent)]
     Runner(#[from] crate::runner::RunnerError),
-    /// An error of the store interface (the commands on `Arc<dyn JobStore>`).
-    #[error(transparent)]
-    Db(#[from] crate::store::driver::Error),
     /// Another process held the database's lock for all of `--wait`.
     #[error(
         "database {} was locked by another process for {secs} s; nothing was done \
@@ -224,7 +281,9 @@ impl Error {
             Error::Input(_) => 2,
             Error::Duplicate(_) => 3,
             Error::Store(e) if e.is_input() => 2,
-            Error::Db(e) if e.is_input() => 2,
+            // Bad input, or a request the job's state refuses (cancel of
+            // an ended job).
+            Error::Db(e) if matches!(e.kind(), ErrorKind::Input | ErrorKind::Conflict) => 2,
             _ => 1,
         }
     }
@@ -262,6 +321,7 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::History(args) => history::run(g, args, out),
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
+        Command::Migrate(args) => migrate::run(g, args, out),
         Command::Exec(args) => exec::run(g, args, out),
         Command::Plugins(args) => plugins::run(g, args, out),
         Command::Run(args) => run::run(g, args, out),

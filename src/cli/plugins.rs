@@ -83,16 +83,18 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
                         (Some(d), _) => vec![
                             e.plugin.clone(),
                             cell(Some(&d.version)),
+                            d.contract.to_string(),
                             cell(Some(&d.description)),
                         ],
                         (None, err) => vec![
                             e.plugin.clone(),
                             "-".to_string(),
+                            "-".to_string(),
                             cell(Some(&format!("error: {}", err.as_deref().unwrap_or("?")))),
                         ],
                     })
                     .collect();
-                write_table(out, &["NAME", "VERSION", "DESCRIPTION"], &rows)?;
+                write_table(out, &["NAME", "VERSION", "CONTRACT", "DESCRIPTION"], &rows)?;
             }
         }
     }
@@ -127,6 +129,31 @@ fn kind_name(k: ParamKind) -> &'static str {
     }
 }
 
+/// What the side file grants beyond the defaults: hosts, config names and
+/// secret names (never a secret's value).
+fn write_grants(out: &mut dyn Write, plugin: &LoadedPlugin) -> Result<(), Error> {
+    let c = &plugin.config;
+    if !c.http.allowed.is_empty() {
+        let hosts: Vec<String> = c.http.allowed.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "http:         {} (at most {} requests, {} response bytes per job)",
+            hosts.join(", "),
+            c.http.max_requests,
+            c.http.max_response_bytes
+        )?;
+    }
+    if !c.values.is_empty() {
+        let names: Vec<&str> = c.values.keys().map(String::as_str).collect();
+        writeln!(out, "config:       {}", names.join(", "))?;
+    }
+    let secrets: Vec<&str> = c.secrets.names().collect();
+    if !secrets.is_empty() {
+        writeln!(out, "secrets:      {} (values hidden)", secrets.join(", "))?;
+    }
+    Ok(())
+}
+
 fn write_details(
     out: &mut dyn Write,
     sandbox: &Sandbox,
@@ -142,6 +169,7 @@ fn write_details(
     writeln!(out, "name:         {}", cell(Some(&d.name)))?;
     writeln!(out, "version:      {}", cell(Some(&d.version)))?;
     writeln!(out, "description:  {}", cell(Some(&d.description)))?;
+    writeln!(out, "contract:     cojobs:plugin@{}", d.contract)?;
     writeln!(out, "file:         {}", plugin.path.display())?;
     writeln!(out, "modes:        {}", cell(Some(&modes)))?;
     writeln!(
@@ -151,6 +179,7 @@ fn write_details(
         limits.memory_mib,
         limits.timeout.as_secs()
     )?;
+    write_grants(out, plugin)?;
     if d.params.is_empty() {
         writeln!(out, "parameters:   (none)")?;
         return Ok(());

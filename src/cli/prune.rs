@@ -15,12 +15,11 @@ pub struct Args {
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     let secs = time::parse_duration(&args.older_than)?;
-    let mut store = g.open_store()?;
-    let cutoff = store
-        .now()
+    let db = g.open_store()?;
+    let cutoff = chrono::Utc::now()
         .checked_sub_signed(TimeDelta::try_seconds(secs).unwrap_or(TimeDelta::MAX))
         .ok_or_else(|| Error::Input(format!("age '{}' is too long", args.older_than)))?;
-    let n = store.prune(cutoff)?;
+    let n = db.wait(db.prune(cutoff))?;
     writeln!(out, "{n}")?;
     Ok(())
 }

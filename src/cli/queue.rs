@@ -92,11 +92,10 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         .as_deref()
         .map(time::parse_time)
         .transpose()?;
-    let mut store = g.open_store()?;
+    let db = g.open_store()?;
     let start_after = match delay {
         Some(secs) => Some(
-            store
-                .now()
+            chrono::Utc::now()
                 .checked_add_signed(TimeDelta::try_seconds(secs).unwrap_or(TimeDelta::MAX))
                 .ok_or_else(|| Error::Input(format!("delay of {secs} s is too long")))?,
         ),
@@ -121,7 +120,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         check_params(g, &mut job)?;
     }
     if args.unique {
-        match store.queue_unique(&job)? {
+        match db.wait(db.queue_unique(&job))? {
             Queued::New(id) => writeln!(out, "{id}")?,
             Queued::Existing(id, _) => {
                 writeln!(out, "{id}")?;
@@ -129,7 +128,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             }
         }
     } else {
-        let id = store.queue(&job)?;
+        let id = db.wait(db.queue(&job))?;
         writeln!(out, "{id}")?;
     }
     Ok(())
@@ -192,21 +191,18 @@ fn queue_file(
             Error::Input(format!("{}:{}: {e}", path.display(), line_numbers[i]))
         })?;
     }
-    let mut store = g.open_store()?;
-    let ids = store.queue_many(&jobs).map_err(|e| match e {
-        crate::store::StoreError::InBatch { index, source } => {
-            if source.is_input() {
-                Error::Input(format!(
-                    "{}:{}: {source}",
-                    path.display(),
-                    line_numbers[index]
-                ))
-            } else {
-                Error::Store(*source)
-            }
-        }
-        e => Error::Store(e),
-    })?;
+    let db = g.open_store()?;
+    let ids = db
+        .rt
+        .block_on(db.queue_many(&jobs))
+        .map_err(|e| match e.input_error() {
+            Some(crate::store::StoreError::InBatch { index, source }) => Error::Input(format!(
+                "{}:{}: {source}",
+                path.display(),
+                line_numbers.get(*index).copied().unwrap_or(0)
+            )),
+            _ => Error::Db(e),
+        })?;
     let mut buf = String::with_capacity(ids.len() * 8);
     for id in ids {
         buf.push_str(&id.to_string());

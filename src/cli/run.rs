@@ -122,7 +122,6 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
         return Err(Error::Input("--per-co must be at least 1".into()));
     }
     init_tracing("info");
-    let store = g.open_store()?;
     let mut sandbox_config = SandboxConfig::new(&g.plugins);
     sandbox_config.defaults = overrides.apply(sandbox_config.defaults);
     sandbox_config.max_instances = u32::try_from(workers.saturating_mul(2))
@@ -143,6 +142,7 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
         // Signal handlers first: "runner started" means a SIGTERM from now on
         // is a graceful shutdown.
         let signals = forward_signals()?;
+        let store = g.runner_store().await?;
         tracing::info!(
             runner = %config.runner_id,
             workers,
@@ -151,7 +151,7 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
             db = %g.db.display(),
             "runner started"
         );
-        let runner = Runner::new(config, store, sandbox)?;
+        let runner = Runner::new(config, store, sandbox);
         runner.run(signals).await?;
         Ok(())
     })

@@ -18,10 +18,10 @@ pub struct Args {
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     super::run::init_tracing("info");
-    let store = g.open_job_store()?;
     let sandbox = Arc::new(g.sandbox()?);
     let rt = runtime()?;
     rt.block_on(async {
+        let store = g.runner_store().await?;
         let tokens = store.list_tokens().await?;
         let live = tokens.iter().filter(|t| t.revoked.is_none()).count();
         let open = live == 0;

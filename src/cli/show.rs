@@ -17,11 +17,11 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    let store = g.open_reader()?;
+    let db = g.open_reader()?;
     let id = JobId(args.id);
-    let job = store.require(id)?;
-    let history = store.history(id)?;
-    let chain = store.chain_page(id, CHAIN_AROUND)?;
+    let job = db.require(id)?;
+    let history = db.wait(db.history(id))?;
+    let chain = db.wait(db.chain_page(id, CHAIN_AROUND))?;
     if args.json {
         let value = serde_json::json!({
             "job": job,

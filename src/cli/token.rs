@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{Error, Global, cell, runtime, write_table};
+use super::{Error, Global, cell, write_table};
 use crate::serve::auth;
 use crate::store::{NewToken, Role};
 
@@ -38,8 +38,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub fn run(g: &Global, cmd: Command, out: &mut dyn Write) -> Result<(), Error> {
-    let store = g.open_job_store()?;
-    let rt = runtime()?;
+    let db = g.open_store()?;
     match cmd {
         Command::Add { name, role, co } => {
             let secret = auth::new_token()
@@ -50,12 +49,12 @@ pub fn run(g: &Global, cmd: Command, out: &mut dyn Write) -> Result<(), Error> {
                 co_id: co,
                 hash: auth::hash(&secret),
             };
-            rt.block_on(store.add_token(&token))?;
+            db.wait(db.add_token(&token))?;
             writeln!(out, "{secret}")?;
         }
         Command::List => {
-            let rows: Vec<Vec<String>> = rt
-                .block_on(store.list_tokens())?
+            let rows: Vec<Vec<String>> = db
+                .wait(db.list_tokens())?
                 .into_iter()
                 .map(|t| {
                     vec![
@@ -70,7 +69,7 @@ pub fn run(g: &Global, cmd: Command, out: &mut dyn Write) -> Result<(), Error> {
             write_table(out, &["NAME", "ROLE", "CO", "CREATED", "REVOKED"], &rows)?;
         }
         Command::Revoke { name } => {
-            rt.block_on(store.revoke_token(&name))?;
+            db.wait(db.revoke_token(&name))?;
             writeln!(out, "revoked {name}")?;
         }
     }

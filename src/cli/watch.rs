@@ -11,9 +11,9 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Error, Global, printable};
+use super::{Db, Error, Global, printable};
 use crate::job::JobStatus;
-use crate::store::{Job, JobId, ListFilter, Store};
+use crate::store::{Job, JobId, ListFilter};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,15 +31,16 @@ struct Snapshot {
     running: Vec<Job>,
 }
 
-fn snapshot(store: &Store) -> Result<Snapshot, Error> {
+fn snapshot(db: &Db) -> Result<Snapshot, Error> {
+    let running = ListFilter {
+        status: Some(JobStatus::InProgress),
+        job_type: None,
+        co_id: None,
+        limit: Some(200),
+    };
     Ok(Snapshot {
-        counts: store.counts_by_status()?,
-        running: store.list(&ListFilter {
-            status: Some(JobStatus::InProgress),
-            job_type: None,
-            co_id: None,
-            limit: Some(200),
-        })?,
+        counts: db.wait(db.counts_by_status())?,
+        running: db.wait(db.list(&running, None))?,
     })
 }
 
@@ -91,10 +92,10 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             "--interval must be a positive number of seconds".into(),
         ));
     };
-    let store = g.open_reader()?;
+    let db = g.open_reader()?;
     if args.once || !std::io::stdout().is_terminal() {
         loop {
-            let s = snapshot(&store)?;
+            let s = snapshot(&db)?;
             writeln!(out, "{}", counts_line(&s))?;
             for job in &s.running {
                 writeln!(
@@ -122,7 +123,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         .progress_chars("=> ");
     let mut bars: HashMap<JobId, ProgressBar> = HashMap::new();
     loop {
-        let s = snapshot(&store)?;
+        let s = snapshot(&db)?;
         header.set_message(format!(
             "cojobs watch  {}  (Ctrl-C to quit)",
             counts_line(&s)

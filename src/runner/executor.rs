@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::db::Pending;
-use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN};
+use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN, persist};
 use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
 use crate::sandbox::{
-    FailKind, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
+    FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
+    RunReport,
 };
-use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
+use crate::store::driver::{self, ErrorKind, Successor};
+use crate::store::{Finish, Job, JobId, NewHistoryRecord};
 
 /// Progress of a running job, kept in memory and written by maintenance
 /// at a bounded rate.
@@ -85,8 +86,8 @@ impl HostEvents for Events {
         self.shared.cancel.load(Ordering::Relaxed) || self.stopping.load(Ordering::Relaxed)
     }
 
-    fn record_history(&mut self, key: Option<String>, comment: String, status: HistoryStatus) {
-        let status = match status {
+    fn record_history(&mut self, r: History) {
+        let status = match r.status {
             HistoryStatus::Ok => RecordStatus::Ok,
             HistoryStatus::Failed => RecordStatus::Failed,
             HistoryStatus::InProgress => RecordStatus::InProgress,
@@ -99,30 +100,24 @@ impl HostEvents for Events {
             .unwrap_or_else(PoisonError::into_inner)
             .push(NewHistoryRecord {
                 co_job_id: self.job,
-                record_key: key,
-                co_person_id: None,
-                org_identity_id: None,
-                comment,
+                record_key: r.key,
+                co_person_id: r.co_person_id,
+                org_identity_id: r.org_identity_id,
+                comment: r.comment,
                 status,
             });
     }
 }
 
-/// Run `job` and record how it ended: the phases are [`start`] (awaiting
-/// the start the claim loop asked for, `start`), the run ([`run_job`]) and
-/// [`record`]. Holds `permit` (a worker slot) while the plugin runs, not
-/// while the end is written: the next job starts while the database thread
-/// records this one. A panic anywhere in here ends the row
-/// `X`, "internal error: <the panic>", retried per its policy; the runner
-/// goes on.
-pub(super) async fn execute(
-    runner: Arc<Runner>,
-    job: Job,
-    start: Pending<bool>,
-    permit: OwnedSemaphorePermit,
-) {
+/// Run `job` (claimed and started by the claim) and record how it ended:
+/// the run ([`run_job`]), then [`record`]. Holds `permit` (a worker slot)
+/// while the plugin runs, not while the end is written: the next job
+/// starts while the database thread records this one. A panic anywhere in
+/// here ends the row `X`, "internal error: <the panic>", retried per its
+/// policy; the runner goes on.
+pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
     let began = Instant::now();
-    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, start, permit)));
+    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, permit)));
     if let Err(what) = task.await {
         runner.running().remove(&job.id);
         tracing::error!(job = job.id.0, "internal error in the job's task: {what}");
@@ -140,15 +135,9 @@ pub(super) async fn execute(
     }
 }
 
-async fn execute_phases(
-    runner: &Runner,
-    job: &Job,
-    start_write: Pending<bool>,
-    permit: OwnedSemaphorePermit,
-) {
-    if !start(runner, job, start_write).await {
-        return;
-    }
+async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit) {
+    runner.stats.started.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(
@@ -173,36 +162,6 @@ async fn execute_phases(
         (fuel_used, log, started.elapsed()),
     )
     .await;
-}
-
-/// Wait until the job's start is recorded (usually it already is: the
-/// claim loop asked for it before a worker freed up). False (log said why)
-/// when it must not run: the row was canceled or taken while it waited for
-/// a worker, or the database failed (then the runner stops; the row, never
-/// started, goes back to `Q` when its lease runs out).
-async fn start(runner: &Runner, job: &Job, write: Pending<bool>) -> bool {
-    match write.answer().await {
-        Ok(true) => {
-            runner.stats.started.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
-            true
-        }
-        Ok(false) => {
-            tracing::info!(
-                job = job.id.0,
-                "not started: the row was canceled (or taken) while it waited for a worker"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::error!(
-                job = job.id.0,
-                "could not record the job's start: {e}; stopping the runner"
-            );
-            runner.set_fatal(e);
-            false
-        }
-    }
 }
 
 /// What becomes of a row after its run.
@@ -299,6 +258,7 @@ async fn finish(runner: &Runner, job: &Job, item: Finish, elapsed: Duration) {
     let summary = item.outcome.summary().to_string();
     match finish_with_retries(runner, item).await {
         Ok(successor) => {
+            let successor = successor.map(|s| s.id);
             let counter = match status {
                 job::JobStatus::Complete => &runner.stats.ok,
                 job::JobStatus::Canceled => &runner.stats.canceled,
@@ -320,12 +280,9 @@ async fn finish(runner: &Runner, job: &Job, item: Finish, elapsed: Duration) {
                 "{summary}"
             );
         }
-        Err(StoreError::NotOurs { status, .. }) => {
+        Err(driver::Error::Conflict(e)) => {
             runner.stats.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                job = id.0,
-                "result dropped: the row is no longer this runner's (now {status})"
-            );
+            tracing::warn!(job = id.0, "result dropped: {e}");
         }
         Err(e) => {
             // The row stays `GO` and is rescued (failed, retried per its
@@ -365,18 +322,28 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_string())
 }
 
-/// Attempts at writing a job's end before the runner gives up on the
-/// database (a lock held past the busy timeout by another process is worth
-/// waiting out; a removed database file fails every attempt at once).
+/// Attempts at writing a job's end, when the database fails other than
+/// transiently, before the runner gives up on it (a transient failure, an
+/// unreachable server, is waited out for as long as it lasts).
 const FINISH_ATTEMPTS: u32 = 3;
 
-async fn finish_with_retries(runner: &Runner, finish: Finish) -> Result<Option<JobId>, StoreError> {
+/// Write a job's end (with its successor) through the store, which
+/// group-commits it with other ends where it can.
+async fn finish_with_retries(
+    runner: &Runner,
+    finish: Finish,
+) -> Result<Option<Successor>, driver::Error> {
+    let me = &runner.config.runner_id;
+    let items = std::slice::from_ref(&finish);
     let mut attempt = 1;
     loop {
-        match runner.db.finish(finish.clone()).await {
-            Err(e @ (StoreError::Sqlite(_) | StoreError::Unavailable(_)))
-                if attempt < FINISH_ATTEMPTS =>
-            {
+        let written = persist("record a job's end", || runner.store.finish(me, items)).await;
+        let result = written.and_then(|mut v| {
+            v.pop()
+                .unwrap_or_else(|| Err(driver::Error::Other("no result for the job's end".into())))
+        });
+        match result {
+            Err(e) if e.kind() == ErrorKind::Other && attempt < FINISH_ATTEMPTS => {
                 tracing::warn!(
                     job = finish.id.0,
                     attempt,
@@ -456,11 +423,55 @@ async fn run_job(
         .sandbox
         .run(&plugin, &input, limits, Box::new(events), interrupt)
         .await;
-    (report.end, report.fuel_used, report.log)
+    let log = report.log.clone() + &not_stored_note(&report);
+    (report.end, report.fuel_used, log)
+}
+
+/// What a contract 0.2 run handed back that this runner does not store
+/// yet (child jobs, a result, a retry-after delay), said in the job's log
+/// rather than dropped in silence.
+fn not_stored_note(report: &RunReport) -> String {
+    let mut note = String::new();
+    if !report.children.is_empty() {
+        note.push_str(&format!(
+            "[cojobs] {} child job(s) queued by the plugin were not committed: this runner does not store child jobs yet\n",
+            report.children.len()
+        ));
+    }
+    if report.result.is_some() {
+        note.push_str(
+            "[cojobs] the plugin's result was not stored: this runner does not store results yet\n",
+        );
+    }
+    if let Some(secs) = report.retry_after_secs {
+        note.push_str(&format!(
+            "[cojobs] the plugin asked for a retry after {secs} s: this runner uses the job's retry interval\n"
+        ));
+    }
+    note
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_is_not_stored_is_said_in_the_log() {
+        let mut report = RunReport {
+            end: RunEnd::Ok("s".into()),
+            fuel_used: 0,
+            log: String::new(),
+            elapsed: std::time::Duration::ZERO,
+            result: None,
+            children: Vec::new(),
+            retry_after_secs: None,
+        };
+        assert_eq!(super::not_stored_note(&report), "");
+        report.result = Some("{}".into());
+        report.retry_after_secs = Some(42);
+        let note = super::not_stored_note(&report);
+        assert!(note.contains("result was not stored"), "{note}");
+        assert!(note.contains("retry after 42 s"), "{note}");
+    }
+
     use super::*;
 
     /// Issue 10 finding 2: a panic inside a job's task becomes an error the

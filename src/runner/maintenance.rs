@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner};
 use crate::store::JobId;
+use crate::store::driver::{Progress, Rescued};
 
 /// How often progress is written and cancel requests are read.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -33,20 +34,24 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => return,
         }
-        flush_progress(&runner);
+        flush_progress(&runner).await;
         if let Err(e) = cancels(&runner).await {
             tracing::warn!("cannot read cancel requests: {e}");
         }
         if last_lease.elapsed() >= lease_every {
             last_lease = Instant::now();
             heartbeat(&runner).await;
-            match runner.db.rescue().await {
+            match runner.store.rescue().await {
                 Ok(rescued) if !rescued.is_empty() => {
                     runner.note_rescued(&rescued);
                     for r in rescued {
+                        let successor = match &r {
+                            Rescued::Ended { successor, .. } => successor.map(|s| s.id.0),
+                            Rescued::Requeued(_) => None,
+                        };
                         tracing::warn!(
-                            job = r.id.0,
-                            successor = r.successor.map(|(s, _)| s.0),
+                            job = r.id().0,
+                            successor,
                             "rescued a job whose runner stopped responding"
                         );
                     }
@@ -63,7 +68,8 @@ async fn heartbeat(runner: &Runner) {
     // Runs listed before the heartbeat: each had its start recorded (so its
     // row was ours) before the heartbeat's statement ran.
     let before: Vec<JobId> = runner.running().keys().copied().collect();
-    let held: HashSet<JobId> = match runner.db.heartbeat().await {
+    let me = &runner.config.runner_id;
+    let held: HashSet<JobId> = match runner.store.heartbeat(me, runner.config.lease).await {
         Ok(held) => held.into_iter().collect(),
         Err(e) => {
             tracing::warn!("heartbeat failed: {e}");
@@ -84,22 +90,40 @@ async fn heartbeat(runner: &Runner) {
     }
 }
 
-fn flush_progress(runner: &Runner) {
-    let updates: Vec<_> = runner
+/// Write the progress that changed since the last tick. Advisory: a
+/// failed write is logged, and the next change is written again.
+async fn flush_progress(runner: &Runner) {
+    let updates: Vec<Progress> = runner
         .running()
         .iter()
-        .filter_map(|(id, r)| r.shared.take_progress().map(|(p, l)| (*id, p, l)))
+        .filter_map(|(id, r)| {
+            r.shared.take_progress().map(|(p, l)| Progress {
+                id: *id,
+                percent: i64::from(p),
+                status_line: l,
+            })
+        })
         .collect();
-    if !updates.is_empty() {
-        runner.db.progress(updates);
+    if updates.is_empty() {
+        return;
+    }
+    if let Err(e) = runner
+        .store
+        .progress(&runner.config.runner_id, &updates)
+        .await
+    {
+        tracing::warn!("could not record progress: {e}");
     }
 }
 
-async fn cancels(runner: &Runner) -> Result<(), crate::store::StoreError> {
+async fn cancels(runner: &Runner) -> Result<(), crate::store::driver::Error> {
     if runner.running().is_empty() {
         return Ok(());
     }
-    let requests = runner.db.cancel_requests().await?;
+    let requests = runner
+        .store
+        .cancel_requests(&runner.config.runner_id)
+        .await?;
     let running = runner.running();
     for (id, who) in requests {
         let Some(r) = running.get(&id) else { continue };

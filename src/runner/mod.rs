@@ -3,23 +3,24 @@
 //! - The claim loop ([`Runner::run`]) takes due jobs in batches: for its
 //!   free workers, plus as many ahead as its workers start promptly at the
 //!   measured run time of recent jobs ([`START_PROMPTLY`]); it wakes
-//!   promptly when jobs are queued: it watches SQLite's `data_version`
-//!   (which changes when another process commits) every [`PICKUP_TICK`],
-//!   and the next due time of delayed jobs.
-//! - A claimed job's start is written before its plugin runs, refused if
-//!   the row was canceled or taken meanwhile (then it never runs). While
-//!   jobs are short, the claim loop asks for it before a worker frees up,
-//!   for a few jobs per worker ([`Runner::top_up`]), so no worker
-//!   waits for that write; with slow jobs, when a worker takes the job.
-//! - [`executor`] waits for the job's start, runs it in the sandbox and
-//!   records its end. Whatever goes wrong in a job's task, a panic
+//!   promptly when jobs are queued ([`JobStore::wait_for_jobs`]: SQLite's
+//!   `data_version` polling, PostgreSQL's `LISTEN/NOTIFY`), and at the next
+//!   due time of delayed jobs.
+//! - The claim writes the claimed jobs' start itself (no separate start
+//!   write per job): the loop claims only jobs it starts at once, on free
+//!   workers, or within [`START_PROMPTLY`] while jobs are short.
+//! - [`executor`] runs a job in the sandbox and records its end. Whatever goes wrong in a job's task, a panic
 //!   included, ends the row `X` "internal error: …".
 //! - [`maintenance`] heartbeats this runner's leases (and stops any run
 //!   whose row is no longer this runner's), rescues rows whose runner died,
 //!   writes coalesced progress, and turns cancel requests into a
 //!   cooperative stop, then an interrupt.
-//! - [`db`] owns the one database connection, on its own thread, and
-//!   writes starts and finishes that arrive together in one transaction.
+//! - The store is an `Arc<dyn JobStore>` and nothing else: what is
+//!   database-specific (SQLite's connection thread and group commit, its
+//!   busy-database rule, PostgreSQL's pool and listener) is the driver's.
+//!   A database that is unreachable for a while (a PostgreSQL restart) is
+//!   waited out: transient errors are retried with warnings ([`persist`]),
+//!   never a reason to exit nor to lose a job's end.
 //!
 //! Shutdown: a first signal stops claiming, makes every running plugin's
 //! `cancel-requested` true and lets running jobs finish within the grace
@@ -31,7 +32,6 @@
 //! each chain at most [`ONCE_MAX_RETRIES`] times, never a requeued copy:
 //! so it ends whatever the jobs' policies.
 
-mod db;
 mod executor;
 mod maintenance;
 
@@ -40,19 +40,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::job::JobStatus;
 use crate::sandbox::{Interrupt, Sandbox};
-use crate::store::{Job, JobId, Store, StoreError};
+use crate::store::driver::{self, Claim, ErrorKind, JobStore, Released, Rescued};
+use crate::store::{Job, JobId};
 
-use db::Pending;
-pub use db::{Db, Rescued};
-
-/// How often an idle runner checks for newly queued jobs.
-pub const PICKUP_TICK: Duration = Duration::from_millis(20);
 /// Most jobs claimed in one statement.
 pub const CLAIM_BATCH: usize = 64;
 /// A claimed job should start within about this long. The runner claims
@@ -67,11 +62,6 @@ pub const START_PROMPTLY: Duration = Duration::from_millis(100);
 /// (for another runner, or this one once a worker is free): the jobs
 /// running turned out slower than the run times it was claimed for.
 pub const HOLD_AT_MOST: Duration = Duration::from_secs(1);
-/// Jobs per worker whose start the claim loop writes ahead while jobs are
-/// short ([`Runner::top_up`]): enough that the start is written by the
-/// time a worker takes the job, though the database thread commits less
-/// often than a no-op job runs.
-pub const NEXT_UP_PER_WORKER: usize = 4;
 /// With `--once`, retries of the jobs this run ended that fall due within
 /// this long are waited for and run too.
 pub const ONCE_FOLLOW_UP: Duration = Duration::from_secs(60);
@@ -156,9 +146,7 @@ impl RunStats {
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("cannot start the database thread: {0}")]
-    Thread(#[from] std::io::Error),
+    Store(#[from] driver::Error),
 }
 
 /// A job this runner is running.
@@ -185,7 +173,7 @@ struct Once {
 /// The runner. Build with [`Runner::new`], drive with [`Runner::run`].
 pub struct Runner {
     config: RunnerConfig,
-    db: Db,
+    store: Arc<dyn JobStore>,
     sandbox: Arc<Sandbox>,
     /// Jobs in flight, for maintenance (progress, cancels, leases) and
     /// shutdown. A std mutex: held for map operations only, never across
@@ -203,7 +191,7 @@ pub struct Runner {
     /// A job's end could not be written (the database failed): the claim
     /// loop stops and `run` returns this error, so `cojobs run` exits
     /// non-zero instead of running more jobs whose ends would be lost too.
-    fatal: Mutex<Option<StoreError>>,
+    fatal: Mutex<Option<driver::Error>>,
     pub stats: RunStats,
 }
 
@@ -220,49 +208,78 @@ struct Loop {
     slots: Arc<Semaphore>,
     /// The job tasks; "all done" at shutdown is this set empty.
     tasks: JoinSet<()>,
-    /// Claimed jobs waiting for a worker, in claim order, with when.
+    /// Claimed (and started) jobs waiting for a worker, in claim order,
+    /// with when.
     ready: VecDeque<(Job, Instant)>,
-    /// Claimed jobs whose start is already asked for, so recorded by the
-    /// time a worker frees up and takes the first at once: at most
-    /// [`NEXT_UP_PER_WORKER`] per worker, and only while jobs are short
-    /// ([`Runner::top_up`]).
-    next_up: VecDeque<NextUp>,
     signals: mpsc::UnboundedReceiver<()>,
     signals_open: bool,
     /// A shutdown signal arrived.
     signaled: bool,
-    /// SQLite's `data_version` when last seen.
-    version: i64,
+    /// When the last "cannot claim" warning was logged, while the
+    /// database cannot be reached.
+    outage_warned: Option<Instant>,
 }
 
 impl Loop {
     /// Claimed jobs wait for a worker.
     fn has_work(&self) -> bool {
-        !self.ready.is_empty() || !self.next_up.is_empty()
+        !self.ready.is_empty()
     }
 
     /// Every claimed job not handed to a worker, in claim order.
     fn take_waiting(&mut self) -> Vec<Job> {
-        let next_up = self.next_up.drain(..).map(|n| n.job);
-        next_up
-            .chain(self.ready.drain(..).map(|(j, _)| j))
-            .collect()
+        self.ready.drain(..).map(|(j, _)| j).collect()
     }
 
     /// When the job that has waited longest for a worker was claimed.
     fn oldest_claim(&self) -> Option<Instant> {
-        let next_up = self.next_up.front().map(|n| n.since);
-        let ready = self.ready.front().map(|(_, at)| *at);
-        next_up.into_iter().chain(ready).min()
+        self.ready.front().map(|(_, at)| *at)
     }
 }
 
-/// A claimed job in [`Loop::next_up`]: claimed at `since`, its start being
-/// recorded (`start`, awaited by the job's task before its plugin runs).
-struct NextUp {
-    job: Job,
-    since: Instant,
-    start: Pending<bool>,
+/// How often a store operation that keeps failing transiently is logged.
+const OUTAGE_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Longest pause between attempts of a transiently failing operation.
+const OUTAGE_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Run `op` until it succeeds or fails other than transiently: a database
+/// that cannot be reached for a while (a PostgreSQL restart, a connection
+/// dropped) or, for SQLite, a lock past the driver's own patience, is
+/// waited out with a warning about every 10 s naming what waits. Every
+/// write of the runner names the state it expects, so an attempt whose
+/// answer was lost and that is tried again writes nothing twice (it is
+/// then a conflict).
+pub(crate) async fn persist<T, F>(what: &str, mut op: impl FnMut() -> F) -> Result<T, driver::Error>
+where
+    F: Future<Output = Result<T, driver::Error>>,
+{
+    let start = Instant::now();
+    let mut last_warning: Option<Instant> = None;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Err(e) if e.kind() == ErrorKind::Transient => {
+                if last_warning.is_none_or(|w| w.elapsed() >= OUTAGE_WARN_EVERY) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(
+                        "cannot {what} ({e}); trying again ({} s so far)",
+                        start.elapsed().as_secs()
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2).min(OUTAGE_MAX_PAUSE);
+            }
+            done => {
+                if last_warning.is_some() {
+                    tracing::info!(
+                        "database reachable again: could {what} after {} s",
+                        start.elapsed().as_secs()
+                    );
+                }
+                return done;
+            }
+        }
+    }
 }
 
 /// `now + d`, or a year from now if that cannot be represented.
@@ -273,12 +290,7 @@ fn instant_after(d: Duration) -> Instant {
 }
 
 impl Runner {
-    pub fn new(
-        config: RunnerConfig,
-        store: Store,
-        sandbox: Arc<Sandbox>,
-    ) -> Result<Arc<Self>, RunnerError> {
-        let db = Db::start(store, config.runner_id.clone(), config.lease)?;
+    pub fn new(config: RunnerConfig, store: Arc<dyn JobStore>, sandbox: Arc<Sandbox>) -> Arc<Self> {
         let once = config.once.then(|| {
             Mutex::new(Once {
                 due_by: Utc::now(),
@@ -286,9 +298,9 @@ impl Runner {
                 hops: HashMap::new(),
             })
         });
-        Ok(Arc::new(Runner {
+        Arc::new(Runner {
             config,
-            db,
+            store,
             sandbox,
             running: Mutex::new(HashMap::new()),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -296,7 +308,20 @@ impl Runner {
             once,
             fatal: Mutex::new(None),
             stats: RunStats::default(),
-        }))
+        })
+    }
+
+    /// A claim of up to `max` rows under this runner's name, lease and
+    /// cap, started by the claim itself: the runner claims only jobs it
+    /// starts at once or within [`START_PROMPTLY`], so no separate start
+    /// write follows.
+    fn claim_spec(&self, max: usize) -> Claim {
+        Claim {
+            per_co: self.config.per_co,
+            due_by: self.once().map(|o| o.due_by),
+            start: true,
+            ..Claim::new(&self.config.runner_id, max, self.config.lease)
+        }
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<JobId, Arc<Running>>> {
@@ -325,26 +350,19 @@ impl Runner {
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance::run(Arc::clone(self), stop_rx));
         // Jobs left `GO` by a runner that died are rescued before we start.
-        if let Ok(rescued) = self.db.rescue().await {
+        if let Ok(rescued) = self.store.rescue().await {
             self.note_rescued(&rescued);
         }
         let mut lp = Loop {
             slots: Arc::new(Semaphore::new(self.config.workers)),
             tasks: JoinSet::new(),
             ready: VecDeque::new(),
-            next_up: VecDeque::new(),
             signals,
             signals_open: true,
             signaled: false,
-            version: 0,
+            outage_warned: None,
         };
-        let result = match self.db.data_version().await {
-            Ok(v) => {
-                lp.version = v;
-                self.claim_loop(&mut lp).await
-            }
-            Err(e) => Err(e.into()),
-        };
+        let result = self.claim_loop(&mut lp).await;
         self.shut_down(&mut lp).await;
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
@@ -364,11 +382,18 @@ impl Runner {
             if let Some(e) = self.take_fatal() {
                 return Err(e.into());
             }
-            let exhausted = self.claim(lp).await?;
+            let exhausted = match self.claim(lp).await {
+                Ok(exhausted) => exhausted,
+                Err(e) if e.kind() == ErrorKind::Transient => {
+                    self.outage(lp, &e).await;
+                    false
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.dispatch(lp);
             if lp.has_work() || !exhausted {
                 self.wait_for_worker(lp).await;
-            } else if !self.wait_idle(lp).await? {
+            } else if !self.wait_idle(lp).await {
                 return Ok(());
             }
             if lp.signaled {
@@ -377,22 +402,45 @@ impl Runner {
         }
     }
 
+    /// The database cannot be reached: warn (about every 10 s), then pause
+    /// briefly, or until a signal. Running jobs go on; their ends wait for
+    /// the database ([`persist`]).
+    async fn outage(&self, lp: &mut Loop, e: &driver::Error) {
+        let now = Instant::now();
+        let warn = lp
+            .outage_warned
+            .is_none_or(|w| now.saturating_duration_since(w) >= OUTAGE_WARN_EVERY);
+        if warn {
+            lp.outage_warned = Some(now);
+            tracing::warn!("cannot claim jobs ({e}); waiting for the database");
+        }
+        tokio::select! {
+            s = lp.signals.recv(), if lp.signals_open => match s {
+                Some(()) => lp.signaled = true,
+                None => lp.signals_open = false,
+            },
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+
     /// Claim due jobs into `lp.ready`: for the free workers, plus
     /// [`Runner::claim_ahead`]. True when fewer were due than asked for.
-    async fn claim(&self, lp: &mut Loop) -> Result<bool, StoreError> {
+    async fn claim(&self, lp: &mut Loop) -> Result<bool, driver::Error> {
         let limit = lp.slots.available_permits() + self.claim_ahead();
         // Claim in batches: refill only when fewer than a worker each wait.
         if lp.ready.len() >= limit.min(self.config.workers) {
             return Ok(false);
         }
-        let want = limit.saturating_sub(lp.ready.len() + lp.next_up.len());
+        let want = limit.saturating_sub(lp.ready.len());
         if want == 0 {
             return Ok(false);
         }
         let follow_ups = self.claim_follow_ups(want).await?;
         let want = want - follow_ups.len();
-        let due_by = self.once().map(|o| o.due_by);
-        let jobs = self.db.claim(want, self.config.per_co, due_by).await?;
+        let jobs = self.store.claim(&self.claim_spec(want)).await?;
+        if lp.outage_warned.take().is_some() {
+            tracing::info!("database reachable again: claiming jobs");
+        }
         let exhausted = jobs.len() < want;
         let now = Instant::now();
         lp.ready
@@ -438,7 +486,7 @@ impl Runner {
         self.run_time_us.store(new, Ordering::Relaxed);
     }
 
-    /// Start waiting jobs on free workers, then [`Runner::top_up`].
+    /// Start waiting jobs on free workers.
     fn dispatch(self: &Arc<Self>, lp: &mut Loop) {
         while lp.has_work() {
             let Ok(permit) = Arc::clone(&lp.slots).try_acquire_owned() else {
@@ -446,47 +494,13 @@ impl Runner {
             };
             self.spawn_next(lp, permit);
         }
-        self.top_up(lp);
     }
 
-    /// Hand the next waiting job to the worker of `permit`: a next-up job
-    /// (its start already on its way), else the first ready one (its start
-    /// asked for now; the job's task waits for it).
+    /// Hand the next waiting job to the worker of `permit`.
     fn spawn_next(self: &Arc<Self>, lp: &mut Loop, permit: OwnedSemaphorePermit) {
-        let next = match lp.next_up.pop_front() {
-            Some(n) => (n.job, n.start),
-            None => match lp.ready.pop_front() {
-                Some((job, _)) => {
-                    let start = self.db.start_job(job.id);
-                    (job, start)
-                }
-                None => return,
-            },
-        };
-        let (job, start) = next;
-        lp.tasks
-            .spawn(executor::execute(Arc::clone(self), job, start, permit));
-    }
-
-    /// While claiming ahead (short jobs), ask for the starts of the next
-    /// ready jobs, up to [`NEXT_UP_PER_WORKER`] per worker, so that a worker
-    /// that frees up runs one at once instead of waiting for a database
-    /// write. Such a row was claimed ahead, so it says started at most about
-    /// [`START_PROMPTLY`] before its plugin runs; a cancel
-    /// of it is a stop request, as for any started job. With slow jobs
-    /// nothing is claimed ahead: a job's start is asked for when a worker
-    /// takes it, and the plugin waits for it (one write, next to a run of
-    /// 100 ms or more).
-    fn top_up(&self, lp: &mut Loop) {
-        let depth = self.config.workers.saturating_mul(NEXT_UP_PER_WORKER);
-        let room = depth.saturating_sub(lp.next_up.len());
-        if room == 0 || lp.ready.is_empty() || self.claim_ahead() == 0 {
-            return;
-        }
-        let n = room.min(lp.ready.len());
-        for (job, since) in lp.ready.drain(..n) {
-            let start = self.db.start_job(job.id);
-            lp.next_up.push_back(NextUp { job, since, start });
+        if let Some((job, _)) = lp.ready.pop_front() {
+            lp.tasks
+                .spawn(executor::execute(Arc::clone(self), job, permit));
         }
     }
 
@@ -511,7 +525,6 @@ impl Runner {
             permit = Arc::clone(&lp.slots).acquire_owned() => {
                 if let Ok(permit) = permit {
                     self.spawn_next(lp, permit);
-                    self.top_up(lp);
                 }
             }
             () = held_too_long => {
@@ -526,38 +539,36 @@ impl Runner {
         }
     }
 
-    /// Nothing to claim: wait for a free slot, a newly queued job, the next
-    /// due time, the poll interval, or a signal. False when the loop should
-    /// end (a signal, or `--once` is done).
-    async fn wait_idle(&self, lp: &mut Loop) -> Result<bool, StoreError> {
-        let Some(wake_at) = self.idle_deadline(lp.tasks.is_empty()).await? else {
-            return Ok(false);
+    /// Nothing to claim: wait for a free slot, a sign of newly queued jobs
+    /// ([`JobStore::wait_for_jobs`]), the next due time, the poll interval,
+    /// or a signal. False when the loop should end (a signal, or `--once`
+    /// is done).
+    async fn wait_idle(&self, lp: &mut Loop) -> bool {
+        let wake_at = match self.idle_deadline(lp.tasks.is_empty()).await {
+            Ok(Some(at)) => at,
+            Ok(None) => return false,
+            Err(e) => {
+                self.outage(lp, &e).await;
+                return !lp.signaled;
+            }
         };
-        loop {
-            tokio::select! {
-                s = lp.signals.recv(), if lp.signals_open => match s {
-                    Some(()) => {
-                        lp.signaled = true;
-                        return Ok(false);
-                    }
-                    None => lp.signals_open = false,
-                },
-                Some(_) = lp.tasks.join_next(), if !lp.tasks.is_empty() => return Ok(true),
-                _ = tokio::time::sleep(PICKUP_TICK) => {
-                    if Instant::now() >= wake_at {
-                        return Ok(true);
-                    }
-                    match self.db.data_version().await {
-                        Ok(v) if v != lp.version => {
-                            lp.version = v;
-                            return Ok(true);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!("cannot poll the database: {e}"),
-                    }
+        let timeout = wake_at.saturating_duration_since(Instant::now());
+        tokio::select! {
+            s = lp.signals.recv(), if lp.signals_open => match s {
+                Some(()) => {
+                    lp.signaled = true;
+                    return false;
+                }
+                None => lp.signals_open = false,
+            },
+            Some(_) = lp.tasks.join_next(), if !lp.tasks.is_empty() => {}
+            woke = self.store.wait_for_jobs(timeout) => {
+                if let Err(e) = woke {
+                    self.outage(lp, &e).await;
                 }
             }
         }
+        !lp.signaled
     }
 
     /// The claim loop ended: return claimed jobs that never started, make
@@ -589,8 +600,12 @@ impl Runner {
 
     /// Put a row of ours back to `Q` (or `CX`, if a cancel was requested).
     async fn release(&self, job: &Job, summary: String) {
-        match self.db.release(job.id, summary).await {
-            Ok(JobStatus::Canceled) => {
+        let released = persist("return a job to the queue", || {
+            self.store.release(&self.config.runner_id, job.id, &summary)
+        })
+        .await;
+        match released {
+            Ok(Released::Canceled) => {
                 self.stats.canceled.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = job.id.0, job_type = %job.job_type, "canceled at shutdown (a cancel was requested)");
             }
@@ -628,12 +643,12 @@ impl Runner {
     }
 
     /// Record a store failure that must stop the runner (the first wins).
-    fn set_fatal(&self, e: StoreError) {
+    fn set_fatal(&self, e: driver::Error) {
         let mut f = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
         f.get_or_insert(e);
     }
 
-    fn take_fatal(&self) -> Option<StoreError> {
+    fn take_fatal(&self) -> Option<driver::Error> {
         self.fatal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -643,10 +658,10 @@ impl Runner {
     /// When to look for due jobs again; `None` means `--once` is done:
     /// nothing due at its start is left to claim, nothing runs, and no
     /// retry is to be followed.
-    async fn idle_deadline(&self, idle: bool) -> Result<Option<Instant>, StoreError> {
+    async fn idle_deadline(&self, idle: bool) -> Result<Option<Instant>, driver::Error> {
         let mut wake = instant_after(self.config.poll_interval);
-        if let Some(due) = self.db.next_due().await? {
-            wake = wake.min(instant_after(until_due(&due)));
+        if let Some(due) = self.store.next_due().await? {
+            wake = wake.min(instant_after(due));
         }
         if let Some(once) = self.once() {
             let next = once.follow_ups.iter().map(|(_, at)| *at).min();
@@ -660,7 +675,7 @@ impl Runner {
     }
 
     /// `--once`: claim the follow-ups that are due, up to `max`.
-    async fn claim_follow_ups(&self, max: usize) -> Result<Vec<Job>, StoreError> {
+    async fn claim_follow_ups(&self, max: usize) -> Result<Vec<Job>, driver::Error> {
         let due: Vec<JobId> = {
             let Some(mut once) = self.once() else {
                 return Ok(Vec::new());
@@ -677,9 +692,13 @@ impl Runner {
             due
         };
         let mut jobs = Vec::with_capacity(due.len());
+        let spec = Claim {
+            due_by: None,
+            ..self.claim_spec(1)
+        };
         for id in due {
             // Gone (canceled, claimed by another runner): nothing to follow.
-            if let Some(job) = self.db.claim_one(id, self.config.per_co).await? {
+            if let Some(job) = self.store.claim_one(&spec, id).await? {
                 jobs.push(job);
             }
         }
@@ -693,9 +712,12 @@ impl Runner {
             .rescued
             .fetch_add(rescued.len() as u64, Ordering::Relaxed);
         for r in rescued {
-            if let Some((id, due)) = &r.successor {
-                let delay = due.as_deref().map_or(Duration::ZERO, until_due);
-                self.follow_up(*id, 1, delay);
+            if let Rescued::Ended {
+                successor: Some(s), ..
+            } = r
+            {
+                let delay = (s.due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                self.follow_up(s.id, 1, delay);
             }
         }
     }
@@ -722,29 +744,5 @@ impl Runner {
             once.follow_ups.push((id, instant_after(delay)));
             once.hops.insert(id, hops);
         }
-    }
-}
-
-/// How long until a stored due time (`YYYY-MM-DD HH:MM:SS[.fff]`, UTC);
-/// zero if past or unreadable.
-fn until_due(text: &str) -> Duration {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .and_then(|t| (t.and_utc() - Utc::now()).to_std().ok())
-        .unwrap_or(Duration::ZERO)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn due_times() {
-        assert_eq!(until_due("2000-01-01 00:00:00"), Duration::ZERO);
-        assert_eq!(until_due(""), Duration::ZERO);
-        let later = (Utc::now() + chrono::TimeDelta::seconds(100))
-            .format("%Y-%m-%d %H:%M:%S%.3f")
-            .to_string();
-        assert!(until_due(&later) > Duration::from_secs(90));
     }
 }

@@ -10,15 +10,31 @@
 //! host = "/srv/reports"
 //! guest = "/data"
 //! writable = false
+//!
+//! allowed_hosts = ["https://api.example.org", "https://*.example.com"]
+//! max_http_requests = 100           # per job (default 100)
+//! max_response_bytes = 10485760     # per job (default 10 MiB)
+//!
+//! [config]                 # read by the plugin (contract 0.2: config.get)
+//! base_url = "https://api.example.org/v1"
+//! page_size = 50
+//!
+//! [secrets]                # read from the runner's environment at load
+//! token = { env = "GITHUB_TOKEN" }
 //! ```
 //!
-//! Nothing is granted unless this file says so.
+//! Nothing is granted unless this file says so. Secret values live only in
+//! memory: never in `Debug` output, and replaced by `[redacted]` in
+//! everything a job writes (docs/design.md#config-and-secrets).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::SandboxError;
+use super::http::{HostPattern, HttpGrant};
 use super::limits::{LimitOverrides, RawLimits};
 
 /// One host directory granted to a plugin.
@@ -43,6 +59,60 @@ pub struct PluginConfig {
     /// the job ends.
     pub scratch: bool,
     pub dirs: Vec<DirGrant>,
+    /// Hosts the plugin may send HTTP requests to, and its HTTP limits.
+    pub http: Arc<HttpGrant>,
+    /// `[config]`: each value as the plugin reads it (a string as written,
+    /// anything else as JSON text).
+    pub values: Arc<BTreeMap<String, String>>,
+    /// `[secrets]`, read from the environment.
+    pub secrets: Secrets,
+}
+
+/// Secret values by name. Its `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Arc<BTreeMap<String, String>>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Secrets {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// `text` with every secret value replaced by `[redacted]` (longest
+    /// first, so a secret containing another is hidden whole).
+    pub fn redact(&self, text: &str) -> String {
+        let mut values: Vec<&str> = self.0.values().map(String::as_str).collect();
+        values.retain(|v| !v.is_empty());
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let mut out = text.to_string();
+        for v in values {
+            if out.contains(v) {
+                out = out.replace(v, REDACTED);
+            }
+        }
+        out
+    }
+}
+
+/// What a secret's value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Where a secret comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretSource {
+    /// The runner's environment variable holding the value.
+    env: String,
 }
 
 /// The side file as written: its limits may be any number.
@@ -55,6 +125,59 @@ struct RawConfig {
     scratch: bool,
     #[serde(default)]
     dirs: Vec<DirGrant>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    max_http_requests: Option<u32>,
+    max_response_bytes: Option<u64>,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretSource>,
+}
+
+/// A `[config]` value as the plugin reads it.
+fn config_text(v: toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s,
+        other => serde_json::to_string(&other).unwrap_or_else(|_| other.to_string()),
+    }
+}
+
+/// Each secret's value from the environment; a missing variable is an
+/// error that names the variable, never a value.
+fn read_secrets(path: &Path, raw: BTreeMap<String, SecretSource>) -> Result<Secrets, SandboxError> {
+    let mut out = BTreeMap::new();
+    for (name, source) in raw {
+        let value = std::env::var(&source.env).map_err(|_| SandboxError::Config {
+            path: path.to_path_buf(),
+            message: format!(
+                "secret '{name}': environment variable {} is not set (or not UTF-8)",
+                source.env
+            ),
+        })?;
+        out.insert(name, value);
+    }
+    Ok(Secrets(Arc::new(out)))
+}
+
+fn http_grant(path: &Path, raw: &RawConfig) -> Result<HttpGrant, SandboxError> {
+    let allowed = raw
+        .allowed_hosts
+        .iter()
+        .map(|e| e.parse::<HostPattern>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| SandboxError::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+    let defaults = HttpGrant::default();
+    Ok(HttpGrant {
+        allowed,
+        max_requests: raw.max_http_requests.unwrap_or(defaults.max_requests),
+        max_response_bytes: raw
+            .max_response_bytes
+            .unwrap_or(defaults.max_response_bytes),
+    })
 }
 
 /// Where the scratch directory appears in the guest.
@@ -79,11 +202,20 @@ impl PluginConfig {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
+        let http = Arc::new(http_grant(path, &raw)?);
         let config = PluginConfig {
             limits: raw
                 .limits
                 .clamped(format_args!("plugin side file {}", path.display())),
             scratch: raw.scratch,
+            http,
+            values: Arc::new(
+                raw.config
+                    .into_iter()
+                    .map(|(k, v)| (k, config_text(v)))
+                    .collect(),
+            ),
+            secrets: read_secrets(path, raw.secrets)?,
             dirs: raw.dirs,
         };
         for grant in &config.dirs {
@@ -165,6 +297,34 @@ mod tests {
         let c = PluginConfig::load(&path).expect("clamped, not refused");
         assert_eq!(c.limits.timeout_secs, Some(604_800));
         assert_eq!(c.limits.memory_mib, Some(1));
+    }
+
+    #[test]
+    fn config_secrets_and_hosts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        // A variable every test process has (setting one needs `unsafe`).
+        let home = std::env::var("HOME").expect("HOME is set");
+        std::fs::write(
+            &path,
+            "allowed_hosts = ['https://api.example.org']\nmax_http_requests = 3\n\
+             [config]\nurl = 'https://x'\nn = 5\n\
+             [secrets]\ntoken = { env = 'HOME' }\n",
+        )
+        .expect("write");
+        let c = PluginConfig::load(&path).expect("parse");
+        assert_eq!(c.values["url"], "https://x");
+        assert_eq!(c.values["n"], "5");
+        assert_eq!(c.secrets.get("token"), Some(home.as_str()));
+        assert!(!format!("{c:?}").contains(&home), "Debug hides values");
+        assert_eq!(c.secrets.redact(&format!("a {home} b")), "a [redacted] b");
+        assert_eq!(c.http.max_requests, 3);
+        assert_eq!(c.http.allowed.len(), 1);
+        std::fs::write(&path, "[secrets]\nt = { env = 'COJOBS_NO_SUCH_VAR_X' }\n").expect("write");
+        let e = PluginConfig::load(&path).expect_err("missing variable");
+        assert!(e.to_string().contains("COJOBS_NO_SUCH_VAR_X"), "{e}");
+        std::fs::write(&path, "allowed_hosts = ['api.example.org']\n").expect("write");
+        assert!(PluginConfig::load(&path).is_err(), "no scheme");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::Plugin;
+use super::bindings::{v1, v2};
 use super::host::HostState;
 use super::limits::{MAX_MEMORY_MIB, MAX_TABLE_ELEMENTS};
 use super::{SandboxConfig, SandboxError, TICK};
@@ -72,14 +72,16 @@ pub(super) fn build(config: &SandboxConfig) -> Result<(Engine, bool), SandboxErr
     Ok((engine, false))
 }
 
-/// WASI Preview 2 (what each job's `WasiCtx` grants decides what works)
-/// and the cojobs `host` interface.
+/// WASI Preview 2 (what each job's `WasiCtx` grants decides what works),
+/// `wasi:http` (what the side file's `allowed_hosts` grants decides which
+/// requests leave), and the host interfaces of both contract versions.
 pub(super) fn linker(engine: &Engine) -> Result<Linker<HostState>, SandboxError> {
+    let err = |e: wasmtime::Error| SandboxError::Engine(format!("{e:#}"));
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-    Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-        .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+    v1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
+    v2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
     Ok(linker)
 }
 

@@ -3,8 +3,10 @@
 //! how the run ended.
 //!
 //! One [`Sandbox`] per process holds the `wasmtime::Engine`, the `Linker`
-//! (WASI Preview 2 with nothing granted, plus the `host` interface of
-//! `wit/cojobs.wit`), the epoch ticker thread and the plugin cache. Each job
+//! (WASI Preview 2 with nothing granted, `wasi:http` behind the side
+//! file's allowlist, and the host interfaces of both contract versions,
+//! `wit/v0.1/cojobs.wit` and `wit/cojobs.wit`), the epoch ticker thread and
+//! the plugin cache. Each job
 //! gets a new `Store`. The sandbox knows nothing of the database: host calls
 //! leave through [`HostEvents`], which the caller supplies.
 //!
@@ -18,6 +20,7 @@ mod cache;
 mod config;
 mod engine;
 mod host;
+mod http;
 mod limits;
 mod output;
 mod params;
@@ -29,8 +32,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use config::{DirGrant, PluginConfig, SCRATCH_GUEST_PATH};
-pub use host::{HistoryStatus, HostEvents, LogLevel, NoEvents};
+pub use bindings::Contract;
+pub use config::{DirGrant, PluginConfig, REDACTED, SCRATCH_GUEST_PATH, Secrets};
+pub use host::{
+    ChildJob, History, HistoryStatus, HostEvents, LogLevel, MAX_CHILDREN, MAX_RESULT_BYTES,
+    NoEvents,
+};
+pub use http::{DEFAULT_HTTP_REQUESTS, DEFAULT_RESPONSE_BYTES, HostPattern, HttpGrant, is_public};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MEMORY_MIB, DEFAULT_OUTPUT_BYTES, DEFAULT_TIMEOUT_SECS, LimitOverrides,
     Limits, MAX_MEMORY_MIB, RawLimits,
@@ -55,7 +63,7 @@ pub enum SandboxError {
     Io { path: PathBuf, message: String },
     #[error("{} is {message}", path.display())]
     NotAComponent { path: PathBuf, message: String },
-    #[error("{} does not implement cojobs:plugin/plugin@0.1.0: {message}", path.display())]
+    #[error("{} does not implement cojobs:plugin/plugin@0.1.0 or @0.2.0: {message}", path.display())]
     WrongWorld { path: PathBuf, message: String },
     #[error("{} failed to compile: {message}", path.display())]
     Compile { path: PathBuf, message: String },

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::config::Secrets;
+
 /// How much of stderr's end is kept for the finish summary.
 const STDERR_TAIL: usize = 4096;
 
@@ -28,17 +30,26 @@ struct Buffer {
 }
 
 /// The job's log: a bounded buffer shared by stdout, stderr and `log` calls.
+/// What leaves it ([`Capture::text`], [`Capture::stderr_tail`]) has the
+/// plugin's secrets replaced by `[redacted]`.
 #[derive(Debug, Clone)]
 pub struct Capture {
     capacity: usize,
     buf: Arc<Mutex<Buffer>>,
+    secrets: Secrets,
 }
 
 impl Capture {
     pub fn new(capacity: usize) -> Self {
+        Self::redacting(capacity, Secrets::default())
+    }
+
+    /// A capture that hides `secrets` in what it gives back.
+    pub fn redacting(capacity: usize, secrets: Secrets) -> Self {
         Capture {
             capacity,
             buf: Arc::new(Mutex::new(Buffer::default())),
+            secrets,
         }
     }
 
@@ -71,7 +82,7 @@ impl Capture {
     /// left out when the cap was reached.
     pub fn text(&self) -> String {
         let b = self.lock();
-        let mut s = String::from_utf8_lossy(&b.head).into_owned();
+        let mut s = self.secrets.redact(&String::from_utf8_lossy(&b.head));
         if b.dropped > 0 {
             if !s.ends_with('\n') && !s.is_empty() {
                 s.push('\n');
@@ -86,7 +97,8 @@ impl Capture {
 
     /// The end of what the guest wrote to stderr.
     pub fn stderr_tail(&self) -> String {
-        String::from_utf8_lossy(&self.lock().stderr_tail).into_owned()
+        self.secrets
+            .redact(&String::from_utf8_lossy(&self.lock().stderr_tail))
     }
 
     /// A WASI stdout or stderr stream writing into this capture.

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::bindings;
+use super::bindings::{self, Contract};
 
 /// The type of one parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,38 +61,51 @@ pub struct PluginDescription {
     pub name: String,
     pub version: String,
     pub description: String,
+    /// The contract version the plugin implements (`0.1.0`, `0.2.0`).
+    pub contract: Contract,
     pub modes: Vec<String>,
     pub params: Vec<ParamDesc>,
 }
 
-impl From<bindings::PluginInfo> for PluginDescription {
-    fn from(i: bindings::PluginInfo) -> Self {
-        PluginDescription {
-            name: i.name,
-            version: i.version,
-            description: i.description,
-            modes: i.modes,
-            params: i
-                .params
-                .into_iter()
-                .map(|p| ParamDesc {
-                    name: p.name,
-                    help: p.help,
-                    kind: match p.kind {
-                        bindings::ParamType::Text => ParamKind::Text,
-                        bindings::ParamType::Integer => ParamKind::Integer,
-                        bindings::ParamType::Boolean => ParamKind::Boolean,
-                        bindings::ParamType::Number => ParamKind::Number,
-                        bindings::ParamType::Json => ParamKind::Json,
-                    },
-                    required: p.required,
-                    choices: p.choices,
-                    default: p.default,
-                })
-                .collect(),
+/// `From<PluginInfo>` of one contract version: the two versions' records
+/// have the same fields but are distinct generated types.
+macro_rules! from_plugin_info {
+    ($v:ident, $contract:expr) => {
+        impl From<bindings::$v::cojobs::plugin::types::PluginInfo> for PluginDescription {
+            fn from(i: bindings::$v::cojobs::plugin::types::PluginInfo) -> Self {
+                use bindings::$v::ParamType;
+                PluginDescription {
+                    name: i.name,
+                    version: i.version,
+                    description: i.description,
+                    contract: $contract,
+                    modes: i.modes,
+                    params: i
+                        .params
+                        .into_iter()
+                        .map(|p| ParamDesc {
+                            name: p.name,
+                            help: p.help,
+                            kind: match p.kind {
+                                ParamType::Text => ParamKind::Text,
+                                ParamType::Integer => ParamKind::Integer,
+                                ParamType::Boolean => ParamKind::Boolean,
+                                ParamType::Number => ParamKind::Number,
+                                ParamType::Json => ParamKind::Json,
+                            },
+                            required: p.required,
+                            choices: p.choices,
+                            default: p.default,
+                        })
+                        .collect(),
+                }
+            }
         }
-    }
+    };
 }
+
+from_plugin_info!(v1, Contract::V0_1);
+from_plugin_info!(v2, Contract::V0_2);
 
 /// Why a job's mode or parameters do not fit the plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,6 +243,7 @@ mod tests {
             name: "p".into(),
             version: "1".into(),
             description: String::new(),
+            contract: Contract::V0_2,
             modes: vec!["fast".into()],
             params: vec![
                 ParamDesc {

@@ -15,7 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::SandboxError;
-use super::bindings::PluginPre;
+use super::bindings::{Contract, v1, v2};
 use super::cache::{Cache, engine_key};
 use super::config::PluginConfig;
 use super::host::HostState;
@@ -51,8 +51,23 @@ pub struct LoadedPlugin {
     pub load: LoadStats,
     pub(super) stamp: FileStamp,
     pub(super) side_stamp: Option<FileStamp>,
-    pub(super) pre: PluginPre<HostState>,
+    pub(super) pre: Pre,
     pub(super) description: OnceLock<PluginDescription>,
+}
+
+/// A pre-instantiated plugin of one contract version.
+pub(super) enum Pre {
+    V1(v1::PluginPre<HostState>),
+    V2(v2::PluginPre<HostState>),
+}
+
+impl Pre {
+    pub(super) fn contract(&self) -> Contract {
+        match self {
+            Pre::V1(_) => Contract::V0_1,
+            Pre::V2(_) => Contract::V0_2,
+        }
+    }
 }
 
 /// How a plugin came to be loaded.
@@ -141,7 +156,12 @@ pub(super) fn load(
         message: format!("{e:#}"),
     };
     let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
-    let pre = PluginPre::new(instance_pre).map_err(wrong_world)?;
+    // The exports' types tell the versions apart (0.2's `failure` has a
+    // third case); the newest that fits wins.
+    let pre = match v2::PluginPre::new(instance_pre.clone()) {
+        Ok(p) => Pre::V2(p),
+        Err(_) => Pre::V1(v1::PluginPre::new(instance_pre).map_err(wrong_world)?),
+    };
     Ok(Arc::new(LoadedPlugin {
         name: name.to_string(),
         path: path.to_path_buf(),
@@ -158,6 +178,11 @@ pub(super) fn load(
 }
 
 impl LoadedPlugin {
+    /// The contract version the plugin implements.
+    pub fn contract(&self) -> Contract {
+        self.pre.contract()
+    }
+
     /// Is the loaded version still the one on disk?
     pub(super) fn is_current(&self) -> bool {
         FileStamp::of(&self.path).ok() == Some(self.stamp)

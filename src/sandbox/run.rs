@@ -8,12 +8,14 @@ use tokio::sync::watch;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
-use super::bindings::{self, cojobs::plugin::types::Failure};
+use super::bindings::{v1, v2};
 use super::config::SCRATCH_GUEST_PATH;
-use super::host::{HostEvents, HostState, NoEvents};
+use super::host::{ChildJob, HostEvents, HostParts, HostState, NoEvents};
+use super::http::HttpGate;
 use super::limits::{LimitBreach, Limiter, Limits};
 use super::output::Capture;
 use super::params::PluginDescription;
+use super::plugin::Pre;
 use super::{LoadedPlugin, Sandbox, SandboxError};
 use crate::job::Outcome;
 
@@ -143,6 +145,115 @@ pub struct RunReport {
     /// The job's captured log: log lines, stdout and stderr, bounded.
     pub log: String,
     pub elapsed: Duration,
+    /// The structured result (JSON text) a 0.2 plugin set, kept whatever
+    /// the end; the caller stores it with an `OK` end.
+    pub result: Option<String>,
+    /// Child jobs a 0.2 plugin queued; the caller commits them with an
+    /// `OK` end, and only then.
+    pub children: Vec<ChildJob>,
+    /// A `retry-after(seconds, ...)` failure's delay: the retry, if the
+    /// policy allows one, starts after it instead of the retry interval.
+    pub retry_after_secs: Option<u32>,
+}
+
+impl RunReport {
+    /// A run that ended before the plugin was called.
+    fn early(end: RunEnd, log: String, started: Instant) -> Self {
+        RunReport {
+            end,
+            fuel_used: 0,
+            log,
+            elapsed: started.elapsed(),
+            result: None,
+            children: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+}
+
+/// How `run` returned, whatever the contract version.
+enum Returned {
+    Ok(String),
+    Retry(String),
+    Discard(String),
+    RetryAfter(u32, String),
+}
+
+impl From<v1::cojobs::plugin::types::Failure> for Returned {
+    fn from(f: v1::cojobs::plugin::types::Failure) -> Self {
+        use v1::cojobs::plugin::types::Failure as F;
+        match f {
+            F::Retry(m) => Returned::Retry(m),
+            F::Discard(m) => Returned::Discard(m),
+        }
+    }
+}
+
+impl From<v2::cojobs::plugin::types::Failure> for Returned {
+    fn from(f: v2::cojobs::plugin::types::Failure) -> Self {
+        use v2::cojobs::plugin::types::Failure as F;
+        match f {
+            F::Retry(m) => Returned::Retry(m),
+            F::Discard(m) => Returned::Discard(m),
+            F::RetryAfter(r) => Returned::RetryAfter(r.seconds, r.message),
+        }
+    }
+}
+
+/// The job record of one contract version (the same fields in each).
+macro_rules! wit_job {
+    ($v:ident, $job:expr) => {
+        $v::cojobs::plugin::types::Job {
+            id: $job.id,
+            co_id: $job.co_id,
+            job_type: $job.job_type.clone(),
+            mode: $job.mode.clone(),
+            params: $job.params.clone(),
+            retry_count: $job.retry_count,
+            requeued_from: $job.requeued_from,
+        }
+    };
+}
+
+/// Instantiate the plugin and call its `run`.
+async fn call_run(
+    pre: &Pre,
+    store: &mut Store<HostState>,
+    job: &JobInput,
+) -> wasmtime::Result<Returned> {
+    Ok(match pre {
+        Pre::V1(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            match instance.call_run(&mut *store, &wit_job!(v1, job)).await? {
+                Ok(summary) => Returned::Ok(summary),
+                Err(f) => f.into(),
+            }
+        }
+        Pre::V2(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            match instance.call_run(&mut *store, &wit_job!(v2, job)).await? {
+                Ok(summary) => Returned::Ok(summary),
+                Err(f) => f.into(),
+            }
+        }
+    })
+}
+
+/// Instantiate the plugin and call its `describe`.
+async fn call_describe(
+    pre: &Pre,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<PluginDescription> {
+    Ok(match pre {
+        Pre::V1(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.call_describe(&mut *store).await?.into()
+        }
+        Pre::V2(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            instance.call_describe(&mut *store).await?.into()
+        }
+    })
 }
 
 /// The wall clock ran out (raised from the epoch callback).
@@ -282,11 +393,23 @@ impl Sandbox {
             wasi.preopened_dir(dir, SCRATCH_GUEST_PATH, FsPerms::ReadWrite)
                 .map_err(|e| grant_err(dir, e))?;
         }
+        // A timeout too large to add to now (a plain-SQL row may hold any
+        // number) means no deadline: `checked_add`, never a panic.
+        let deadline = Instant::now().checked_add(limits.timeout);
         let state = HostState::new(
             wasi.build(),
-            Limiter::new(limits.memory_mib),
-            capture.clone(),
-            events,
+            HostParts {
+                limiter: Limiter::new(limits.memory_mib),
+                capture: capture.clone(),
+                events,
+                config: std::sync::Arc::clone(&plugin.config.values),
+                secrets: plugin.config.secrets.clone(),
+                http: HttpGate::new(
+                    std::sync::Arc::clone(&plugin.config.http),
+                    capture.clone(),
+                    deadline,
+                ),
+            },
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -295,9 +418,6 @@ impl Sandbox {
                 .set_fuel(limits.fuel)
                 .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         }
-        // A timeout too large to add to now (a plain-SQL row may hold any
-        // number) means no deadline: `checked_add`, never a panic.
-        let deadline = Instant::now().checked_add(limits.timeout);
         store.epoch_deadline_callback(move |_| {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 Err(wasmtime::Error::new(TimedOut))
@@ -320,21 +440,18 @@ impl Sandbox {
         interrupt: &Interrupt,
     ) -> RunReport {
         let started = Instant::now();
-        let capture = Capture::new(limits.output_bytes);
+        let secrets = &plugin.config.secrets;
+        let capture = Capture::redacting(limits.output_bytes, secrets.clone());
         // The scratch directory lives as long as this call: removed on drop.
         let scratch = if plugin.config.scratch {
             match tempfile::Builder::new().prefix("cojobs-scratch-").tempdir() {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    return RunReport {
-                        end: RunEnd::Failed {
-                            kind: FailKind::Load,
-                            message: format!("cannot create scratch directory: {e}"),
-                        },
-                        fuel_used: 0,
-                        log: String::new(),
-                        elapsed: started.elapsed(),
+                    let end = RunEnd::Failed {
+                        kind: FailKind::Load,
+                        message: format!("cannot create scratch directory: {e}"),
                     };
+                    return RunReport::early(end, String::new(), started);
                 }
             }
         } else {
@@ -348,35 +465,25 @@ impl Sandbox {
             scratch.as_ref().map(|d| d.path()),
         ) {
             Ok(s) => s,
-            Err(e) => {
-                return RunReport {
-                    end: RunEnd::load_failed(&e),
-                    fuel_used: 0,
-                    log: capture.text(),
-                    elapsed: started.elapsed(),
-                };
-            }
+            Err(e) => return RunReport::early(RunEnd::load_failed(&e), capture.text(), started),
         };
-        let wit_job = bindings::cojobs::plugin::types::Job {
-            id: job.id,
-            co_id: job.co_id,
-            job_type: job.job_type.clone(),
-            mode: job.mode.clone(),
-            params: job.params.clone(),
-            retry_count: job.retry_count,
-            requeued_from: job.requeued_from,
-        };
-        let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, &wit_job).await
+        let call = call_run(&plugin.pre, &mut store, job);
+        let mut retry_after_secs = None;
+        let failed = |kind, message: String| RunEnd::Failed {
+            kind,
+            message: secrets.redact(&message),
         };
         let end = tokio::select! {
             r = tokio::time::timeout(limits.timeout, call) => match r {
-                Ok(Ok(Ok(summary))) => RunEnd::Ok(summary),
-                Ok(Ok(Err(Failure::Retry(m)))) => RunEnd::Failed { kind: FailKind::Retry, message: m },
-                Ok(Ok(Err(Failure::Discard(m)))) => RunEnd::Failed { kind: FailKind::Discard, message: m },
+                Ok(Ok(Returned::Ok(summary))) => RunEnd::Ok(secrets.redact(&summary)),
+                Ok(Ok(Returned::Retry(m))) => failed(FailKind::Retry, m),
+                Ok(Ok(Returned::Discard(m))) => failed(FailKind::Discard, m),
+                Ok(Ok(Returned::RetryAfter(secs, m))) => {
+                    retry_after_secs = Some(secs);
+                    failed(FailKind::Retry, m)
+                }
                 Ok(Err(e)) => classify(&e, &limits, &capture),
-                Err(_elapsed) => RunEnd::Failed { kind: FailKind::Timeout, message: timeout_message(limits.timeout) },
+                Err(_elapsed) => failed(FailKind::Timeout, timeout_message(limits.timeout)),
             },
             reason = interrupt.fired() => RunEnd::Interrupted(reason),
         };
@@ -384,13 +491,17 @@ impl Sandbox {
             Ok(left) => limits.fuel.saturating_sub(left),
             Err(_) => 0, // fuel not counted
         };
-        drop(store);
+        let state = store.into_data();
+        let (result, children) = (state.result, state.children);
         drop(scratch);
         RunReport {
             end,
             fuel_used,
             log: capture.text(),
             elapsed: started.elapsed(),
+            result,
+            children,
+            retry_after_secs,
         }
     }
 
@@ -413,12 +524,9 @@ impl Sandbox {
             message,
         };
         let mut store = self.store(plugin, &limits, Box::new(NoEvents), &capture, None)?;
-        let call = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_describe(&mut store).await
-        };
-        let info = match tokio::time::timeout(limits.timeout, call).await {
-            Ok(Ok(info)) => info,
+        let call = call_describe(&plugin.pre, &mut store);
+        let d = match tokio::time::timeout(limits.timeout, call).await {
+            Ok(Ok(d)) => d,
             Ok(Err(e)) => {
                 return Err(fail(match classify(&e, &limits, &capture) {
                     RunEnd::Failed { message, .. } => message,
@@ -427,7 +535,6 @@ impl Sandbox {
             }
             Err(_) => return Err(fail(timeout_message(limits.timeout))),
         };
-        let d = PluginDescription::from(info);
         let _ = plugin.description.set(d.clone());
         Ok(d)
     }

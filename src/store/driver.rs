@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    CancelResult, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery, ListFilter,
-    NewHistoryRecord, NewJob, NewToken, Queued, StoreError, Token,
+    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued, StoreError, Token,
 };
 use crate::job::JobStatus;
 
@@ -101,6 +101,7 @@ impl From<StoreError> for Error {
             | StoreError::AlreadyEnded { .. }
             | StoreError::NotRetryable { .. } => Error::Conflict(e),
             StoreError::Unavailable(msg) => Error::Transient(msg),
+            StoreError::FileGone(msg) | StoreError::Failed(msg) => Error::Other(msg),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
                 if matches!(f.code, DatabaseBusy | DatabaseLocked) =>
             {
@@ -128,6 +129,29 @@ pub struct Claim {
     /// Most rows of one CO this runner may hold at once (rows it already
     /// holds count), `None` = no cap (`run --per-co`).
     pub per_co: Option<usize>,
+    /// Only rows due by then (and by now): `run --once` claims what was
+    /// due when it started. `None` = due by now.
+    pub due_by: Option<DateTime<Utc>>,
+    /// The claimed rows' runs begin now: the claim writes their start
+    /// (`start_time`, "started by runner …") itself, so no separate start
+    /// write follows. The runner claims so only rows it starts at once or
+    /// within [`crate::runner::START_PROMPTLY`]. Otherwise the rows say
+    /// "claimed by runner …, not started yet" until [`JobStore::start`].
+    pub start: bool,
+}
+
+impl Claim {
+    /// A claim of up to `max` rows due now, not started, without a cap.
+    pub fn new(runner_id: &str, max: usize, lease: Duration) -> Claim {
+        Claim {
+            runner_id: runner_id.to_string(),
+            max,
+            lease,
+            per_co: None,
+            due_by: None,
+            start: false,
+        }
+    }
 }
 
 /// A job's end as [`JobStore::finish`] recorded it: the successor (retry
@@ -234,8 +258,14 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// until now + `c.lease`. Oldest due first within a CO, round-robin
     /// across COs (the 1st of every CO, then the 2nd...), in that order.
     /// Two runners never get the same row. The rows are claimed, not yet
-    /// started: [`JobStore::start`] records that.
+    /// started ([`JobStore::start`] records that), unless `c.start`.
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>>;
+
+    /// Claim row `id` alone if it is queued and due, under `c`'s lease and
+    /// per-CO cap (`c.max` and `c.due_by` are not used): a `run --once`
+    /// follow-up (a retry of a job this run ended). `None` when it is not
+    /// claimable (ended, taken, canceled, not due, or over the cap).
+    async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>>;
 
     /// Record that runs of claimed rows began (`start_time`), for rows
     /// still `GO` under `runner_id`. Returns the ids it recorded.
@@ -312,6 +342,50 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// The retry/requeue chain `id` belongs to (ancestors, itself,
     /// descendants), oldest first: at most `limit` rows after `after`.
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>>;
+
+    /// A page of the chain `id` belongs to (`cojobs show`): counts by
+    /// status within [`CHAIN_WINDOW`] rows either side of `id`, where `id`
+    /// stands, and up to `around` rows either side of it. This default
+    /// reads the chain through [`JobStore::retry_chain`], a page at a
+    /// time; a driver may walk it more cheaply.
+    async fn chain_page(&self, id: JobId, around: usize) -> Result<ChainPage> {
+        const PAGE: i64 = 1000;
+        let mut chain: Vec<(JobId, String)> = Vec::new();
+        let mut rows: Vec<Job> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.retry_chain(id, after, PAGE).await?;
+            let full = page.len() as i64 == PAGE;
+            after = page.last().map(|j| j.id);
+            chain.extend(page.iter().map(|j| (j.id, j.status.code().to_string())));
+            rows.extend(page);
+            let past = chain
+                .iter()
+                .position(|(m, _)| *m == id)
+                .is_some_and(|at| chain.len().saturating_sub(at) > CHAIN_WINDOW.saturating_add(1));
+            if !full || past {
+                break;
+            }
+        }
+        let Some(at) = chain.iter().position(|(m, _)| *m == id) else {
+            return Err(Error::input(StoreError::NoJob(id)));
+        };
+        // The window either side, plus one row that says the chain goes on.
+        let from = at.saturating_sub(CHAIN_WINDOW.saturating_add(1));
+        let to = at
+            .saturating_add(CHAIN_WINDOW.saturating_add(1))
+            .min(chain.len().saturating_sub(1));
+        let members = &chain[from..=to];
+        let position = at - from;
+        let mut page = ChainPage::of_members(members, position, around);
+        page.rows = rows[from..=to]
+            .iter()
+            .skip(page.first)
+            .take(around.saturating_mul(2).saturating_add(1))
+            .map(ChainEntry::of)
+            .collect();
+        Ok(page)
+    }
 
     /// Cancel: `Q` ends `CX` at once; `GO` gets a stop request; an ended
     /// row is [`Error::Conflict`]; an unknown one [`Error::Input`].

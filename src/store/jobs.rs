@@ -93,6 +93,46 @@ pub struct ChainEntry {
     pub finish_summary: Option<String>,
 }
 
+impl ChainEntry {
+    /// The chain table's columns of `job`.
+    pub fn of(job: &Job) -> ChainEntry {
+        ChainEntry {
+            id: job.id,
+            requeued_from_co_job_id: job.requeued_from_co_job_id,
+            status: job.status.code().to_string(),
+            max_retry_count: job.max_retry_count,
+            complete_time: job.complete_time.clone(),
+            finish_summary: job.finish_summary.clone(),
+        }
+    }
+}
+
+impl ChainPage {
+    /// A page over `members` (the chain's (id, status), oldest first, read
+    /// up to one row past [`CHAIN_WINDOW`] either side of the job at
+    /// `position`), without its rows: `first` says which to show, up to
+    /// `around` either side.
+    pub fn of_members(members: &[(JobId, String)], position: usize, around: usize) -> ChainPage {
+        let older_beyond = position > CHAIN_WINDOW;
+        let newer_beyond = members.len().saturating_sub(position) > CHAIN_WINDOW.saturating_add(1);
+        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|&s| (s, 0)).collect();
+        for (_, status) in members {
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| s.code() == status.as_str()) {
+                slot.1 = slot.1.saturating_add(1);
+            }
+        }
+        ChainPage {
+            older_beyond,
+            newer_beyond,
+            total: members.len(),
+            counts,
+            position,
+            first: position.saturating_sub(around),
+            rows: Vec::new(),
+        }
+    }
+}
+
 /// The `SELECT` of [`Store::list`] for `filter`, and its values: only the
 /// filters given appear in the `WHERE`.
 pub(super) fn list_sql(
@@ -433,15 +473,8 @@ impl Store {
     pub fn chain_page(&self, id: JobId, around: usize) -> Result<ChainPage> {
         let members = self.chain_members(id)?;
         let position = members.iter().position(|(m, _)| *m == id).unwrap_or(0);
-        let older_beyond = position > CHAIN_WINDOW;
-        let newer_beyond = members.len().saturating_sub(position) > CHAIN_WINDOW.saturating_add(1);
-        let mut counts: Vec<(JobStatus, i64)> = JobStatus::ALL.iter().map(|&s| (s, 0)).collect();
-        for (_, status) in &members {
-            if let Some(slot) = counts.iter_mut().find(|(s, _)| s.code() == status.as_str()) {
-                slot.1 = slot.1.saturating_add(1);
-            }
-        }
-        let first = position.saturating_sub(around);
+        let mut page = ChainPage::of_members(&members, position, around);
+        let first = page.first;
         let last = position
             .saturating_add(around)
             .min(members.len().saturating_sub(1));
@@ -463,15 +496,8 @@ impl Store {
             }))?;
             rows.extend(entry);
         }
-        Ok(ChainPage {
-            older_beyond,
-            newer_beyond,
-            total: members.len(),
-            counts,
-            position,
-            first,
-            rows,
-        })
+        page.rows = rows;
+        Ok(page)
     }
 
     /// Every row of `id`'s chain as (id, status), oldest first.

@@ -147,6 +147,14 @@ pub enum StoreError {
         index: usize,
         source: Box<StoreError>,
     },
+    /// The database file was removed or replaced while it was open: every
+    /// write would go to a file nobody sees. Not worth retrying.
+    #[error("{0}")]
+    FileGone(String),
+    /// A write failed for a whole batch; each item gets this copy of the
+    /// first error's message.
+    #[error("database error: {0}")]
+    Failed(String),
     /// The store could not be reached (a runner's database thread is gone,
     /// or a whole batch failed); the message says why.
     #[error("database unavailable: {0}")]
@@ -309,11 +317,11 @@ impl Store {
         };
         match file_identity(path) {
             Some(now) if now == *id => Ok(()),
-            Some(_) => Err(StoreError::Unavailable(format!(
+            Some(_) => Err(StoreError::FileGone(format!(
                 "database file {} was replaced by another file while it was open",
                 path.display()
             ))),
-            None => Err(StoreError::Unavailable(format!(
+            None => Err(StoreError::FileGone(format!(
                 "database file {} was removed (or its directory was) while it was open",
                 path.display()
             ))),

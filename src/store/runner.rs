@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{TransactionBehavior, params};
 
+use super::driver::Claim;
 use super::{JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional};
 use crate::job::{self, JobStatus, Outcome};
 
@@ -19,7 +20,8 @@ use crate::job::{self, JobStatus, Outcome};
 /// per CO) take its `n` earliest due rows, then interleave the COs
 /// round-robin (1st of each CO, then 2nd of each, ...) and keep `n`.
 /// With a per-CO cap (`?5`, NULL = none) a CO gets no more rows than the
-/// cap minus the rows of that CO this runner already holds.
+/// cap minus the rows of that CO this runner already holds. `?6` is the
+/// start time when the claim starts the rows, else NULL.
 /// Cost grows with the number of COs and `n`, never with the number of
 /// rows: every `cm_co_jobs` access is a seek in `cm_co_jobs_due_by_co`
 /// or by primary key. (`+status` keeps the outer update on the primary
@@ -47,7 +49,7 @@ pub(super) fn claim_sql(n: usize) -> String {
            ranked(id, co_id, due, rn) AS ( \
              SELECT id, co_id, due, row_number() OVER (PARTITION BY co_id ORDER BY due, id) \
              FROM cand) \
-         UPDATE cm_co_jobs SET status = 'GO', start_time = NULL, runner_id = ?2, \
+         UPDATE cm_co_jobs SET status = 'GO', start_time = ?6, runner_id = ?2, \
              lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
              status_line = NULL, complete_time = NULL \
          WHERE id IN ( \
@@ -90,9 +92,19 @@ fn round_robin(mut jobs: Vec<Job>) -> Vec<Job> {
     ranked.into_iter().map(|(_, j)| j).collect()
 }
 
-/// `start_summary` of a claimed row whose run has not begun.
-fn claimed_summary(runner_id: &str) -> String {
-    job::truncate_summary(&format!("claimed by runner {runner_id}, not started yet"))
+/// `start_summary` and `start_time` of a row the claim of `c` takes: started
+/// now when `c.start`, else claimed and not started yet.
+fn claimed_as(c: &Claim, now: DateTime<Utc>) -> (String, Option<String>) {
+    if c.start {
+        (started_summary(&c.runner_id), Some(format_time(now)))
+    } else {
+        let summary = format!("claimed by runner {}, not started yet", c.runner_id);
+        (job::truncate_summary(&summary), None)
+    }
+}
+
+fn started_summary(runner_id: &str) -> String {
+    job::truncate_summary(&format!("started by runner {runner_id}"))
 }
 
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> String {
@@ -109,35 +121,31 @@ impl Store {
     /// get the same row. Returned in the claim's fair order: the earliest
     /// due row of each CO, then the second of each, and so on.
     pub fn claim(&mut self, runner_id: &str, max: usize, lease: Duration) -> Result<Vec<Job>> {
-        self.claim_capped(runner_id, max, lease, None, None)
+        self.claim_capped(&Claim::new(runner_id, max, lease))
     }
 
-    /// [`Store::claim`], taking no more rows of one CO than `per_co` minus
-    /// the rows of that CO `runner_id` already holds (`--per-co`), and,
-    /// with `due_by`, only rows due by then (`run --once`: what was due
-    /// when it started). A claimed row says so in `start_summary` ("claimed
-    /// by runner …"); [`Store::start`] records that its run began.
-    pub fn claim_capped(
-        &mut self,
-        runner_id: &str,
-        max: usize,
-        lease: Duration,
-        per_co: Option<usize>,
-        due_by: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Job>> {
-        if max == 0 || per_co == Some(0) {
+    /// [`Store::claim`] as `c` says: taking no more rows of one CO than
+    /// `c.per_co` minus the rows of that CO the runner already holds
+    /// (`--per-co`), only rows due by `c.due_by` (`run --once`: what was
+    /// due when it started), and with `c.start` writing their start in the
+    /// same statement. Otherwise a claimed row says so in `start_summary`
+    /// ("claimed by runner …") until [`Store::start`] records its start.
+    pub fn claim_capped(&mut self, c: &Claim) -> Result<Vec<Job>> {
+        if c.max == 0 || c.per_co == Some(0) {
             return Ok(Vec::new());
         }
         let now = self.now();
-        let cutoff = format_time(due_by.map_or(now, |d| d.min(now)));
-        let mut stmt = self.conn.prepare_cached(&claim_sql(max))?;
+        let cutoff = format_time(c.due_by.map_or(now, |d| d.min(now)));
+        let (summary, start_time) = claimed_as(c, now);
+        let mut stmt = self.conn.prepare_cached(&claim_sql(c.max))?;
         let rows = stmt.query_map(
             params![
                 cutoff,
-                runner_id,
-                lease_end(now, lease),
-                claimed_summary(runner_id),
-                per_co.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+                c.runner_id,
+                lease_end(now, c.lease),
+                summary,
+                c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                start_time,
             ],
             Job::from_row,
         )?;
@@ -146,18 +154,13 @@ impl Store {
     }
 
     /// Claim row `id` if it is queued and due (a `run --once` follow-up:
-    /// a retry of a job this run ended), under the same `per_co` cap as
-    /// [`Store::claim_capped`].
-    pub fn claim_one(
-        &mut self,
-        runner_id: &str,
-        id: JobId,
-        lease: Duration,
-        per_co: Option<usize>,
-    ) -> Result<Option<Job>> {
+    /// a retry of a job this run ended), as `c` says (its `max` and
+    /// `due_by` aside).
+    pub fn claim_one(&mut self, c: &Claim, id: JobId) -> Result<Option<Job>> {
         let now = self.now();
+        let (summary, start_time) = claimed_as(c, now);
         let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE cm_co_jobs SET status = 'GO', start_time = NULL, runner_id = ?2, \
+            "UPDATE cm_co_jobs SET status = 'GO', start_time = ?7, runner_id = ?2, \
                 lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
                 status_line = NULL, complete_time = NULL \
              WHERE id = ?1 AND status = 'Q' \
@@ -170,11 +173,12 @@ impl Store {
         optional(stmt.query_row(
             params![
                 id,
-                runner_id,
-                lease_end(now, lease),
-                claimed_summary(runner_id),
+                c.runner_id,
+                lease_end(now, c.lease),
+                summary,
                 format_time(now),
-                per_co.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+                c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                start_time,
             ],
             Job::from_row,
         ))
@@ -477,7 +481,7 @@ fn start_row(
             id,
             runner_id,
             format_time(now),
-            job::truncate_summary(&format!("started by runner {runner_id}"))
+            started_summary(runner_id)
         ])?;
     Ok(n == 1)
 }

@@ -703,7 +703,7 @@ fn claim_query_plan_uses_partial_index() {
     let mut stmt = conn.prepare(&sql).unwrap();
     let rows: Vec<(i64, i64, String)> = stmt
         .query_map(
-            rusqlite::params!["2030-01-01 12:00:00.000", "r", "x", "s", 2],
+            rusqlite::params!["2030-01-01 12:00:00.000", "r", "x", "s", 2, None::<String>],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(3)?)),
         )
         .unwrap()
@@ -934,6 +934,19 @@ fn claim_cost_at_scale() {
     }
 }
 
+/// A claim of up to 10 rows for `runner` with a per-CO cap and a due limit.
+fn capped(
+    runner: &str,
+    per_co: Option<usize>,
+    due_by: Option<chrono::DateTime<chrono::Utc>>,
+) -> crate::store::driver::Claim {
+    crate::store::driver::Claim {
+        per_co,
+        due_by,
+        ..crate::store::driver::Claim::new(runner, 10, LEASE)
+    }
+}
+
 #[test]
 fn claim_capped_per_co() {
     let mut f = Fixture::new();
@@ -947,17 +960,14 @@ fn claim_capped_per_co() {
         })
         .collect();
     let two = f.queue(NewJob::new(co2, "hello"));
-    let got = f
-        .store
-        .claim_capped("r1", 10, LEASE, Some(2), None)
-        .unwrap();
+    let got = f.store.claim_capped(&capped("r1", Some(2), None)).unwrap();
     let mut ids: Vec<JobId> = got.iter().map(|j| j.id).collect();
     ids.sort();
     assert_eq!(ids, vec![ones[0], ones[1], two]);
     // CO 1 is at its cap for r1, not for r2.
     assert!(
         f.store
-            .claim_capped("r1", 10, LEASE, Some(2), None)
+            .claim_capped(&capped("r1", Some(2), None))
             .unwrap()
             .is_empty()
     );
@@ -972,21 +982,18 @@ fn claim_capped_per_co() {
             None,
         )
         .unwrap();
-    let got = f
-        .store
-        .claim_capped("r1", 10, LEASE, Some(2), None)
-        .unwrap();
+    let got = f.store.claim_capped(&capped("r1", Some(2), None)).unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ones[2]]);
     assert_eq!(
         f.store
-            .claim_capped("r2", 10, LEASE, Some(1), None)
+            .claim_capped(&capped("r2", Some(1), None))
             .unwrap()
             .len(),
         1
     );
     assert!(
         f.store
-            .claim_capped("r3", 10, LEASE, Some(0), None)
+            .claim_capped(&capped("r3", Some(0), None))
             .unwrap()
             .is_empty()
     );
@@ -1188,16 +1195,16 @@ fn claim_due_by_and_claim_one() {
     let late = f.queue(hello());
     let got = f
         .store
-        .claim_capped("r1", 10, LEASE, None, Some(start))
+        .claim_capped(&capped("r1", None, Some(start)))
         .unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![early]);
     assert!(
         f.store
-            .claim_one("r1", early, LEASE, None)
+            .claim_one(&capped("r1", None, None), early)
             .unwrap()
             .is_none()
     );
-    let one = f.store.claim_one("r1", late, LEASE, None).unwrap();
+    let one = f.store.claim_one(&capped("r1", None, None), late).unwrap();
     assert_eq!(one.map(|j| j.id), Some(late));
 }
 

@@ -52,6 +52,9 @@ macro_rules! conformance_tests {
             unique_queue,
             wait_hears_new_jobs,
             next_due_counts_from_the_database_clock,
+            claim_due_by_and_claim_one,
+            concurrent_starts_and_finishes_each_get_their_answer,
+            a_starting_claim_writes_the_start_and_keeps_due_by,
             // `cojobs serve` (issue 12)
             search_filters_times_text_and_cursor,
             count_groups_by_co_type_status,
@@ -73,12 +76,7 @@ macro_rules! conformance_tests {
 const LONG: Duration = Duration::from_secs(3600);
 
 fn claim(runner: &str, max: usize) -> Claim {
-    Claim {
-        runner_id: runner.to_string(),
-        max,
-        lease: LONG,
-        per_co: None,
-    }
+    Claim::new(runner, max, LONG)
 }
 
 fn ok(summary: &str) -> Outcome {
@@ -418,6 +416,9 @@ pub async fn rescue_only_expired_leases(h: &impl Harness) {
     s.start("dead", &[(dead[0].id, chrono::Utc::now())])
         .await
         .expect("start");
+    // A zero lease ends at the claim's own instant: let the clock pass it
+    // (times are stored to the millisecond).
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let mut rescued = other.rescue().await.expect("rescue");
     rescued.sort_by_key(Rescued::id);
     assert_eq!(rescued.len(), 2, "{rescued:?}");
@@ -796,6 +797,120 @@ pub async fn next_due_counts_from_the_database_clock(h: &impl Harness) {
     );
     s.queue(&NewJob::new(1, "now")).await.expect("queue");
     assert_eq!(s.next_due().await.expect("next due"), Some(Duration::ZERO));
+}
+
+/// `run --once` claims only rows due by when it started (`due_by`), and
+/// follows a retry by its id alone (`claim_one`), under the same rules as
+/// a claim: queued, due, within the per-CO cap.
+pub async fn claim_due_by_and_claim_one(h: &impl Harness) {
+    use chrono::{TimeDelta, Utc};
+    let s = h.store();
+    let at = |mins: i64| {
+        let mut j = NewJob::new(1, "hello");
+        j.start_after = Some(Utc::now() + TimeDelta::minutes(mins));
+        j
+    };
+    let early = s.queue(&at(-10)).await.expect("queue");
+    let late = s.queue(&at(-1)).await.expect("queue");
+    let future = s.queue(&at(60)).await.expect("queue");
+    let mut c = claim("once", 10);
+    c.due_by = Some(Utc::now() - TimeDelta::minutes(5));
+    let got = s.claim(&c).await.expect("claim");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![early]);
+    // Not due yet: not claimable by id either.
+    assert!(s.claim_one(&c, future).await.expect("claim_one").is_none());
+    let one = s.claim_one(&c, late).await.expect("claim_one");
+    let one = one.expect("the due row is claimed");
+    assert_eq!((one.id, one.status), (late, JobStatus::InProgress));
+    assert_eq!(one.runner_id.as_deref(), Some("once"));
+    assert!(one.start_time.is_none(), "claimed, not started");
+    // Taken: a second claim of it finds nothing.
+    assert!(s.claim_one(&c, late).await.expect("claim_one").is_none());
+    // Over the per-CO cap (the runner holds two rows of CO 1): nothing.
+    let more = s.queue(&at(-1)).await.expect("queue");
+    c.per_co = Some(2);
+    assert!(s.claim_one(&c, more).await.expect("claim_one").is_none());
+    c.per_co = Some(3);
+    assert!(s.claim_one(&c, more).await.expect("claim_one").is_some());
+    // An unknown id: nothing, not an error.
+    assert!(
+        s.claim_one(&c, JobId(999_999))
+            .await
+            .expect("claim_one")
+            .is_none()
+    );
+}
+
+/// Many job tasks start and finish at once, as a runner's workers do (the
+/// SQLite driver writes what arrives together in one transaction): each
+/// gets its own answer, a row that is not the caller's is refused alone,
+/// and every other row ends as asked.
+pub async fn concurrent_starts_and_finishes_each_get_their_answer(h: &impl Harness) {
+    const JOBS: usize = 64;
+    let s = h.store();
+    let jobs: Vec<NewJob> = (0..JOBS).map(|_| NewJob::new(1, "hello")).collect();
+    s.queue_many(&jobs).await.expect("queue");
+    let got = s.claim(&claim("r", JOBS)).await.expect("claim");
+    assert_eq!(got.len(), JOBS);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, job) in got.iter().enumerate() {
+        let (s, id) = (Arc::clone(&s), job.id);
+        // Every 8th task writes as another runner: refused, alone.
+        let runner = if n % 8 == 3 { "intruder" } else { "r" };
+        tasks.spawn(async move {
+            let started = s
+                .start(runner, &[(id, chrono::Utc::now())])
+                .await
+                .expect("start");
+            let ended = one_finish(&*s, runner, finish(id, ok("done"))).await;
+            (id, runner, started, ended)
+        });
+    }
+    let mut ok_rows = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (id, runner, started, ended) = r.expect("task");
+        if runner == "r" {
+            assert_eq!(started, vec![id], "its own start only");
+            assert_eq!(ended.expect("finish"), None, "no successor");
+            assert_eq!(status(&*s, id).await, JobStatus::Complete);
+            ok_rows += 1;
+        } else {
+            assert!(started.is_empty(), "another runner's start is refused");
+            let e = ended.expect_err("another runner's finish is refused");
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            assert_eq!(status(&*s, id).await, JobStatus::InProgress);
+        }
+    }
+    assert_eq!(ok_rows, JOBS - JOBS / 8);
+}
+
+/// The runner's claim (`Claim::start`) writes each row's start in the
+/// claim itself; `due_by` leaves rows due later for a later claim.
+pub async fn a_starting_claim_writes_the_start_and_keeps_due_by(h: &impl Harness) {
+    let s = h.store();
+    let first = s.queue(&NewJob::new(1, "a")).await.expect("queue");
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::seconds(3600);
+    // Nothing was due an hour ago.
+    let mut c = Claim {
+        start: true,
+        due_by: Some(cutoff),
+        ..claim("r", 10)
+    };
+    assert!(s.claim(&c).await.expect("claim").is_empty());
+    c.due_by = None;
+    let got = s.claim(&c).await.expect("claim");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first]);
+    let row = s.get(first).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::InProgress);
+    assert!(row.start_time.is_some(), "started by the claim");
+    assert_eq!(row.start_summary.as_deref(), Some("started by runner r"));
+    // A started row ends normally.
+    assert!(
+        one_finish(&*s, "r", finish(first, ok("done")))
+            .await
+            .is_ok()
+    );
+    assert_eq!(status(&*s, first).await, JobStatus::Complete);
 }
 
 // ---- `cojobs serve` (issue 12) ----

@@ -49,8 +49,14 @@ impl Env {
 
     /// Run `cojobs ARGS --db <db>` in the temp dir, with a fixed `$USER`.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// [`Env::run`] with these environment variables set as well.
+    pub fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let out: Output = Command::new(env!("CARGO_BIN_EXE_cojobs"))
             .args(args)
+            .envs(vars.iter().copied())
             .arg("--db")
             .arg(&self.db)
             .current_dir(self.dir.path())

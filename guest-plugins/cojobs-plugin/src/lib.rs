@@ -1,7 +1,7 @@
 //! # cojobs-plugin: write cojobs job plugins in Rust
 //!
 //! A cojobs plugin is a WebAssembly component implementing the world
-//! `cojobs:plugin/plugin@0.1.0` (see `wit/cojobs.wit` in the project). This
+//! `cojobs:plugin/plugin@0.2.0` (see `wit/cojobs.wit` in the project). This
 //! crate generates the bindings for that world and adds a thin, typed layer
 //! on top, so a plugin is a struct, one trait impl and one macro call:
 //!
@@ -61,24 +61,38 @@
 //! * Long-running plugins should call [`cancel_requested`] now and then and
 //!   return soon once it is true. The host also enforces fuel, memory and
 //!   wall-clock limits, so a plugin that ignores it is stopped anyway.
+//!
+//! ## New in contract 0.2
+//!
+//! * [`config::get`] / [`config::get_as`] read the side file's `[config]`,
+//!   [`config::secret`] its `[secrets]` (never logged: the host redacts).
+//! * [`http`]: requests to the hosts the side file grants (`allowed_hosts`).
+//! * [`set_result`]: a JSON result stored with the job beside its summary.
+//! * [`queue_job`]: child jobs, committed with this job's `OK` end only.
+//! * [`retry_after`]: retry, but not before a delay.
+//! * [`history_for`]: a history record with `co_person_id` / `org_identity_id`.
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "cojobs:plugin/plugin@0.1.0",
+        world: "cojobs:plugin/plugin-http@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export",
+        generate_all,
     });
 }
+
+pub mod http;
 
 /// Re-exported so plugins need no direct `serde_json` dependency for simple
 /// cases (e.g. `cojobs_plugin::serde_json::json!`).
 pub use serde_json;
 
 pub use bindings::cojobs::plugin::types::{
-    Failure, HistoryStatus, Job, LogLevel, ParamSpec, ParamType, PluginInfo,
+    ChildOptions, Failure, HistoryRecord, HistoryStatus, Job, LogLevel, ParamSpec, ParamType,
+    PluginInfo, RetryLater,
 };
 
 /// The trait a plugin implements: `describe()` and `run(job)`.
@@ -102,7 +116,8 @@ macro_rules! export_plugin {
 /// Everything a plugin usually needs: `use cojobs_plugin::prelude::*;`
 pub mod prelude {
     pub use crate::{
-        cancel_requested, discard, export_plugin, history, log, progress, retry, Failure,
+        cancel_requested, config, discard, export_plugin, history, history_for, http, log,
+        progress, queue_job, retry, retry_after, set_result, ChildOptions, Failure,
         HistoryStatus, Job, ParamSpec, ParamType, Plugin, PluginInfo,
     };
 }
@@ -118,6 +133,76 @@ pub fn retry(msg: impl Into<String>) -> Failure {
 /// `Failure::Discard(msg)`: the run failed for good, never retried.
 pub fn discard(msg: impl Into<String>) -> Failure {
     Failure::Discard(msg.into())
+}
+
+/// `Failure::RetryAfter`: the run failed; retry it per the job's policy,
+/// but not sooner than `seconds` from now (e.g. an API's `Retry-After`).
+pub fn retry_after(seconds: u32, msg: impl Into<String>) -> Failure {
+    Failure::RetryAfter(RetryLater {
+        seconds,
+        message: msg.into(),
+    })
+}
+
+// ----------------------------------------------------------- 0.2 additions
+
+/// The side file's `[config]` and `[secrets]`.
+pub mod config {
+    use crate::{discard, Failure};
+
+    /// A `[config]` value: a string as written, anything else as JSON text.
+    pub fn get(name: &str) -> Option<String> {
+        crate::bindings::cojobs::plugin::config::get(name)
+    }
+
+    /// A `[config]` value parsed into `T` (a number, a table, a string...);
+    /// `Ok(None)` when it is not set, `discard("bad config ...")` when it
+    /// does not parse.
+    pub fn get_as<T: serde::de::DeserializeOwned>(name: &str) -> Result<Option<T>, Failure> {
+        let Some(text) = get(name) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .or_else(|_| serde_json::from_value(serde_json::Value::String(text)))
+            .map(Some)
+            .map_err(|e| discard(format!("bad config value '{name}': {e}")))
+    }
+
+    /// A `[secrets]` value. The host hides it in everything the job
+    /// writes (log, summary, history, result): use it, do not print it.
+    pub fn secret(name: &str) -> Option<String> {
+        crate::bindings::cojobs::plugin::config::secret(name)
+    }
+}
+
+/// Set the job's structured result (any serializable value, at most
+/// 64 KiB as JSON), stored with the job when it ends `OK`.
+pub fn set_result(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let json = serde_json::to_string(value).map_err(|e| discard(format!("result: {e}")))?;
+    bindings::cojobs::plugin::host::set_result(&json).map_err(discard)
+}
+
+/// Queue a child job of `job_type` with `params` (serialized to a JSON
+/// object). It is committed with this job's `OK` end, and only then.
+/// Returns the child's number in this run (1, 2, ...).
+pub fn queue_job(
+    job_type: &str,
+    params: &impl serde::Serialize,
+    options: ChildOptions,
+) -> Result<u32, Failure> {
+    let json = serde_json::to_string(params).map_err(|e| discard(format!("child params: {e}")))?;
+    bindings::cojobs::plugin::jobs::queue_job(job_type, &json, &options).map_err(discard)
+}
+
+impl Default for ChildOptions {
+    fn default() -> Self {
+        ChildOptions {
+            mode: None,
+            delay_seconds: None,
+            max_retry: None,
+            retry_interval: None,
+        }
+    }
 }
 
 // --------------------------------------------------------------------- job
@@ -165,7 +250,24 @@ pub fn cancel_requested() -> bool {
 /// Append a record to the job's history (`cm_co_job_history_records`).
 /// The host cuts `key` and `comment` at 256 characters.
 pub fn history(key: Option<&str>, comment: &str, status: HistoryStatus) {
-    bindings::cojobs::plugin::host::record_history(key, comment, status)
+    history_for(key, comment, status, None, None)
+}
+
+/// [`history`] with the record's `co_person_id` and `org_identity_id`.
+pub fn history_for(
+    key: Option<&str>,
+    comment: &str,
+    status: HistoryStatus,
+    co_person_id: Option<i64>,
+    org_identity_id: Option<i64>,
+) {
+    bindings::cojobs::plugin::host::record_history(&HistoryRecord {
+        record_key: key.map(str::to_string),
+        comment: comment.to_string(),
+        status,
+        co_person_id,
+        org_identity_id,
+    })
 }
 
 /// Write lines to the job's log (and the runner's log).

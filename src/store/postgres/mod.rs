@@ -83,6 +83,16 @@ impl PgStore {
     /// [`PgStore::connect`] with at most `pool_size` connections (plus the
     /// listener's own, once [`JobStore::wait_for_jobs`] is first called).
     pub async fn connect_with(url: &str, pool_size: usize) -> Result<PgStore> {
+        let store = Self::connect_unmigrated(url, pool_size).await?;
+        let mut client = store.client().await?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        Ok(store)
+    }
+
+    /// [`PgStore::connect_with`] without migrating (`cojobs migrate
+    /// --status`): the connection is checked, the schema left as it is.
+    pub async fn connect_unmigrated(url: &str, pool_size: usize) -> Result<PgStore> {
         let opts = ConnectOptions::parse(url).map_err(Error::input)?;
         let target = opts.target();
         let tls = opts.tls()?;
@@ -115,8 +125,7 @@ impl PgStore {
             pool,
             target,
         };
-        let mut client = store.client().await?;
-        schema::migrate(&mut client).await?;
+        drop(store.client().await?);
         Ok(store)
     }
 
@@ -361,6 +370,10 @@ impl JobStore for PgStore {
         runner::claim(&self.client().await?, c).await
     }
 
+    async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>> {
+        runner::claim_one(&self.client().await?, c, id).await
+    }
+
     async fn start(
         &self,
         runner_id: &str,
@@ -376,8 +389,9 @@ impl JobStore for PgStore {
     ) -> Result<Vec<Result<Option<Successor>>>> {
         let mut client = self.client().await?;
         let results = runner::finish(&mut client, runner_id, items).await?;
+        drop(client);
         if results.iter().any(|r| matches!(r, Ok(Some(_)))) {
-            self.notify.job_queued();
+            self.notify.job_queued().await;
         }
         Ok(results)
     }
@@ -389,7 +403,7 @@ impl JobStore for PgStore {
     async fn rescue(&self) -> Result<Vec<Rescued>> {
         let rescued = runner::rescue(&mut self.client().await?).await?;
         if !rescued.is_empty() {
-            self.notify.job_queued();
+            self.notify.job_queued().await;
         }
         Ok(rescued)
     }
@@ -397,7 +411,7 @@ impl JobStore for PgStore {
     async fn release(&self, runner_id: &str, id: JobId, summary: &str) -> Result<Released> {
         let released = runner::release(&mut self.client().await?, runner_id, id, summary).await?;
         if released == Released::Queued {
-            self.notify.job_queued();
+            self.notify.job_queued().await;
         }
         Ok(released)
     }
@@ -420,14 +434,14 @@ impl JobStore for PgStore {
 
     async fn queue(&self, job: &NewJob) -> Result<JobId> {
         let id = jobs::queue(&self.client().await?, job).await?;
-        self.notify.job_queued();
+        self.notify.job_queued().await;
         Ok(id)
     }
 
     async fn queue_many(&self, new: &[NewJob]) -> Result<Vec<JobId>> {
         let ids = jobs::queue_many(&mut self.client().await?, new).await?;
         if !ids.is_empty() {
-            self.notify.job_queued();
+            self.notify.job_queued().await;
         }
         Ok(ids)
     }
@@ -435,7 +449,7 @@ impl JobStore for PgStore {
     async fn queue_unique(&self, job: &NewJob) -> Result<Queued> {
         let queued = jobs::queue_unique(&mut self.client().await?, job).await?;
         if matches!(queued, Queued::New(_)) {
-            self.notify.job_queued();
+            self.notify.job_queued().await;
         }
         Ok(queued)
     }

@@ -79,8 +79,10 @@ impl Notifier {
 
     /// Jobs were queued (or returned to the queue): tell the runners,
     /// rate-limited. Never fails: a lost notify costs a runner one poll
-    /// interval.
-    pub(super) fn job_queued(&self) {
+    /// interval. The first NOTIFY of a window is sent before this returns
+    /// (a command's runtime ends with the command: a task spawned there
+    /// might never run); a trailing one is a task of its own.
+    pub(super) async fn job_queued(&self) {
         let now = Instant::now();
         let due = {
             let mut last = self
@@ -98,15 +100,24 @@ impl Notifier {
         };
         let pool = self.pool.clone();
         match due {
-            None => {
-                tokio::spawn(send(pool));
-            }
+            None => send(pool).await,
             Some(at) if !self.limiter.trailing.swap(true, Ordering::AcqRel) => {
                 let limiter = Arc::clone(&self.limiter);
                 tokio::spawn(async move {
-                    tokio::time::sleep_until(at.into()).await;
-                    *limiter.last.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(Instant::now());
+                    let mut at = at;
+                    loop {
+                        tokio::time::sleep_until(at.into()).await;
+                        let mut last = limiter.last.lock().unwrap_or_else(PoisonError::into_inner);
+                        // A leading NOTIFY went out since this was planned
+                        // (this task woke late): the window moves with it.
+                        match *last {
+                            Some(t) if t + NOTIFY_EVERY > at => at = t + NOTIFY_EVERY,
+                            _ => {
+                                *last = Some(Instant::now());
+                                break;
+                            }
+                        }
+                    }
                     limiter.trailing.store(false, Ordering::Release);
                     send(pool).await;
                 });

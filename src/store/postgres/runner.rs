@@ -24,8 +24,9 @@ use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
 /// earliest due rows with `FOR UPDATE SKIP LOCKED` (rows another claimer
 /// holds are skipped, never waited for), rank them within their CO, keep
 /// the best `$2` by rank (round-robin across COs) under the per-CO cap
-/// (`$4`, NULL = none, minus the rows of that CO this runner holds), and
-/// mark them `GO` in the same statement. Cost grows with the number of COs
+/// (`$4`, NULL = none, minus the rows of that CO this runner holds), due
+/// by now and by `$7` (NULL = no limit: `run --once`), and
+/// mark them `GO` in the same statement (started now when `$6`). Cost grows with the number of COs
 /// and `$2`, never with the number of rows.
 fn claim_sql() -> String {
     format!(
@@ -40,7 +41,8 @@ fn claim_sql() -> String {
                   row_number() OVER (PARTITION BY c.co_id ORDER BY c.due, c.id) AS rn \
            FROM cos CROSS JOIN LATERAL ( \
              SELECT j.id, j.co_id, {DUE} AS due FROM cm_co_jobs j \
-             WHERE j.status = 'Q' AND j.co_id = cos.co AND {DUE} <= {NOW} \
+             WHERE j.status = 'Q' AND j.co_id = cos.co \
+               AND {DUE} <= least({NOW}, coalesce($7::timestamp, 'infinity')) \
              ORDER BY {DUE}, j.id LIMIT $2 \
              FOR UPDATE SKIP LOCKED) c \
            WHERE cos.co IS NOT NULL), \
@@ -51,7 +53,8 @@ fn claim_sql() -> String {
            SELECT cand.id, cand.rn, cand.due FROM cand LEFT JOIN held ON held.co_id = cand.co_id \
            WHERE $4::int8 IS NULL OR cand.rn <= $4::int8 - coalesce(held.n, 0) \
            ORDER BY cand.rn, cand.due, cand.id LIMIT $2) \
-         UPDATE cm_co_jobs j SET status = 'GO', start_time = NULL, runner_id = $1, \
+         UPDATE cm_co_jobs j SET status = 'GO', \
+             start_time = CASE WHEN $6::bool THEN {NOW} END, runner_id = $1, \
              lease_expires_at = {NOW} + make_interval(secs => $3::float8), \
              start_summary = $5, percent_complete = 0, status_line = NULL, complete_time = NULL \
          FROM picked WHERE j.id = picked.id AND j.status = 'Q' \
@@ -60,16 +63,25 @@ fn claim_sql() -> String {
     )
 }
 
+/// `start_summary` of a row whose run began.
+fn started_summary(runner_id: &str) -> String {
+    job::truncate_summary(&format!("started by runner {runner_id}"))
+}
+
 pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Result<Vec<Job>> {
     if c.max == 0 || c.per_co == Some(0) {
         return Ok(Vec::new());
     }
     let max = i64::try_from(c.max).unwrap_or(i64::MAX);
     let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let summary = job::truncate_summary(&format!(
-        "claimed by runner {}, not started yet",
-        c.runner_id
-    ));
+    let summary = if c.start {
+        started_summary(&c.runner_id)
+    } else {
+        job::truncate_summary(&format!(
+            "claimed by runner {}, not started yet",
+            c.runner_id
+        ))
+    };
     let stmt = client.prepare_cached(&claim_sql()).await.map_err(map_err)?;
     let rows = client
         .query(
@@ -80,6 +92,8 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
                 &interval_secs(c.lease),
                 &per_co,
                 &summary,
+                &c.start,
+                &c.due_by.map(|d| d.naive_utc()),
             ],
         )
         .await
@@ -106,6 +120,58 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
     Ok(ranked.into_iter().map(|(_, j)| j).collect())
 }
 
+/// Claim row `id` alone if it is queued and due, under `c`'s lease and
+/// per-CO cap (rows of its CO this runner holds count).
+pub(super) async fn claim_one(
+    client: &deadpool_postgres::Client,
+    c: &Claim,
+    id: JobId,
+) -> Result<Option<Job>> {
+    if c.per_co == Some(0) {
+        return Ok(None);
+    }
+    let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let summary = if c.start {
+        started_summary(&c.runner_id)
+    } else {
+        job::truncate_summary(&format!(
+            "claimed by runner {}, not started yet",
+            c.runner_id
+        ))
+    };
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE cm_co_jobs j SET status = 'GO', runner_id = $2, \
+                 start_time = CASE WHEN $6::bool THEN {NOW} END, \
+                 lease_expires_at = {NOW} + make_interval(secs => $3::float8), \
+                 start_summary = $5, percent_complete = 0, status_line = NULL, \
+                 complete_time = NULL \
+             WHERE j.id = $1 AND j.status = 'Q' AND {DUE} <= {NOW} \
+               AND ($4::int8 IS NULL OR $4::int8 > ( \
+                 SELECT count(*) FROM cm_co_jobs r \
+                 WHERE r.status = 'GO' AND r.runner_id = $2 AND r.co_id = j.co_id)) \
+             RETURNING {}",
+            job_columns("j")
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &id.0,
+                &c.runner_id,
+                &interval_secs(c.lease),
+                &per_co,
+                &summary,
+                &c.start,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 /// `EXPLAIN (ANALYZE, BUFFERS)` of a claim of `max` rows, rolled back:
 /// what the claim would do now, and what it costs.
 pub(super) async fn explain_claim(
@@ -117,7 +183,15 @@ pub(super) async fn explain_claim(
     let rows = tx
         .query(
             &format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", claim_sql()),
-            &[&"explain", &max, &60.0f64, &None::<i64>, &"explain"],
+            &[
+                &"explain",
+                &max,
+                &60.0f64,
+                &None::<i64>,
+                &"explain",
+                &false,
+                &None::<NaiveDateTime>,
+            ],
         )
         .await
         .map_err(map_err)?;

@@ -1,19 +1,17 @@
 //! The SQLite driver behind the store interface ([`super::driver::JobStore`]).
 //!
 //! The SQL itself lives in the [`Store`] type (`src/store/jobs.rs`,
-//! `runner.rs`, `schema.rs`); this file adapts it to the interface.
-//! rusqlite's `Connection` is not `Sync` and every call blocks, so a
-//! [`SqliteStore`] owns one connection on a thread of its own and each
-//! operation travels there as a closure: the async runtime never blocks.
-//! New jobs are noticed by polling SQLite's `data_version`, which changes
-//! when another connection commits ([`PICKUP_TICK`]).
-//!
-//! The runner still drives its own connection thread (`src/runner/db.rs`,
-//! with group commit and the busy-database rule); moving it behind this
-//! driver is the next step of issue 11 (docs/design.md, "The store
-//! interface").
+//! `runner.rs`, `schema.rs`); this file adapts it to the interface. One
+//! connection lives on a thread of its own ([`writer`]): each operation
+//! travels there as a message, the runner's starts and finishes that arrive
+//! together are written in one transaction (group commit), and a busy
+//! database is waited out as the owner says ([`Patience`]). New jobs are
+//! noticed by polling SQLite's `data_version`, which changes when another
+//! connection commits ([`PICKUP_TICK`]).
 
-use std::path::Path;
+mod writer;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
@@ -25,22 +23,57 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    CancelResult, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery, ListFilter,
-    NewHistoryRecord, NewJob, NewToken, Queued, Store, StoreError, Token,
+    Access, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued, Store, StoreError,
+    Token,
 };
 use crate::job::JobStatus;
+pub use writer::Patience;
+use writer::{Msg, patiently};
 
 /// How often [`JobStore::wait_for_jobs`] looks at `data_version`.
 pub const PICKUP_TICK: Duration = Duration::from_millis(20);
 
-/// An operation to run on the connection's thread.
-type Call = Box<dyn FnOnce(&mut Store) + Send>;
+/// How a [`SqliteStore`] opens its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Read only, or read and write (a missing file is created either way).
+    pub access: Access,
+    /// How long one statement waits for another connection's lock.
+    pub wait: Duration,
+    /// What a lock held past `wait` means ([`Patience`]).
+    pub patience: Patience,
+}
+
+impl Options {
+    /// A command's: read and write, give up after `wait`.
+    pub fn command(access: Access, wait: Duration) -> Options {
+        Options {
+            access,
+            wait,
+            patience: Patience::GiveUp,
+        }
+    }
+
+    /// A runner's: read and write, wait out any lock.
+    pub fn runner() -> Options {
+        Options {
+            access: Access::Write,
+            wait: writer::BUSY_SLICE,
+            patience: Patience::Wait,
+        }
+    }
+}
 
 /// A SQLite database file behind the store interface.
 #[derive(Debug)]
 pub struct SqliteStore {
-    calls: mpsc::Sender<Call>,
-    /// `data_version` when [`JobStore::wait_for_jobs`] last returned.
+    calls: mpsc::Sender<Msg>,
+    /// The file and how it was opened, for the "locked" message.
+    path: PathBuf,
+    opts: Options,
+    /// `data_version` when [`JobStore::wait_for_jobs`] last returned (or
+    /// when the store was opened).
     seen: Mutex<Option<i64>>,
 }
 
@@ -55,38 +88,75 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// Classify `e`; a lock held past a command's wait says so plainly.
+fn classify(e: StoreError, path: &Path, opts: Options) -> Error {
+    if e.is_busy() && opts.patience == Patience::GiveUp {
+        return Error::Transient(format!(
+            "database {} was locked by another process for {} s; nothing was done \
+             (try again, or wait longer with --wait SECS)",
+            path.display(),
+            opts.wait.as_secs()
+        ));
+    }
+    Error::from(e)
+}
+
 impl SqliteStore {
-    /// Open (create and migrate if need be) the database file at `path`.
+    /// Open (create and migrate if need be) the database file at `path`
+    /// for reading and writing, as a command does (with the default wait).
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
-        let store = Store::open(path)?;
-        let (calls, rx) = mpsc::channel::<Call>();
-        std::thread::Builder::new()
-            .name("cojobs-sqlite".into())
-            .spawn(move || {
-                let mut store = store;
-                while let Ok(call) = rx.recv() {
-                    call(&mut store);
-                }
-            })
+        Self::open_with(path, Options::command(Access::Write, BUSY_TIMEOUT))
+    }
+
+    /// Open the database file at `path` as `opts` say.
+    pub fn open_with(path: impl AsRef<Path>, opts: Options) -> Result<SqliteStore> {
+        let path = path.as_ref();
+        let fail = |e| classify(e, path, opts);
+        let store = Store::open_with(path, opts.access, opts.wait).map_err(fail)?;
+        let version = store.data_version().map_err(fail)?;
+        let calls = writer::spawn(store, opts.patience)
             .map_err(|e| Error::Other(format!("cannot start the SQLite thread: {e}")))?;
         Ok(SqliteStore {
             calls,
-            seen: Mutex::new(None),
+            path: path.to_path_buf(),
+            opts,
+            seen: Mutex::new(Some(version)),
         })
     }
 
-    /// Run `op` on the connection's thread and wait for its answer.
+    /// Run `op` on the connection's thread (again while the database is
+    /// busy, for a runner: `what` names it in the warnings) and wait for
+    /// its answer.
     async fn call<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        what: &'static str,
+        mut op: impl FnMut(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.calls
-            .send(Box::new(move |s: &mut Store| {
-                let _ = reply.send(op(s));
-            }))
-            .map_err(|_| gone())?;
-        Ok(answer.await.map_err(|_| gone())??)
+        let patience = self.opts.patience;
+        let call: writer::Call = Box::new(move |s| {
+            let r = match s {
+                Ok(s) => patiently(patience, what, || op(s)),
+                Err(msg) => Err(StoreError::FileGone(msg.to_string())),
+            };
+            let _ = reply.send(r);
+        });
+        self.calls.send(Msg::Call(call)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: StoreError) -> Error {
+        classify(e, &self.path, self.opts)
+    }
+
+    /// Send a group-committed write and wait for its answer.
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, StoreError>>) -> Msg,
+    ) -> Result<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.calls.send(make(reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(|e| self.error(e))
     }
 
     /// The successor `id` with the time it falls due.
@@ -111,28 +181,38 @@ impl JobStore for SqliteStore {
 
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>> {
         let c = c.clone();
-        self.call(move |s| s.claim_capped(&c.runner_id, c.max, c.lease, c.per_co, None))
-            .await
+        self.call("claim jobs", move |s| s.claim_capped(&c)).await
     }
 
+    async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>> {
+        let c = c.clone();
+        self.call("claim a job", move |s| s.claim_one(&c, id)).await
+    }
+
+    /// Group-committed with whatever starts and finishes are waiting.
     async fn start(
         &self,
         runner_id: &str,
         started: &[(JobId, DateTime<Utc>)],
     ) -> Result<Vec<JobId>> {
-        let runner_id = runner_id.to_string();
         let ids: Vec<JobId> = started.iter().map(|(id, _)| *id).collect();
-        self.call(move |s| {
-            let (starts, _) = s.record(&runner_id, &ids, &[])?;
-            Ok(ids
-                .into_iter()
-                .zip(starts)
-                .filter_map(|(id, ok)| ok.then_some(id))
-                .collect())
-        })
-        .await
+        let runner_id = runner_id.to_string();
+        let asked = ids.clone();
+        let done = self
+            .send(|reply| Msg::Start {
+                runner_id,
+                ids: asked,
+                reply,
+            })
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(done)
+            .filter_map(|(id, ok)| ok.then_some(id))
+            .collect())
     }
 
+    /// Group-committed with whatever starts and finishes are waiting.
     async fn finish(
         &self,
         runner_id: &str,
@@ -140,27 +220,37 @@ impl JobStore for SqliteStore {
     ) -> Result<Vec<Result<Option<Successor>>>> {
         let runner_id = runner_id.to_string();
         let items = items.to_vec();
-        self.call(move |s| {
-            let results = s.finish_batch(&runner_id, &items)?;
-            Ok(results
-                .into_iter()
-                .map(|r| match r {
-                    Ok(Some(id)) => Self::successor(s, id).map(Some).map_err(Error::from),
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(Error::from(e)),
-                })
-                .collect())
-        })
-        .await
+        let results = self
+            .send(|reply| Msg::Finish {
+                runner_id,
+                items,
+                reply,
+            })
+            .await?;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            out.push(match r {
+                Ok(Some(id)) => self
+                    .call("read a successor", move |s| Self::successor(s, id))
+                    .await
+                    .map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(self.error(e)),
+            });
+        }
+        Ok(out)
     }
 
     async fn heartbeat(&self, runner_id: &str, lease: Duration) -> Result<Vec<JobId>> {
         let runner_id = runner_id.to_string();
-        self.call(move |s| s.heartbeat(&runner_id, lease)).await
+        self.call("renew leases (heartbeat)", move |s| {
+            s.heartbeat(&runner_id, lease)
+        })
+        .await
     }
 
     async fn rescue(&self) -> Result<Vec<Rescued>> {
-        self.call(|s| {
+        self.call("rescue expired leases", |s| {
             let mut out = Vec::new();
             for (id, successor) in s.rescue_expired()? {
                 let status = s.require(id)?.status;
@@ -184,7 +274,9 @@ impl JobStore for SqliteStore {
         let runner_id = runner_id.to_string();
         let summary = summary.to_string();
         let status = self
-            .call(move |s| s.release(id, &runner_id, &summary))
+            .call("return a job to the queue", move |s| {
+                s.release(id, &runner_id, &summary)
+            })
             .await?;
         Ok(match status {
             JobStatus::Canceled => Released::Canceled,
@@ -195,8 +287,8 @@ impl JobStore for SqliteStore {
     async fn progress(&self, runner_id: &str, updates: &[Progress]) -> Result<()> {
         let runner_id = runner_id.to_string();
         let updates = updates.to_vec();
-        self.call(move |s| {
-            for u in updates {
+        self.call("record progress", move |s| {
+            for u in &updates {
                 s.set_progress(u.id, &runner_id, u.percent, u.status_line.as_deref())?;
             }
             Ok(())
@@ -206,11 +298,14 @@ impl JobStore for SqliteStore {
 
     async fn cancel_requests(&self, runner_id: &str) -> Result<Vec<(JobId, String)>> {
         let runner_id = runner_id.to_string();
-        self.call(move |s| s.cancel_requests(&runner_id)).await
+        self.call("read cancel requests", move |s| {
+            s.cancel_requests(&runner_id)
+        })
+        .await
     }
 
     async fn next_due(&self) -> Result<Option<Duration>> {
-        self.call(|s| {
+        self.call("read the next due time", |s| {
             let now = s.now();
             Ok(s.next_due()?.map(|text| {
                 parse_time(&text)
@@ -221,10 +316,12 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    /// Polls `data_version` every [`PICKUP_TICK`]; it changes when another
+    /// connection commits (this store's own commits do not change it).
     async fn wait_for_jobs(&self, timeout: Duration) -> Result<Wake> {
         let deadline = Instant::now() + timeout.min(Duration::from_secs(86_400));
         loop {
-            let version = self.call(|s| s.data_version()).await?;
+            let version = self.call("poll for new jobs", |s| s.data_version()).await?;
             let changed = {
                 let mut seen = self.seen();
                 let changed = seen.is_some_and(|old| old != version);
@@ -244,40 +341,42 @@ impl JobStore for SqliteStore {
 
     async fn queue(&self, job: &NewJob) -> Result<JobId> {
         let job = job.clone();
-        self.call(move |s| s.queue(&job)).await
+        self.call("queue a job", move |s| s.queue(&job)).await
     }
 
     async fn queue_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
         let jobs = jobs.to_vec();
-        self.call(move |s| s.queue_many(&jobs)).await
+        self.call("queue jobs", move |s| s.queue_many(&jobs)).await
     }
 
     async fn queue_unique(&self, job: &NewJob) -> Result<Queued> {
         let job = job.clone();
-        self.call(move |s| s.queue_unique(&job)).await
+        self.call("queue a job", move |s| s.queue_unique(&job))
+            .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>> {
-        self.call(move |s| s.get(id)).await
+        self.call("read a job", move |s| s.get(id)).await
     }
 
     async fn list(&self, filter: &ListFilter, before: Option<JobId>) -> Result<Vec<Job>> {
         let filter = filter.clone();
-        self.call(move |s| s.list_before(&filter, before)).await
+        self.call("list jobs", move |s| s.list_before(&filter, before))
+            .await
     }
 
     async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>> {
-        self.call(move |s| s.history(id)).await
+        self.call("read history", move |s| s.history(id)).await
     }
 
     async fn add_history(&self, rec: &NewHistoryRecord) -> Result<i64> {
         let rec = rec.clone();
-        self.call(move |s| s.add_history(&rec)).await
+        self.call("add history", move |s| s.add_history(&rec)).await
     }
 
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
         let take = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
-        self.call(move |s| {
+        self.call("read a retry chain", move |s| {
             Ok(s.retry_chain(id)?
                 .into_iter()
                 .filter(|j| after.is_none_or(|a| j.id > a))
@@ -287,9 +386,15 @@ impl JobStore for SqliteStore {
         .await
     }
 
+    /// Walks the chain reading (id, status) only; loads the page's rows.
+    async fn chain_page(&self, id: JobId, around: usize) -> Result<ChainPage> {
+        self.call("read a retry chain", move |s| s.chain_page(id, around))
+            .await
+    }
+
     async fn cancel(&self, id: JobId, who: &str) -> Result<CancelResult> {
         let who = who.to_string();
-        let r = self.call(move |s| s.cancel(id, &who)).await;
+        let r = self.call("cancel a job", move |s| s.cancel(id, &who)).await;
         match r {
             // An ended row is a conflict, as the interface says.
             Err(Error::Input(e)) => match e.downcast::<StoreError>() {
@@ -302,17 +407,21 @@ impl JobStore for SqliteStore {
     }
 
     async fn prune(&self, older_than: DateTime<Utc>) -> Result<u64> {
-        let n = self.call(move |s| s.prune(older_than)).await?;
+        let n = self
+            .call("prune jobs", move |s| s.prune(older_than))
+            .await?;
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
     }
 
     async fn counts_by_status(&self) -> Result<Vec<(JobStatus, i64)>> {
-        self.call(|s| s.counts_by_status()).await
+        self.call("count jobs", |s| s.counts_by_status()).await
     }
 
     async fn latencies(&self, job_type: &str) -> Result<Latencies> {
         let job_type = job_type.to_string();
-        let (to_start, to_finish, ok) = self.call(move |s| s.latencies(&job_type)).await?;
+        let (to_start, to_finish, ok) = self
+            .call("read latencies", move |s| s.latencies(&job_type))
+            .await?;
         Ok(Latencies {
             to_start,
             to_finish,
@@ -323,12 +432,12 @@ impl JobStore for SqliteStore {
     async fn add_co(&self, name: &str, description: Option<&str>) -> Result<i64> {
         let name = name.to_string();
         let description = description.map(str::to_string);
-        self.call(move |s| s.add_co(&name, description.as_deref()))
+        self.call("add a CO", move |s| s.add_co(&name, description.as_deref()))
             .await
     }
 
     async fn list_cos(&self) -> Result<Vec<Co>> {
-        self.call(|s| s.list_cos()).await
+        self.call("list COs", |s| s.list_cos()).await
     }
 
     /// Opening migrated the file already (append-only, on `user_version`).
@@ -337,7 +446,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn schema_status(&self) -> Result<SchemaStatus> {
-        let version = self.call(|s| s.schema_version()).await?;
+        let version = self
+            .call("read the schema version", |s| s.schema_version())
+            .await?;
         Ok(SchemaStatus {
             version,
             latest: Store::known_version(),
