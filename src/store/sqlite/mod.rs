@@ -460,34 +460,38 @@ impl JobStore for SqliteStore {
 
     async fn search(&self, q: &JobQuery) -> Result<Vec<Job>> {
         let q = q.clone();
-        self.call(move |s| s.search(&q)).await
+        self.call("search jobs", move |s| s.search(&q)).await
     }
 
     async fn count_groups(&self, co_id: Option<i64>) -> Result<Vec<GroupCount>> {
-        self.call(move |s| s.count_groups(co_id)).await
+        self.call("count jobs", move |s| s.count_groups(co_id))
+            .await
     }
 
     async fn retry_now(&self, id: JobId, who: &str) -> Result<JobId> {
         let who = who.to_string();
-        self.call(move |s| s.retry_now(id, &who)).await
+        self.call("retry a job", move |s| s.retry_now(id, &who))
+            .await
     }
 
     async fn add_token(&self, t: &NewToken) -> Result<i64> {
         let t = t.clone();
-        self.call(move |s| s.add_token(&t)).await
+        self.call("add a token", move |s| s.add_token(&t)).await
     }
 
     async fn list_tokens(&self) -> Result<Vec<Token>> {
-        self.call(|s| s.list_tokens()).await
+        self.call("list tokens", |s| s.list_tokens()).await
     }
 
     async fn revoke_token(&self, name: &str) -> Result<()> {
         let name = name.to_string();
-        self.call(move |s| s.revoke_token(&name)).await
+        self.call("revoke a token", move |s| s.revoke_token(&name))
+            .await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>> {
         let hash = hash.to_string();
-        self.call(move |s| s.token_by_hash(&hash)).await
+        self.call("look up a token", move |s| s.token_by_hash(&hash))
+            .await
     }
 }
