@@ -518,7 +518,7 @@ impl JobStore for PgStore {
 
     async fn retry_now(&self, id: JobId, who: &str) -> Result<JobId> {
         let new = serve::retry_now(&mut self.client().await?, id, who).await?;
-        self.notify.job_queued();
+        self.notify.job_queued().await;
         Ok(new)
     }
 
