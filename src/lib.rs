@@ -14,6 +14,10 @@
 //!   the limits (fuel, memory, wall clock, output). Knows nothing of the
 //!   database; host calls leave through [`sandbox::HostEvents`].
 //! - [`runner`]: the daemon, the one place where store and sandbox meet.
+//! - [`submit`]: a job as someone submits it (a `queue --from` line, a
+//!   `POST /api/v1/jobs` body) and its checks, shared by `cli` and `serve`.
+//! - [`serve`]: `cojobs serve`: the HTTP API, the dashboard, metrics and
+//!   access tokens, on the store interface.
 //! - [`cli`]: the command line.
 
 pub mod bounds;
@@ -21,4 +25,6 @@ pub mod cli;
 pub mod job;
 pub mod runner;
 pub mod sandbox;
+pub mod serve;
 pub mod store;
+pub mod submit;

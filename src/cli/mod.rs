@@ -16,9 +16,11 @@ mod plugins;
 mod prune;
 mod queue;
 mod run;
+mod serve;
 mod show;
 mod text;
 mod time;
+mod token;
 mod watch;
 
 use std::io::{self, Write};
@@ -229,6 +231,11 @@ pub enum Command {
     /// List the plugins in the plugins folder, or show one's modes and
     /// parameters.
     Plugins(plugins::Args),
+    /// Serve the HTTP API, the web dashboard and metrics.
+    Serve(serve::Args),
+    /// Manage the access tokens of `serve`.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// Why a command failed, and so which exit code it gets.
@@ -320,6 +327,8 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::Run(args) => run::run(g, args, out),
         Command::Watch(args) => watch::run(g, args, out),
         Command::Bench(args) => bench::run(g, args, out),
+        Command::Serve(args) => serve::run(g, args, out),
+        Command::Token(cmd) => token::run(g, cmd, out),
     }
 }
 

@@ -1,15 +1,13 @@
 //! `cojobs queue TYPE ...`: queue a job, print its id alone on stdout.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use chrono::TimeDelta;
-use serde_json::Value;
 
 use super::{Error, Global, current_user, runtime, time};
 use crate::bounds;
-use crate::sandbox::SandboxError;
 use crate::store::{NewJob, Queued};
+use crate::submit::{CheckError, JobSpec, check_against_plugins};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -152,22 +150,6 @@ fn check_numbers(args: &Args, delay: Option<i64>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The first number of a `queue --from` line outside its range.
-fn check_line_numbers(line: &Line) -> Result<(), bounds::OutOfRange> {
-    for (bound, value) in [
-        (bounds::FUEL, line.fuel),
-        (bounds::MEMORY_MIB, line.memory),
-        (bounds::TIMEOUT_SECS, line.timeout),
-        (bounds::RETRY_INTERVAL, line.retry_interval),
-        (bounds::MAX_RETRY, line.max_retry),
-        (bounds::REQUEUE_INTERVAL, line.requeue_interval),
-        (bounds::DELAY, line.delay),
-    ] {
-        bound.check_opt(value)?;
-    }
-    Ok(())
-}
-
 /// Check the job's mode and params against what its plugin
 /// (`<plugins>/<job_type>.wasm`) declares in `describe`, and fill in the
 /// defaults of absent parameters. Every refusal is `Error::Input` (exit 2)
@@ -175,27 +157,6 @@ fn check_line_numbers(line: &Line) -> Result<(), bounds::OutOfRange> {
 /// refused too, with a hint at `--no-check`.
 fn check_params(g: &Global, job: &mut NewJob) -> Result<(), Error> {
     check_many(g, std::slice::from_mut(job)).map_err(|(_, e)| e)
-}
-
-/// One line of a `queue --from` file.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    #[serde(rename = "type")]
-    job_type: String,
-    params: Option<Value>,
-    mode: Option<String>,
-    co: Option<i64>,
-    retry_interval: Option<i64>,
-    max_retry: Option<i64>,
-    requeue_interval: Option<i64>,
-    /// Seconds from now.
-    delay: Option<i64>,
-    start_after: Option<String>,
-    summary: Option<String>,
-    fuel: Option<i64>,
-    memory: Option<i64>,
-    timeout: Option<i64>,
 }
 
 /// `queue --from FILE.jsonl`: parse and check every line, then queue all
@@ -221,37 +182,8 @@ fn queue_file(
             continue;
         }
         let at = |msg: String| Error::Input(format!("{}:{n}: {msg}", path.display()));
-        let line: Line = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
-        check_line_numbers(&line).map_err(|e| at(e.to_string()))?;
-        let params = match line.params {
-            None => None,
-            Some(v @ Value::Object(_)) => Some(v.to_string()),
-            Some(other) => return Err(at(format!("params must be a JSON object, not {other}"))),
-        };
-        let start_after = match (line.delay, line.start_after) {
-            (Some(_), Some(_)) => return Err(at("give delay or start_after, not both".into())),
-            (Some(secs), None) => Some(
-                now.checked_add_signed(TimeDelta::try_seconds(secs).unwrap_or(TimeDelta::MAX))
-                    .ok_or_else(|| at(format!("delay of {secs} s is too long")))?,
-            ),
-            (None, Some(t)) => Some(time::parse_time(&t).map_err(|e| at(e.to_string()))?),
-            (None, None) => None,
-        };
-        jobs.push(NewJob {
-            co_id: line.co.unwrap_or(1),
-            job_type: line.job_type,
-            job_mode: line.mode,
-            job_params: params,
-            requeue_interval: line.requeue_interval,
-            retry_interval: line.retry_interval,
-            max_retry: line.max_retry,
-            start_after,
-            register_summary: line.summary,
-            fuel_limit: line.fuel,
-            memory_limit_mib: line.memory,
-            timeout_secs: line.timeout,
-            queued_by: Some(who.clone()),
-        });
+        let line: JobSpec = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        jobs.push(line.into_new_job(now, &who).map_err(at)?);
         line_numbers.push(n);
     }
     if !no_check {
@@ -280,44 +212,24 @@ fn queue_file(
     Ok(())
 }
 
-/// [`check_params`] for many jobs, describing each plugin once. The error
-/// carries the index of the first job that does not fit.
-///
-/// Params that are not a JSON object get the store's own refusal.
+/// [`check_params`] for many jobs, describing each plugin once
+/// ([`crate::submit::check_against_plugins`], which `serve` uses too). The
+/// error carries the index of the first job that does not fit.
 fn check_many(g: &Global, jobs: &mut [NewJob]) -> Result<(), (usize, Error)> {
     super::run::init_tracing("warn");
-    let sandbox = Arc::new(g.sandbox().map_err(|e| (0, e))?);
+    let sandbox = std::sync::Arc::new(g.sandbox().map_err(|e| (0, e))?);
     let rt = runtime().map_err(|e| (0, e))?;
-    let mut descriptions = std::collections::HashMap::new();
-    for (i, job) in jobs.iter_mut().enumerate() {
-        if !descriptions.contains_key(&job.job_type) {
-            let desc = rt
-                .block_on(async {
-                    let plugin = sandbox.plugin_async(&job.job_type).await?;
-                    sandbox.describe(&plugin).await
-                })
-                .map_err(|e| {
-                    (
-                        i,
-                        match e {
-                            SandboxError::BadName(e) => Error::Input(e.to_string()),
-                            e => Error::Input(format!("{e} (use --no-check to queue it anyway)")),
-                        },
-                    )
-                })?;
-            descriptions.insert(job.job_type.clone(), desc);
-        }
-        let desc = &descriptions[&job.job_type];
-        let params = match &job.job_params {
-            Some(text) => crate::store::parse_params(text).map_err(|e| (i, Error::from(e)))?,
-            None => serde_json::Map::new(),
-        };
-        let checked = desc
-            .check(job.job_mode.as_deref(), &params)
-            .map_err(|e| (i, Error::Input(e.to_string())))?;
-        if checked != params {
-            job.job_params = Some(Value::Object(checked).to_string());
-        }
-    }
-    Ok(())
+    rt.block_on(check_against_plugins(&sandbox, jobs))
+        .map_err(|(i, e)| {
+            (
+                i,
+                match e {
+                    CheckError::Plugin(e) => {
+                        Error::Input(format!("{e} (use --no-check to queue it anyway)"))
+                    }
+                    CheckError::Store(e) => Error::from(e),
+                    e => Error::Input(e.to_string()),
+                },
+            )
+        })
 }

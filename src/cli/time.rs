@@ -1,25 +1,14 @@
 //! Parsing the command line's times (`--start-after`) and durations
 //! (`--older-than`, `--delay`).
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 
 use super::Error;
 
 /// RFC 3339 (`2030-01-02T03:04:05Z`, any offset) or `YYYY-MM-DD HH:MM:SS`
 /// (with optional fraction, also with a `T`), taken as UTC.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, Error> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(Error::Input(format!(
-        "cannot read time '{s}': use RFC 3339 (2030-01-02T03:04:05Z) or 'YYYY-MM-DD HH:MM:SS' (UTC)"
-    )))
+    crate::submit::parse_time(s).map_err(Error::Input)
 }
 
 /// A duration: a whole number with a unit `s`, `m`, `h` or `d` (a bare

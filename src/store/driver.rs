@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, HistoryRecord, Job, JobId,
-    ListFilter, NewHistoryRecord, NewJob, Queued, StoreError,
+    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued, StoreError, Token,
 };
 use crate::job::JobStatus;
 
@@ -97,7 +97,9 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Error {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
         match e {
-            StoreError::NotOurs { .. } | StoreError::AlreadyEnded { .. } => Error::Conflict(e),
+            StoreError::NotOurs { .. }
+            | StoreError::AlreadyEnded { .. }
+            | StoreError::NotRetryable { .. } => Error::Conflict(e),
             StoreError::Unavailable(msg) => Error::Transient(msg),
             StoreError::FileGone(msg) | StoreError::Failed(msg) => Error::Other(msg),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
@@ -410,4 +412,34 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// The schema's state, changing nothing.
     async fn schema_status(&self) -> Result<SchemaStatus>;
+
+    // ---- `cojobs serve` (issue 12): search, counts, retry now, tokens ----
+
+    /// Rows matching `q`, newest first, at most `q.limit`, without their
+    /// logs (`job_log` is `None`: [`JobStore::get`] has it).
+    async fn search(&self, q: &JobQuery) -> Result<Vec<Job>>;
+
+    /// Rows per (CO, type, status), of CO `co_id` or of all.
+    async fn count_groups(&self, co_id: Option<i64>) -> Result<Vec<GroupCount>>;
+
+    /// Retry an `X` or `CX` row now, in one transaction: a new `Q` row
+    /// copying it (as a policy retry does: [`crate::job::successor`]'s
+    /// columns, `max_retry_count` + 1, due at once), linked to it, queued
+    /// by `who`; the row retried gets `retried_by` = `who`. Any other
+    /// status is [`Error::Conflict`] ([`StoreError::NotRetryable`]); an
+    /// unknown row [`Error::Input`].
+    async fn retry_now(&self, id: JobId, who: &str) -> Result<JobId>;
+
+    /// Store a token (only the hash of its secret). Its name must be free
+    /// among live tokens, its CO must exist ([`Error::Input`]).
+    async fn add_token(&self, t: &NewToken) -> Result<i64>;
+
+    /// Every token, live and revoked, by id.
+    async fn list_tokens(&self) -> Result<Vec<Token>>;
+
+    /// Revoke the live token named `name` ([`Error::Input`] if none).
+    async fn revoke_token(&self, name: &str) -> Result<()>;
+
+    /// The live token whose secret hashes to `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>>;
 }

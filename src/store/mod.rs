@@ -18,6 +18,7 @@ mod jobs;
 pub mod postgres;
 mod runner;
 mod schema;
+mod serve;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use jobs::{
     NewHistoryRecord, NewJob, Queued,
 };
 pub use runner::Finish;
+pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};
 
 /// How long a statement waits for another connection's write lock, unless
 /// the store is opened with another wait ([`Store::open_with`]).
@@ -157,6 +159,17 @@ pub enum StoreError {
     /// or a whole batch failed); the message says why.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Only a failed or canceled job can be retried now.
+    #[error("job {id} is {status}; only a failed (X) or canceled (CX) job can be retried")]
+    NotRetryable { id: JobId, status: JobStatus },
+    #[error("a live token named '{0}' already exists")]
+    TokenExists(String),
+    #[error("no live token named '{0}' (see `cojobs token list`)")]
+    NoToken(String),
+    #[error("token name '{0}' is not [A-Za-z0-9][A-Za-z0-9_.@-]{{0,63}}")]
+    BadTokenName(String),
+    #[error("role '{0}' is not one of admin, operator, viewer")]
+    BadRole(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -203,6 +216,11 @@ impl StoreError {
                 | StoreError::Negative { .. }
                 | StoreError::ModeTooLong(_)
                 | StoreError::AlreadyEnded { .. }
+                | StoreError::NotRetryable { .. }
+                | StoreError::TokenExists(_)
+                | StoreError::NoToken(_)
+                | StoreError::BadTokenName(_)
+                | StoreError::BadRole(_)
         )
     }
 }
@@ -389,6 +407,8 @@ pub struct Job {
     pub cancel_requested_at: Option<String>,
     pub queued_by: Option<String>,
     pub status_line: Option<String>,
+    /// Who retried this ended row by hand (`serve`'s retry now).
+    pub retried_by: Option<String>,
 }
 
 fn ser_status<S: serde::Serializer>(st: &JobStatus, s: S) -> Result<S::Ok, S::Error> {
@@ -401,10 +421,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, co_id, job_type, job_type_fk, job_mode
     status, register_summary, start_summary, finish_summary, queue_time, start_after_time, \
     start_time, complete_time, percent_complete, runner_id, lease_expires_at, fuel_limit, \
     memory_limit_mib, timeout_secs, fuel_used, job_log, cancel_requested_by, \
-    cancel_requested_at, queued_by, status_line";
+    cancel_requested_at, queued_by, status_line, retried_by";
 
 /// The names of the columns of [`JOB_COLUMNS`], for display.
-pub const JOB_COLUMN_NAMES: [&str; 31] = [
+pub const JOB_COLUMN_NAMES: [&str; 32] = [
     "id",
     "co_id",
     "job_type",
@@ -436,6 +456,7 @@ pub const JOB_COLUMN_NAMES: [&str; 31] = [
     "cancel_requested_at",
     "queued_by",
     "status_line",
+    "retried_by",
 ];
 
 impl Job {
@@ -476,6 +497,7 @@ impl Job {
             cancel_requested_at: r.get(28)?,
             queued_by: r.get(29)?,
             status_line: r.get(30)?,
+            retried_by: r.get(31)?,
         })
     }
 
@@ -537,6 +559,7 @@ impl Job {
             s(&self.cancel_requested_at),
             s(&self.queued_by),
             s(&self.status_line),
+            s(&self.retried_by),
         ]
     }
 }

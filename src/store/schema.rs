@@ -158,6 +158,21 @@ CREATE INDEX cm_co_job_history_records_i1 ON cm_co_job_history_records (co_job_i
         normalize_times!(),
         " UPDATE cm_co_jobs SET status = status WHERE status = 'Q';"
     ),
+    // 3: `cojobs serve` (issue 12): who retried a row by hand, and access
+    // tokens (only the hash of a secret; a name is unique among live ones).
+    r#"
+ALTER TABLE cm_co_jobs ADD COLUMN retried_by TEXT;
+CREATE TABLE cojobs_tokens (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    co_id      INTEGER REFERENCES cm_cos (id),
+    created    TIMESTAMP NOT NULL,
+    revoked    TIMESTAMP
+);
+CREATE UNIQUE INDEX cojobs_tokens_live_name ON cojobs_tokens (name) WHERE revoked IS NULL;
+"#,
 ];
 
 /// The schema version of the open database (`user_version`), read

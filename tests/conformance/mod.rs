@@ -14,7 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cojobs::job::{JobStatus, Outcome, RecordStatus};
 use cojobs::store::driver::{Claim, ErrorKind, JobStore, Progress, Released, Rescued, Wake};
-use cojobs::store::{CancelResult, Finish, JobId, ListFilter, NewHistoryRecord, NewJob, Queued};
+use cojobs::store::{
+    CancelResult, Finish, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued,
+    Role,
+};
 
 /// What a driver gives the suite.
 #[async_trait]
@@ -52,6 +55,11 @@ macro_rules! conformance_tests {
             claim_due_by_and_claim_one,
             concurrent_starts_and_finishes_each_get_their_answer,
             a_starting_claim_writes_the_start_and_keeps_due_by,
+            // `cojobs serve` (issue 12)
+            search_filters_times_text_and_cursor,
+            count_groups_by_co_type_status,
+            retry_now_links_and_records_who,
+            tokens_add_list_revoke,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -903,4 +911,260 @@ pub async fn a_starting_claim_writes_the_start_and_keeps_due_by(h: &impl Harness
             .is_ok()
     );
     assert_eq!(status(&*s, first).await, JobStatus::Complete);
+}
+
+// ---- `cojobs serve` (issue 12) ----
+
+fn query(limit: i64) -> JobQuery {
+    JobQuery {
+        limit,
+        ..JobQuery::default()
+    }
+}
+
+fn ids_of(jobs: &[cojobs::store::Job]) -> Vec<JobId> {
+    jobs.iter().map(|j| j.id).collect()
+}
+
+pub async fn search_filters_times_text_and_cursor(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("two", None).await.expect("co");
+    let mut a = NewJob::new(1, "alpha");
+    a.register_summary = Some("Nightly 100%_sync of <b>".into());
+    let a = s.queue(&a).await.expect("queue");
+    let b = s.queue(&NewJob::new(co2, "beta")).await.expect("queue");
+    let c = s.queue(&NewJob::new(1, "alpha")).await.expect("queue");
+    s.cancel(c, "ada").await.expect("cancel");
+
+    // Newest first, bounded, with a cursor; no logs in a search.
+    let all = s.search(&query(2)).await.expect("search");
+    assert_eq!(ids_of(&all), vec![c, b]);
+    assert!(all.iter().all(|j| j.job_log.is_none()));
+    let rest = s
+        .search(&JobQuery {
+            before: Some(b),
+            ..query(2)
+        })
+        .await
+        .expect("search");
+    assert_eq!(ids_of(&rest), vec![a]);
+    // Each filter.
+    let by = |q: JobQuery| {
+        let s = s.clone();
+        async move { ids_of(&s.search(&q).await.expect("search")) }
+    };
+    assert_eq!(
+        by(JobQuery {
+            job_type: Some("alpha".into()),
+            ..query(10)
+        })
+        .await,
+        vec![c, a]
+    );
+    assert_eq!(
+        by(JobQuery {
+            co_id: Some(co2),
+            ..query(10)
+        })
+        .await,
+        vec![b]
+    );
+    assert_eq!(
+        by(JobQuery {
+            status: Some(JobStatus::Canceled),
+            ..query(10)
+        })
+        .await,
+        vec![c]
+    );
+    // Text: a substring, case-insensitive, wildcards taken literally.
+    for (text, want) in [
+        ("nightly", vec![a]),
+        ("100%_s", vec![a]),
+        ("100%x", vec![]),
+        ("canceled BY ada", vec![c]),
+        ("<b>", vec![a]),
+    ] {
+        let got = by(JobQuery {
+            text: Some(text.into()),
+            ..query(10)
+        })
+        .await;
+        assert_eq!(got, want, "text {text:?}");
+    }
+    // Time ranges: queued, finished.
+    let now = chrono::Utc::now();
+    let hour = chrono::TimeDelta::hours(1);
+    assert_eq!(
+        by(JobQuery {
+            queued_after: Some(now - hour),
+            queued_before: Some(now + hour),
+            ..query(10)
+        })
+        .await,
+        vec![c, b, a]
+    );
+    assert!(
+        by(JobQuery {
+            queued_after: Some(now + hour),
+            ..query(10)
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        by(JobQuery {
+            finished_after: Some(now - hour),
+            ..query(10)
+        })
+        .await,
+        vec![c]
+    );
+    assert!(
+        by(JobQuery {
+            finished_before: Some(now - hour),
+            ..query(10)
+        })
+        .await
+        .is_empty()
+    );
+}
+
+pub async fn count_groups_by_co_type_status(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("two", None).await.expect("co");
+    s.queue_many(&[
+        NewJob::new(1, "a"),
+        NewJob::new(1, "a"),
+        NewJob::new(1, "b"),
+        NewJob::new(co2, "a"),
+    ])
+    .await
+    .expect("queue");
+    let ids = s
+        .search(&JobQuery {
+            co_id: Some(1),
+            job_type: Some("b".into()),
+            ..query(1)
+        })
+        .await
+        .expect("search");
+    s.cancel(ids[0].id, "ada").await.expect("cancel");
+    let mut all: Vec<(i64, String, &str, i64)> = s
+        .count_groups(None)
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|g| (g.co_id, g.job_type, g.status.code(), g.count))
+        .collect();
+    all.sort();
+    assert_eq!(
+        all,
+        vec![
+            (1, "a".to_string(), "Q", 2),
+            (1, "b".to_string(), "CX", 1),
+            (co2, "a".to_string(), "Q", 1),
+        ]
+    );
+    let two = s.count_groups(Some(co2)).await.expect("counts");
+    assert_eq!(two.len(), 1);
+    assert_eq!((two[0].co_id, two[0].count), (co2, 1));
+}
+
+pub async fn retry_now_links_and_records_who(h: &impl Harness) {
+    let s = h.store();
+    let mut job = NewJob::new(1, "hello");
+    job.job_params = Some(r#"{"n":1}"#.into());
+    job.retry_interval = Some(60);
+    job.max_retry = Some(0);
+    job.fuel_limit = Some(5000);
+    let id = s.queue(&job).await.expect("queue");
+    // A queued job cannot be retried: a conflict, nothing written.
+    let e = s.retry_now(id, "ops").await.expect_err("queued");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let e = s.retry_now(JobId(999_999), "ops").await.expect_err("none");
+    assert!(e.is_input(), "{e}");
+    // Failed (its policy allows no retry): retried by hand.
+    s.claim(&claim("r1", 1)).await.expect("claim");
+    s.start("r1", &[(id, chrono::Utc::now())])
+        .await
+        .expect("start");
+    assert_eq!(
+        one_finish(&*s, "r1", finish(id, failed("boom")))
+            .await
+            .expect("finish"),
+        None
+    );
+    let new = s.retry_now(id, "ops").await.expect("retry");
+    let old = s.get(id).await.expect("get").expect("row");
+    assert_eq!(old.status, JobStatus::Failed, "the row retried stays X");
+    assert_eq!(old.retried_by.as_deref(), Some("ops"));
+    let row = s.get(new).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Queued);
+    assert_eq!(row.requeued_from_co_job_id, Some(id));
+    assert_eq!(row.max_retry_count, Some(1));
+    assert_eq!(row.queued_by.as_deref(), Some("ops"));
+    assert_eq!(row.retried_by, None);
+    assert_eq!(
+        (row.co_id, row.job_type.as_str(), row.fuel_limit),
+        (1, "hello", Some(5000))
+    );
+    assert_eq!(row.params().expect("params"), old.params().expect("params"));
+    // It is due now, and in the chain.
+    assert_eq!(
+        ids_of(&s.claim(&claim("r1", 5)).await.expect("claim")),
+        vec![new]
+    );
+    assert_eq!(
+        ids_of(&s.retry_chain(id, None, 10).await.expect("chain")),
+        vec![id, new]
+    );
+    // Canceled rows may be retried too.
+    let q = s.queue(&NewJob::new(1, "hello")).await.expect("queue");
+    s.cancel(q, "ada").await.expect("cancel");
+    s.retry_now(q, "ops").await.expect("retry canceled");
+}
+
+pub async fn tokens_add_list_revoke(h: &impl Harness) {
+    let s = h.store();
+    let token = |name: &str, role, co, hash: &str| NewToken {
+        name: name.into(),
+        role,
+        co_id: co,
+        hash: hash.into(),
+    };
+    s.add_token(&token("ops", Role::Operator, None, "h1"))
+        .await
+        .expect("add");
+    s.add_token(&token("co1-admin", Role::Admin, Some(1), "h2"))
+        .await
+        .expect("add");
+    // Bad input writes nothing.
+    for bad in [
+        token("ops", Role::Viewer, None, "h3"),
+        token("bad name", Role::Viewer, None, "h4"),
+        token("ghost", Role::Viewer, Some(999), "h5"),
+    ] {
+        let e = s.add_token(&bad).await.expect_err("refused");
+        assert!(e.is_input(), "{e}");
+    }
+    let listed = s.list_tokens().await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["ops", "co1-admin"]);
+    assert_eq!(listed[1].co_id, Some(1));
+    let found = s.token_by_hash("h2").await.expect("find").expect("live");
+    assert_eq!(
+        (found.name.as_str(), found.role),
+        ("co1-admin", Role::Admin)
+    );
+    assert!(s.token_by_hash("nope").await.expect("find").is_none());
+    // Revoked: not found any more, listed with when; the name is free again.
+    s.revoke_token("ops").await.expect("revoke");
+    assert!(s.token_by_hash("h1").await.expect("find").is_none());
+    assert!(s.revoke_token("ops").await.expect_err("gone").is_input());
+    let listed = s.list_tokens().await.expect("list");
+    assert!(listed[0].revoked.is_some());
+    s.add_token(&token("ops", Role::Viewer, None, "h6"))
+        .await
+        .expect("name reusable");
 }

@@ -17,6 +17,7 @@ mod jobs;
 mod notify;
 mod runner;
 mod schema;
+mod serve;
 pub mod tls;
 
 use std::fmt;
@@ -33,8 +34,8 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    CancelResult, Co, Finish, HistoryRecord, Job, JobId, ListFilter, NewHistoryRecord, NewJob,
-    Queued, format_time,
+    CancelResult, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery, ListFilter,
+    NewHistoryRecord, NewJob, NewToken, Queued, Token, format_time,
 };
 use crate::job::JobStatus;
 
@@ -253,11 +254,15 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
     }
 }
 
+/// How many columns [`job_columns`] selects: a statement that returns more
+/// after them reads the next one at this index.
+pub(crate) const JOB_COLUMN_COUNT: usize = 32;
+
 /// The `cm_co_jobs` columns [`job_from_row`] reads, in its order, each
 /// qualified by `alias` and cast to the type the row struct holds (the
 /// seed's integers may be `integer` in a COmanage database).
 pub(crate) fn job_columns(alias: &str) -> String {
-    const COLS: [(&str, &str); 31] = [
+    const COLS: [(&str, &str); JOB_COLUMN_COUNT] = [
         ("id", "::int8"),
         ("co_id", "::int8"),
         ("job_type", "::text"),
@@ -289,6 +294,7 @@ pub(crate) fn job_columns(alias: &str) -> String {
         ("cancel_requested_at", ""),
         ("queued_by", "::text"),
         ("status_line", "::text"),
+        ("retried_by", "::text"),
     ];
     COLS.iter()
         .map(|(c, cast)| format!("{alias}.{c}{cast}"))
@@ -342,6 +348,7 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job> {
         cancel_requested_at: time_text(row, 28)?,
         queued_by: row.try_get(29).map_err(g)?,
         status_line: row.try_get(30).map_err(g)?,
+        retried_by: row.try_get(31).map_err(g)?,
     })
 }
 
@@ -497,5 +504,37 @@ impl JobStore for PgStore {
 
     async fn schema_status(&self) -> Result<SchemaStatus> {
         schema::status(&self.client().await?).await
+    }
+
+    // ---- `cojobs serve` ----
+
+    async fn search(&self, q: &JobQuery) -> Result<Vec<Job>> {
+        serve::search(&self.client().await?, q).await
+    }
+
+    async fn count_groups(&self, co_id: Option<i64>) -> Result<Vec<GroupCount>> {
+        serve::count_groups(&self.client().await?, co_id).await
+    }
+
+    async fn retry_now(&self, id: JobId, who: &str) -> Result<JobId> {
+        let new = serve::retry_now(&mut self.client().await?, id, who).await?;
+        self.notify.job_queued().await;
+        Ok(new)
+    }
+
+    async fn add_token(&self, t: &NewToken) -> Result<i64> {
+        serve::add_token(&mut self.client().await?, t).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<Token>> {
+        serve::list_tokens(&self.client().await?).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<()> {
+        serve::revoke_token(&self.client().await?, name).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>> {
+        serve::token_by_hash(&self.client().await?, hash).await
     }
 }

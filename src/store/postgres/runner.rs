@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use super::{DUE, NOW, interval_secs, job_columns, job_from_row, map_err};
+use super::{DUE, JOB_COLUMN_COUNT, NOW, interval_secs, job_columns, job_from_row, map_err};
 use crate::job::{self, JobStatus, Outcome};
 use crate::store::driver::{Claim, Error, Progress, Released, Rescued, Result, Successor};
 use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
@@ -109,7 +109,12 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
     }
     let mut ranked = rows
         .iter()
-        .map(|r| Ok((r.try_get::<_, i64>(31).map_err(map_err)?, job_from_row(r)?)))
+        .map(|r| {
+            Ok((
+                r.try_get::<_, i64>(JOB_COLUMN_COUNT).map_err(map_err)?,
+                job_from_row(r)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     ranked.sort_by(|(ra, a), (rb, b)| (*ra, due(a), a.id).cmp(&(*rb, due(b), b.id)));
     Ok(ranked.into_iter().map(|(_, j)| j).collect())

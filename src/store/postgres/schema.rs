@@ -34,10 +34,11 @@ pub(super) struct Migration {
 }
 
 /// The migrations, oldest first. Append only.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "seed tables, cojobs columns, claim indexes, insert notify trigger",
-    sql: r#"
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "seed tables, cojobs columns, claim indexes, insert notify trigger",
+        sql: r#"
 CREATE TABLE IF NOT EXISTS cm_cos (
     id          bigserial PRIMARY KEY,
     name        varchar(128) NOT NULL,
@@ -153,7 +154,26 @@ DROP TRIGGER IF EXISTS cojobs_notify_insert ON cm_co_jobs;
 CREATE TRIGGER cojobs_notify_insert AFTER INSERT ON cm_co_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION cojobs_notify_insert();
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "serve: retried_by, access tokens",
+        sql: r#"
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS retried_by text;
+CREATE TABLE IF NOT EXISTS cojobs_tokens (
+    id         bigserial PRIMARY KEY,
+    name       text NOT NULL,
+    token_hash text NOT NULL UNIQUE,
+    role       text NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    co_id      bigint,
+    created    timestamp without time zone NOT NULL,
+    revoked    timestamp without time zone
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cojobs_tokens_live_name ON cojobs_tokens (name)
+    WHERE revoked IS NULL;
+"#,
+    },
+];
 
 /// The newest version this cojobs knows.
 pub(super) fn latest() -> i64 {

@@ -23,8 +23,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    Access, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, HistoryRecord, Job, JobId,
-    ListFilter, NewHistoryRecord, NewJob, Queued, Store, StoreError,
+    Access, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued, Store, StoreError,
+    Token,
 };
 use crate::job::JobStatus;
 pub use writer::Patience;
@@ -453,5 +454,44 @@ impl JobStore for SqliteStore {
             latest: Store::known_version(),
             applied: Vec::new(),
         })
+    }
+
+    // ---- `cojobs serve` ----
+
+    async fn search(&self, q: &JobQuery) -> Result<Vec<Job>> {
+        let q = q.clone();
+        self.call("search jobs", move |s| s.search(&q)).await
+    }
+
+    async fn count_groups(&self, co_id: Option<i64>) -> Result<Vec<GroupCount>> {
+        self.call("count jobs", move |s| s.count_groups(co_id))
+            .await
+    }
+
+    async fn retry_now(&self, id: JobId, who: &str) -> Result<JobId> {
+        let who = who.to_string();
+        self.call("retry a job", move |s| s.retry_now(id, &who))
+            .await
+    }
+
+    async fn add_token(&self, t: &NewToken) -> Result<i64> {
+        let t = t.clone();
+        self.call("add a token", move |s| s.add_token(&t)).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<Token>> {
+        self.call("list tokens", |s| s.list_tokens()).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.call("revoke a token", move |s| s.revoke_token(&name))
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>> {
+        let hash = hash.to_string();
+        self.call("look up a token", move |s| s.token_by_hash(&hash))
+            .await
     }
 }
