@@ -373,18 +373,10 @@ fn server_restart_under_a_running_runner_loses_nothing() {
         50,
         "no retries needed"
     );
-    // It saw the outage (which of its calls met it depends on timing).
-    let log = runner.log();
-    assert!(
-        [
-            "trying again",
-            "waiting for the database",
-            "database unavailable"
-        ]
-        .iter()
-        .any(|w| log.contains(w)),
-        "{log}"
-    );
+    // Whether the runner's own calls met the outage (and logged "waiting
+    // for the database") depends on timing: a restart between two calls is
+    // absorbed by the pool reconnecting. So it is not asserted; what must
+    // hold is above (never exited, every job OK, none retried) and below.
     runner.terminate();
     runner.wait_ok();
     // A job's end whose commit's answer was lost in the restart is written

@@ -68,20 +68,26 @@ fn started_summary(runner_id: &str) -> String {
     job::truncate_summary(&format!("started by runner {runner_id}"))
 }
 
-pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Result<Vec<Job>> {
-    if c.max == 0 || c.per_co == Some(0) {
-        return Ok(Vec::new());
-    }
-    let max = i64::try_from(c.max).unwrap_or(i64::MAX);
-    let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let summary = if c.start {
+/// `start_summary` of a row the claim of `c` takes: started, or claimed
+/// and not started yet.
+fn claimed_summary(c: &Claim) -> String {
+    if c.start {
         started_summary(&c.runner_id)
     } else {
         job::truncate_summary(&format!(
             "claimed by runner {}, not started yet",
             c.runner_id
         ))
-    };
+    }
+}
+
+pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Result<Vec<Job>> {
+    if c.max == 0 || c.per_co == Some(0) {
+        return Ok(Vec::new());
+    }
+    let max = i64::try_from(c.max).unwrap_or(i64::MAX);
+    let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let summary = claimed_summary(c);
     let stmt = client.prepare_cached(&claim_sql()).await.map_err(map_err)?;
     let rows = client
         .query(
@@ -131,14 +137,7 @@ pub(super) async fn claim_one(
         return Ok(None);
     }
     let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let summary = if c.start {
-        started_summary(&c.runner_id)
-    } else {
-        job::truncate_summary(&format!(
-            "claimed by runner {}, not started yet",
-            c.runner_id
-        ))
-    };
+    let summary = claimed_summary(c);
     let stmt = client
         .prepare_cached(&format!(
             "UPDATE cm_co_jobs j SET status = 'GO', runner_id = $2, \
