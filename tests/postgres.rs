@@ -10,6 +10,8 @@
 //! the claim plan at 1,000,000 rows, the listener's reconnect, TLS.
 
 mod conformance;
+#[path = "util/pg.rs"]
+mod pg;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,30 +23,8 @@ use cojobs::store::driver::{Claim, JobStore, Wake};
 use cojobs::store::postgres::PgStore;
 use cojobs::store::{Finish, NewJob};
 use conformance::Harness;
+use pg::{base_url, url_for};
 use tokio_postgres::NoTls;
-
-fn base_url() -> String {
-    std::env::var("COJOBS_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-/// `base` with its database replaced by `db`.
-fn url_for(base: &str, db: &str) -> String {
-    let (head, query) = match base.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (base, None),
-    };
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let host_end = head[scheme_end..]
-        .find('/')
-        .map_or(head.len(), |i| scheme_end + i);
-    let mut url = format!("{}/{db}", &head[..host_end]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
-}
 
 async fn admin() -> tokio_postgres::Client {
     let base = base_url();
