@@ -15,6 +15,7 @@ mod plugins;
 mod prune;
 mod queue;
 mod run;
+mod schedule;
 mod show;
 mod text;
 mod time;
@@ -153,6 +154,10 @@ pub enum Command {
     Watch(watch::Args),
     /// Measure throughput and latency end to end against the sandbox alone.
     Bench(bench::Args),
+    /// Cron schedules: queue a job at every tick (kept in the database;
+    /// every runner queues due ticks, each once).
+    #[command(subcommand)]
+    Schedule(schedule::Command),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -241,6 +246,7 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::History(args) => history::run(g, args, out),
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
+        Command::Schedule(cmd) => schedule::run(g, cmd, out),
         Command::Exec(args) => exec::run(g, args, out),
         Command::Plugins(args) => plugins::run(g, args, out),
         Command::Run(args) => run::run(g, args, out),

@@ -38,6 +38,7 @@ fn snapshot(store: &Store) -> Result<Snapshot, Error> {
             status: Some(JobStatus::InProgress),
             job_type: None,
             co_id: None,
+            schedule: None,
             limit: Some(200),
         })?,
     })

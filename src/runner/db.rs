@@ -61,6 +61,9 @@ enum Cmd {
     DataVersion {
         reply: Reply<i64>,
     },
+    EnqueueTicks {
+        reply: Reply<Vec<JobId>>,
+    },
 }
 
 /// A row rescued from a runner that stopped responding.
@@ -180,6 +183,11 @@ impl Db {
 
     pub async fn next_due(&self) -> Result<Option<String>, StoreError> {
         self.ask(|reply| Cmd::NextDue { reply }).await
+    }
+
+    /// The schedule pass: queue due ticks (`docs/design.md#schedules`).
+    pub async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>, StoreError> {
+        self.ask(|reply| Cmd::EnqueueTicks { reply }).await
     }
 
     /// SQLite's `data_version`: changes when another connection commits,
@@ -314,6 +322,7 @@ fn refuse(cmd: Cmd, msg: &str) {
         Cmd::CancelRequests { reply } => drop(reply.send(Err(err()))),
         Cmd::NextDue { reply } => drop(reply.send(Err(err()))),
         Cmd::DataVersion { reply } => drop(reply.send(Err(err()))),
+        Cmd::EnqueueTicks { reply } => drop(reply.send(Err(err()))),
     }
 }
 
@@ -377,6 +386,11 @@ fn handle(store: &mut Store, runner_id: &str, lease: Duration, cmd: Cmd) {
         }
         Cmd::DataVersion { reply } => {
             let _ = reply.send(patiently("poll for new jobs", || store.data_version()));
+        }
+        Cmd::EnqueueTicks { reply } => {
+            let _ = reply.send(patiently("queue due schedule ticks", || {
+                store.enqueue_due_ticks()
+            }));
         }
     }
 }

@@ -16,6 +16,7 @@
 mod jobs;
 mod notify;
 mod runner;
+mod schedules;
 mod schema;
 pub mod tls;
 
@@ -34,7 +35,7 @@ use super::driver::{
 };
 use super::{
     CancelResult, Co, Finish, HistoryRecord, Job, JobId, ListFilter, NewHistoryRecord, NewJob,
-    Queued, format_time,
+    NewSchedule, Queued, ScheduleRow, format_time,
 };
 use crate::job::JobStatus;
 
@@ -248,7 +249,7 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
 /// qualified by `alias` and cast to the type the row struct holds (the
 /// seed's integers may be `integer` in a COmanage database).
 pub(crate) fn job_columns(alias: &str) -> String {
-    const COLS: [(&str, &str); 31] = [
+    const COLS: [(&str, &str); 35] = [
         ("id", "::int8"),
         ("co_id", "::int8"),
         ("job_type", "::text"),
@@ -280,6 +281,10 @@ pub(crate) fn job_columns(alias: &str) -> String {
         ("cancel_requested_at", ""),
         ("queued_by", "::text"),
         ("status_line", "::text"),
+        ("schedule_name", "::text"),
+        ("schedule_tick", ""),
+        ("backoff", "::text"),
+        ("backoff_max", "::int8"),
     ];
     COLS.iter()
         .map(|(c, cast)| format!("{alias}.{c}{cast}"))
@@ -333,6 +338,10 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job> {
         cancel_requested_at: time_text(row, 28)?,
         queued_by: row.try_get(29).map_err(g)?,
         status_line: row.try_get(30).map_err(g)?,
+        schedule_name: row.try_get(31).map_err(g)?,
+        schedule_tick: time_text(row, 32)?,
+        backoff: row.try_get(33).map_err(g)?,
+        backoff_max: row.try_get(34).map_err(g)?,
     })
 }
 
@@ -483,5 +492,36 @@ impl JobStore for PgStore {
 
     async fn schema_status(&self) -> Result<SchemaStatus> {
         schema::status(&self.client().await?).await
+    }
+
+    async fn add_schedule(&self, s: &NewSchedule) -> Result<i64> {
+        schedules::add(&mut self.client().await?, s).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        schedules::list(&self.client().await?, None).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        Ok(schedules::list(&self.client().await?, Some(name))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()> {
+        schedules::set_paused(&self.client().await?, name, paused).await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<()> {
+        schedules::remove(&self.client().await?, name).await
+    }
+
+    async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>> {
+        let ids = schedules::enqueue_due_ticks(&mut self.client().await?).await?;
+        if !ids.is_empty() {
+            self.notify.job_queued();
+        }
+        Ok(ids)
     }
 }

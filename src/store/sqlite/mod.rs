@@ -26,7 +26,7 @@ use super::driver::{
 };
 use super::{
     CancelResult, Co, Finish, HistoryRecord, Job, JobId, ListFilter, NewHistoryRecord, NewJob,
-    Queued, Store, StoreError,
+    NewSchedule, Queued, ScheduleRow, Store, StoreError,
 };
 use crate::job::JobStatus;
 
@@ -342,5 +342,34 @@ impl JobStore for SqliteStore {
             latest: Store::known_version(),
             applied: Vec::new(),
         })
+    }
+
+    async fn add_schedule(&self, s: &NewSchedule) -> Result<i64> {
+        let s = s.clone();
+        self.call(move |st| st.add_schedule(&s)).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.call(|st| st.schedules()).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        let name = name.to_string();
+        self.call(move |st| st.schedule(&name)).await
+    }
+
+    async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()> {
+        let name = name.to_string();
+        self.call(move |st| st.set_schedule_paused(&name, paused))
+            .await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.call(move |st| st.remove_schedule(&name)).await
+    }
+
+    async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>> {
+        self.call(|st| st.enqueue_due_ticks()).await
     }
 }
