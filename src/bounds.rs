@@ -80,6 +80,14 @@ pub const MAX_RETRY: Bound = Bound {
     unit: "retries",
 };
 
+/// `backoff_max`: the longest exponential retry delay.
+pub const BACKOFF_MAX: Bound = Bound {
+    name: "backoff_max",
+    min: 1,
+    max: TEN_YEARS_SECS,
+    unit: "seconds (10 years)",
+};
+
 /// How long from now a queued job waits before it is due.
 pub const DELAY: Bound = Bound {
     name: "delay",
@@ -205,6 +213,7 @@ mod tests {
             REQUEUE_INTERVAL,
             MAX_RETRY,
             DELAY,
+            BACKOFF_MAX,
             LEASE_SECS,
             GRACE_SECS,
         ] {

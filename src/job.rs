@@ -163,8 +163,65 @@ impl FromStr for RecordStatus {
     }
 }
 
+/// How the delay before a retry grows (`queue --backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backoff {
+    /// Every retry waits `retry_interval` (the seed's rule).
+    #[default]
+    Fixed,
+    /// Retry *n* (counting from 0) waits a random time between 0 and
+    /// `min(backoff_max, retry_interval * 2^n)`: exponential growth with
+    /// full jitter, so many jobs failing together do not retry together.
+    Exponential,
+}
+
+impl Backoff {
+    pub const ALL: [Backoff; 2] = [Backoff::Fixed, Backoff::Exponential];
+
+    /// The name stored in `cm_co_jobs.backoff` and typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backoff::Fixed => "fixed",
+            Backoff::Exponential => "exponential",
+        }
+    }
+
+    /// The stored name; NULL or anything unknown (a plain-SQL row) is
+    /// [`Backoff::Fixed`], the seed's rule.
+    pub fn from_column(text: Option<&str>) -> Backoff {
+        text.and_then(|t| t.parse().ok()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backoff name that is not `fixed` or `exponential`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backoff '{0}' (expected fixed or exponential)")]
+pub struct UnknownBackoff(pub String);
+
+impl FromStr for Backoff {
+    type Err = UnknownBackoff;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backoff::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownBackoff(s.to_string()))
+    }
+}
+
+/// The longest exponential backoff delay unless a job sets its own
+/// (`--backoff-max`): one hour.
+pub const DEFAULT_BACKOFF_MAX_SECS: i64 = 3600;
+
 /// The retry/requeue columns of a row that just ended (`cm_co_jobs`'
-/// `requeue_interval`, `retry_interval`, `max_retry`, `max_retry_count`).
+/// `requeue_interval`, `retry_interval`, `max_retry`, `max_retry_count`,
+/// and cojobs' `backoff`, `backoff_max`), and its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Policy {
     /// Seconds after an `OK` end to start a fresh copy; NULL or 0 = never.
@@ -175,6 +232,48 @@ pub struct Policy {
     pub max_retry: Option<i64>,
     /// Retries that came before this row (NULL in a plain-SQL row reads as 0).
     pub max_retry_count: i64,
+    /// How the retry delay grows.
+    pub backoff: Backoff,
+    /// The longest exponential delay, seconds; NULL = [`DEFAULT_BACKOFF_MAX_SECS`].
+    pub backoff_max: Option<i64>,
+    /// The row's id: seeds the jitter, so the delay is a pure function of
+    /// the row (the runner and the store compute the same one) while rows
+    /// failing together still spread out.
+    pub id: i64,
+}
+
+/// The delay before the retry of a row with `policy`, `base` being its
+/// `retry_interval` (> 0): [`Backoff`] says how.
+pub fn retry_delay(policy: &Policy, base: i64) -> i64 {
+    match policy.backoff {
+        Backoff::Fixed => base,
+        Backoff::Exponential => {
+            let cap = policy
+                .backoff_max
+                .unwrap_or(DEFAULT_BACKOFF_MAX_SECS)
+                .max(1);
+            let attempt = u32::try_from(policy.max_retry_count.clamp(0, 62)).unwrap_or(62);
+            let ceiling = base.saturating_mul(1i64 << attempt).min(cap);
+            let fraction = unit_fraction(policy.id, policy.max_retry_count);
+            // Full jitter: uniform in [0, ceiling], whole seconds.
+            (fraction * (ceiling as f64 + 1.0))
+                .floor()
+                .min(ceiling as f64) as i64
+        }
+    }
+}
+
+/// A number in [0, 1) that looks random, from the row id and the attempt
+/// (splitmix64).
+fn unit_fraction(id: i64, attempt: i64) -> f64 {
+    let mut z = (id as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(attempt as u64)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The row to queue after a row ends: starts `delay_secs` after now and
@@ -198,7 +297,8 @@ pub enum SuccessorKind {
 ///
 /// - `X` that is retryable, with `retry_interval > 0`: a retry with
 ///   `max_retry_count + 1`, unless `max_retry` is set and
-///   `max_retry_count >= max_retry` (NULL = no limit, 0 = never).
+///   `max_retry_count >= max_retry` (NULL = no limit, 0 = never); it waits
+///   [`retry_delay`] (the interval, or exponential with full jitter).
 /// - `OK` with `requeue_interval > 0`: a fresh copy with count 0.
 /// - `CX`: never.
 pub fn successor(policy: &Policy, outcome: &Outcome) -> Option<Successor> {
@@ -222,7 +322,7 @@ pub fn successor(policy: &Policy, outcome: &Outcome) -> Option<Successor> {
                 return None;
             }
             Some(Successor {
-                delay_secs: secs,
+                delay_secs: retry_delay(policy, secs),
                 max_retry_count: policy.max_retry_count.saturating_add(1),
                 kind: SuccessorKind::Retry,
             })
@@ -378,6 +478,7 @@ mod tests {
             retry_interval: Some(60),
             max_retry: Some(3),
             max_retry_count: 2,
+            ..Policy::default()
         };
         let s = successor(&p, &ok()).expect("requeue");
         assert_eq!(
@@ -409,11 +510,94 @@ mod tests {
             retry_interval: Some(10),
             max_retry: None,
             max_retry_count: 0,
+            ..Policy::default()
         };
         let cx = Outcome::Canceled {
             summary: "canceled by ada".into(),
         };
         assert_eq!(successor(&p, &cx), None);
+    }
+
+    #[test]
+    fn backoff_names_round_trip() {
+        for b in Backoff::ALL {
+            assert_eq!(b.name().parse::<Backoff>(), Ok(b));
+        }
+        assert!("linear".parse::<Backoff>().is_err());
+        assert_eq!(Backoff::from_column(None), Backoff::Fixed);
+        assert_eq!(Backoff::from_column(Some("odd")), Backoff::Fixed);
+        assert_eq!(
+            Backoff::from_column(Some("exponential")),
+            Backoff::Exponential
+        );
+    }
+
+    /// The chain of a job retried until `max_retry`: its delays, in order.
+    fn chain_delays(policy: Policy) -> Vec<i64> {
+        let mut p = policy;
+        let mut delays = Vec::new();
+        while let Some(s) = successor(&p, &failed(true)) {
+            delays.push(s.delay_secs);
+            p.max_retry_count = s.max_retry_count;
+            p.id += 1; // the successor is a new row
+        }
+        delays
+    }
+
+    #[test]
+    fn exponential_backoff_grows_within_bounds_with_jitter() {
+        let fixed = Policy {
+            retry_interval: Some(10),
+            max_retry: Some(6),
+            ..Policy::default()
+        };
+        assert_eq!(chain_delays(fixed), vec![10; 6], "fixed: the seed's rule");
+        let expo = Policy {
+            backoff: Backoff::Exponential,
+            ..fixed
+        };
+        let mut all = Vec::new();
+        for id in 1..200 {
+            let delays = chain_delays(Policy { id, ..expo });
+            assert_eq!(delays.len(), 6);
+            for (n, d) in delays.iter().enumerate() {
+                let ceiling = 10 * (1 << n);
+                assert!(
+                    (0..=ceiling).contains(d),
+                    "retry {n}: {d} not in 0..={ceiling}"
+                );
+            }
+            all.push(delays);
+        }
+        // Jitter: delays of one attempt differ between rows, and spread
+        // over the whole range (means near half the ceiling).
+        for n in 0..6 {
+            let of_n: Vec<i64> = all.iter().map(|d| d[n]).collect();
+            let distinct: std::collections::HashSet<_> = of_n.iter().collect();
+            assert!(distinct.len() > 5, "attempt {n}: {of_n:?}");
+            let mean = of_n.iter().sum::<i64>() as f64 / of_n.len() as f64;
+            let half = f64::from(10 * (1 << n)) / 2.0;
+            assert!(
+                (mean - half).abs() < half * 0.35,
+                "attempt {n}: mean {mean}"
+            );
+        }
+        // The cap: never more than backoff_max (default an hour).
+        let long = Policy {
+            max_retry: Some(40),
+            max_retry_count: 0,
+            ..expo
+        };
+        assert!(
+            chain_delays(long)
+                .iter()
+                .all(|d| *d <= DEFAULT_BACKOFF_MAX_SECS)
+        );
+        let capped = Policy {
+            backoff_max: Some(25),
+            ..long
+        };
+        assert!(chain_delays(capped).iter().all(|d| *d <= 25));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!
 //! - [`job`]: the job state machine (`JobStatus`), how a run ends
 //!   ([`job::Outcome`]) and the retry/requeue policy. Pure code, no I/O.
+//! - [`schedule`]: cron schedules: when ticks fall (time zones, DST) and
+//!   which due ticks a pass queues (catch-up). Pure code, no I/O.
 //! - [`bounds`]: the range of every number a user sets on a job (limits,
 //!   intervals), checked when given and clamped when read. Pure code.
 //! - [`store`]: the SQLite job store: schema, migrations and every SQL
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod job;
 pub mod runner;
 pub mod sandbox;
+pub mod schedule;
 pub mod serve;
 pub mod store;
 pub mod submit;

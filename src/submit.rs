@@ -36,6 +36,10 @@ pub struct JobSpec {
     pub fuel: Option<i64>,
     pub memory: Option<i64>,
     pub timeout: Option<i64>,
+    /// `fixed` (the default) or `exponential`.
+    pub backoff: Option<String>,
+    /// The longest exponential retry delay, seconds.
+    pub backoff_max: Option<i64>,
 }
 
 impl JobSpec {
@@ -49,6 +53,7 @@ impl JobSpec {
             (bounds::MAX_RETRY, self.max_retry),
             (bounds::REQUEUE_INTERVAL, self.requeue_interval),
             (bounds::DELAY, self.delay),
+            (bounds::BACKOFF_MAX, self.backoff_max),
         ] {
             bound.check_opt(value)?;
         }
@@ -73,6 +78,13 @@ impl JobSpec {
             (None, Some(t)) => Some(parse_time(&t)?),
             (None, None) => None,
         };
+        let backoff = self
+            .backoff
+            .as_deref()
+            .map(str::parse::<crate::job::Backoff>)
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .filter(|b| *b != crate::job::Backoff::Fixed);
         Ok(NewJob {
             co_id: self.co.unwrap_or(1),
             job_type: self.job_type,
@@ -87,6 +99,8 @@ impl JobSpec {
             memory_limit_mib: self.memory,
             timeout_secs: self.timeout,
             queued_by: Some(who.to_string()),
+            backoff,
+            backoff_max: self.backoff_max,
         })
     }
 }

@@ -17,6 +17,9 @@ pub struct Args {
     /// Only jobs of this CO.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     co: Option<i64>,
+    /// Only jobs this schedule queued.
+    #[arg(long, value_name = "NAME")]
+    schedule: Option<String>,
     /// At most this many (newest first).
     #[arg(long, value_name = "N", default_value_t = 100)]
     limit: u32,
@@ -37,6 +40,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         status,
         job_type: args.job_type,
         co_id: args.co,
+        schedule: args.schedule,
         limit: Some(i64::from(args.limit)),
     };
     let jobs = db.wait(db.list(&filter, None))?;

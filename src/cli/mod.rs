@@ -17,6 +17,7 @@ mod prune;
 mod queue;
 mod run;
 mod serve;
+mod schedule;
 mod show;
 mod text;
 mod time;
@@ -222,6 +223,10 @@ pub enum Command {
     /// Bring the database's schema up to date (also done on first use);
     /// --status says where it stands and changes nothing.
     Migrate(migrate::Args),
+    /// Cron schedules: queue a job at every tick (kept in the database;
+    /// every runner queues due ticks, each once).
+    #[command(subcommand)]
+    Schedule(schedule::Command),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -322,6 +327,7 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
         Command::Migrate(args) => migrate::run(g, args, out),
+        Command::Schedule(cmd) => schedule::run(g, cmd, out),
         Command::Exec(args) => exec::run(g, args, out),
         Command::Plugins(args) => plugins::run(g, args, out),
         Command::Run(args) => run::run(g, args, out),

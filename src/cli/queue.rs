@@ -17,13 +17,39 @@ pub struct Args {
     /// Queue every job of a JSON Lines file instead (one object per line:
     /// "type" and optional "params", "mode", "co", "retry_interval",
     /// "max_retry", "requeue_interval", "delay", "start_after", "summary",
-    /// "fuel", "memory", "timeout"), in one transaction: all or nothing.
+    /// "fuel", "memory", "timeout", "backoff", "backoff_max"), in one
+    /// transaction: all or nothing.
     /// Prints the new ids, one per line.
     #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = [
         "job_type", "params", "mode", "retry_interval", "max_retry", "requeue_interval",
-        "delay", "start_after", "summary", "unique", "fuel", "memory", "timeout"
+        "delay", "start_after", "summary", "unique", "fuel", "memory", "timeout",
+        "backoff_max"
     ])]
     from: Option<std::path::PathBuf>,
+    /// What the job is and how it retries (shared with `schedule add`).
+    #[command(flatten)]
+    job: JobArgs,
+    /// Start no sooner than this long from now (seconds, or 10m, 2h, 1d).
+    #[arg(
+        long,
+        value_name = "S",
+        conflicts_with = "start_after",
+        allow_hyphen_values = true
+    )]
+    delay: Option<String>,
+    /// Start no sooner than this time: RFC 3339 or 'YYYY-MM-DD HH:MM:SS' (UTC).
+    #[arg(long, value_name = "TIME")]
+    start_after: Option<String>,
+    /// Refuse (exit 3, printing its id) if the same CO, type, mode and
+    /// params is already queued or running.
+    #[arg(long)]
+    unique: bool,
+}
+
+/// What a job is, who owns it, how it retries and its limits: the options
+/// `queue` and `schedule add` share.
+#[derive(Debug, clap::Args)]
+pub(super) struct JobArgs {
     /// Parameters for the plugin, a JSON object.
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
@@ -47,31 +73,72 @@ pub struct Args {
     /// On success, queue a fresh copy this many seconds later.
     #[arg(long, value_name = "S", allow_negative_numbers = true)]
     requeue_interval: Option<i64>,
-    /// Start no sooner than this long from now (seconds, or 10m, 2h, 1d).
-    #[arg(
-        long,
-        value_name = "S",
-        conflicts_with = "start_after",
-        allow_hyphen_values = true
-    )]
-    delay: Option<String>,
-    /// Start no sooner than this time: RFC 3339 or 'YYYY-MM-DD HH:MM:SS' (UTC).
-    #[arg(long, value_name = "TIME")]
-    start_after: Option<String>,
     /// The register summary (cut to 256 characters).
     #[arg(long, value_name = "TEXT")]
     summary: Option<String>,
-    /// Refuse (exit 3, printing its id) if the same CO, type, mode and
-    /// params is already queued or running.
-    #[arg(long)]
-    unique: bool,
+    /// How retry delays grow: fixed (every retry waits --retry-interval)
+    /// or exponential (doubling from --retry-interval, full jitter).
+    #[arg(long, value_name = "B", default_value = "fixed")]
+    backoff: String,
+    /// The longest exponential retry delay (default 3600 s).
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    backoff_max: Option<i64>,
     // Limits of this job (override the plugin's side file and the runner's).
     #[command(flatten)]
     limits: super::run::LimitArgs,
     /// Queue without asking the plugin: for a job type whose plugin is not
     /// installed yet, or mode and params it does not (yet) declare.
     #[arg(long)]
-    no_check: bool,
+    pub(super) no_check: bool,
+}
+
+impl JobArgs {
+    /// Every number in its range ([`crate::bounds`]): exit 2 naming the
+    /// option and its range.
+    pub(super) fn check(&self) -> Result<(), Error> {
+        self.limits.check()?;
+        for (bound, value) in [
+            (bounds::RETRY_INTERVAL, self.retry_interval),
+            (bounds::MAX_RETRY, self.max_retry),
+            (bounds::REQUEUE_INTERVAL, self.requeue_interval),
+            (bounds::BACKOFF_MAX, self.backoff_max),
+        ] {
+            super::run::check_option(bound, value)?;
+        }
+        self.backoff()?;
+        Ok(())
+    }
+
+    fn backoff(&self) -> Result<crate::job::Backoff, Error> {
+        self.backoff
+            .parse()
+            .map_err(|e: crate::job::UnknownBackoff| Error::Input(e.to_string()))
+    }
+
+    /// The job these options describe, of type `job_type`, due at once.
+    pub(super) fn new_job(&self, job_type: String) -> NewJob {
+        let backoff = self
+            .backoff()
+            .ok()
+            .filter(|b| *b != crate::job::Backoff::Fixed);
+        NewJob {
+            co_id: self.co,
+            job_type,
+            job_mode: self.mode.clone(),
+            job_params: self.params.clone(),
+            requeue_interval: self.requeue_interval,
+            retry_interval: self.retry_interval,
+            max_retry: self.max_retry,
+            start_after: None,
+            register_summary: self.summary.clone(),
+            fuel_limit: self.limits.fuel,
+            memory_limit_mib: self.limits.memory,
+            timeout_secs: self.limits.timeout,
+            queued_by: Some(current_user()),
+            backoff,
+            backoff_max: self.backoff_max,
+        }
+    }
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
@@ -79,7 +146,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     // the database is opened; the store checks the rest (type, params,
     // CO, negative numbers) before writing.
     if let Some(path) = &args.from {
-        return queue_file(g, path, args.no_check, out);
+        return queue_file(g, path, args.job.no_check, out);
     }
     let delay = args
         .delay
@@ -101,22 +168,9 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         ),
         None => start_after,
     };
-    let mut job = NewJob {
-        co_id: args.co,
-        job_type: args.job_type.unwrap_or_default(),
-        job_mode: args.mode,
-        job_params: args.params,
-        requeue_interval: args.requeue_interval,
-        retry_interval: args.retry_interval,
-        max_retry: args.max_retry,
-        start_after,
-        register_summary: args.summary,
-        fuel_limit: args.limits.fuel,
-        memory_limit_mib: args.limits.memory,
-        timeout_secs: args.limits.timeout,
-        queued_by: Some(current_user()),
-    };
-    if !args.no_check {
+    let mut job = args.job.new_job(args.job_type.unwrap_or_default());
+    job.start_after = start_after;
+    if !args.job.no_check {
         check_params(g, &mut job)?;
     }
     if args.unique {
@@ -138,16 +192,8 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
 /// exit 2 naming the option and its range. (Negative numbers are refused
 /// here too, before the store would refuse them.)
 fn check_numbers(args: &Args, delay: Option<i64>) -> Result<(), Error> {
-    args.limits.check()?;
-    for (bound, value) in [
-        (bounds::RETRY_INTERVAL, args.retry_interval),
-        (bounds::MAX_RETRY, args.max_retry),
-        (bounds::REQUEUE_INTERVAL, args.requeue_interval),
-        (bounds::DELAY, delay),
-    ] {
-        super::run::check_option(bound, value)?;
-    }
-    Ok(())
+    args.job.check()?;
+    super::run::check_option(bounds::DELAY, delay).map(|_| ())
 }
 
 /// Check the job's mode and params against what its plugin
@@ -155,7 +201,7 @@ fn check_numbers(args: &Args, delay: Option<i64>) -> Result<(), Error> {
 /// defaults of absent parameters. Every refusal is `Error::Input` (exit 2)
 /// naming the parameter or mode; a plugin that is missing or broken is
 /// refused too, with a hint at `--no-check`.
-fn check_params(g: &Global, job: &mut NewJob) -> Result<(), Error> {
+pub(super) fn check_params(g: &Global, job: &mut NewJob) -> Result<(), Error> {
     check_many(g, std::slice::from_mut(job)).map_err(|(_, e)| e)
 }
 

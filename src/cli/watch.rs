@@ -34,9 +34,8 @@ struct Snapshot {
 fn snapshot(db: &Db) -> Result<Snapshot, Error> {
     let running = ListFilter {
         status: Some(JobStatus::InProgress),
-        job_type: None,
-        co_id: None,
         limit: Some(200),
+        ..ListFilter::default()
     };
     Ok(Snapshot {
         counts: db.wait(db.counts_by_status())?,

@@ -8,7 +8,10 @@
 //! this runner's leases, stop at once any run whose row is no longer this
 //! runner's (a runner stalled past its lease, SIGSTOP or swap, finds its
 //! rows rescued and retried elsewhere: its copy must not run on beside the
-//! retry), and rescue rows whose runner stopped responding.
+//! retry), and rescue rows whose runner stopped responding. Every tick
+//! too, the schedule pass: queue the due ticks of cron schedules (every
+//! runner makes it; the store queues each tick once,
+//! `docs/design.md#schedules`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +38,7 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         flush_progress(&runner).await;
+        schedule_pass(&runner).await;
         if let Err(e) = cancels(&runner).await {
             tracing::warn!("cannot read cancel requests: {e}");
         }
@@ -60,6 +64,17 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!("rescue failed: {e}"),
             }
         }
+    }
+}
+
+/// Queue the due ticks of cron schedules.
+async fn schedule_pass(runner: &Runner) {
+    match runner.store.enqueue_due_ticks().await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::info!(jobs = ids.len(), "queued due schedule ticks");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("schedule pass failed: {e}"),
     }
 }
 

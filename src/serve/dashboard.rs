@@ -555,6 +555,10 @@ mod tests {
             queued_by: None,
             status_line: None,
             retried_by: None,
+            schedule_name: None,
+            schedule_tick: None,
+            backoff: None,
+            backoff_max: None,
         };
         let html = jobs_table(&[job]).into_string();
         assert!(!html.contains("<script>"), "{html}");

@@ -27,7 +27,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
-    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued, StoreError, Token,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
+    ScheduleRow, StoreError, Token,
 };
 use crate::job::JobStatus;
 
@@ -442,4 +443,30 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// The live token whose secret hashes to `hash`.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>>;
+
+    // ---- schedules (issue 14, docs/design.md#schedules) ----
+
+    /// Add a schedule, its first tick the first after now (the database's
+    /// now). Checks everything first; a bad expression, zone, name or job,
+    /// an unknown CO or a name in use is [`Error::Input`], nothing written.
+    async fn add_schedule(&self, s: &NewSchedule) -> Result<i64>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>>;
+
+    /// One schedule, or `None`.
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>>;
+
+    /// Pause a schedule, or resume it from the first tick after now; an
+    /// unknown name is [`Error::Input`].
+    async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()>;
+
+    /// Remove a schedule (its jobs stay); an unknown name is [`Error::Input`].
+    async fn remove_schedule(&self, name: &str) -> Result<()>;
+
+    /// The schedule pass every runner makes: queue the due ticks of every
+    /// due schedule per its catch-up policy ([`crate::schedule::Schedule::plan`])
+    /// and move its `next_tick` on, in one transaction. Each tick is queued
+    /// once however many runners call this at once. Returns the new ids.
+    async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>>;
 }

@@ -26,6 +26,10 @@ pub struct NewJob {
     pub memory_limit_mib: Option<i64>,
     pub timeout_secs: Option<i64>,
     pub queued_by: Option<String>,
+    /// How retries back off; `None` stores NULL (= fixed).
+    pub backoff: Option<job::Backoff>,
+    /// The longest exponential retry delay, seconds; `None` = an hour.
+    pub backoff_max: Option<i64>,
 }
 
 impl NewJob {
@@ -54,6 +58,8 @@ pub struct ListFilter {
     pub status: Option<JobStatus>,
     pub job_type: Option<String>,
     pub co_id: Option<i64>,
+    /// Only the rows this schedule queued.
+    pub schedule: Option<String>,
     /// `None` = all.
     pub limit: Option<i64>,
 }
@@ -158,6 +164,10 @@ pub(super) fn list_sql(
         values.push(Value::Integer(co_id));
         conds.push(format!("co_id = ?{}", values.len()));
     }
+    if let Some(name) = &filter.schedule {
+        values.push(Value::Text(name.clone()));
+        conds.push(format!("schedule_name = ?{}", values.len()));
+    }
     let where_ = if conds.is_empty() {
         String::new()
     } else {
@@ -256,6 +266,7 @@ pub(super) fn check(job: &NewJob) -> Result<Checked> {
         ("fuel limit", job.fuel_limit),
         ("memory limit", job.memory_limit_mib),
         ("timeout", job.timeout_secs),
+        ("backoff max", job.backoff_max),
     ] {
         if let Some(value) = value
             && value < 0
@@ -682,7 +693,7 @@ fn insert_job(
 }
 
 /// Refuse an unknown CO with [`StoreError::NoCo`].
-fn require_co(tx: &rusqlite::Transaction<'_>, co_id: i64) -> Result<()> {
+pub(super) fn require_co(tx: &rusqlite::Transaction<'_>, co_id: i64) -> Result<()> {
     let co: Option<i64> = optional(
         tx.prepare_cached("SELECT id FROM cm_cos WHERE id = ?1")?
             .query_row([co_id], |r| r.get(0)),
@@ -703,8 +714,9 @@ fn insert_row(
     let mut stmt = tx.prepare_cached(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
-            start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'Q', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by, backoff, \
+            backoff_max) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'Q', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     stmt.execute(params![
         job.co_id,
@@ -721,6 +733,8 @@ fn insert_row(
         job.memory_limit_mib,
         job.timeout_secs,
         job.queued_by,
+        job.backoff.map(job::Backoff::name),
+        job.backoff_max,
     ])?;
     Ok(JobId(tx.last_insert_rowid()))
 }

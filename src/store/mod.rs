@@ -17,6 +17,7 @@ pub mod driver;
 mod jobs;
 pub mod postgres;
 mod runner;
+mod schedules;
 mod schema;
 mod serve;
 pub mod sqlite;
@@ -41,6 +42,7 @@ pub use jobs::{
 };
 pub use runner::Finish;
 pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};
+pub use schedules::{NewSchedule, ScheduleRow};
 
 /// How long a statement waits for another connection's write lock, unless
 /// the store is opened with another wait ([`Store::open_with`]).
@@ -155,6 +157,12 @@ pub enum StoreError {
     /// first error's message.
     #[error("database error: {0}")]
     Failed(String),
+    #[error("no schedule named '{0}' (see `cojobs schedule list`)")]
+    NoSchedule(String),
+    #[error("a schedule named '{0}' already exists")]
+    ScheduleExists(String),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     /// The store could not be reached (a runner's database thread is gone,
     /// or a whole batch failed); the message says why.
     #[error("database unavailable: {0}")]
@@ -221,6 +229,9 @@ impl StoreError {
                 | StoreError::NoToken(_)
                 | StoreError::BadTokenName(_)
                 | StoreError::BadRole(_)
+                | StoreError::NoSchedule(_)
+                | StoreError::ScheduleExists(_)
+                | StoreError::Schedule(_)
         )
     }
 }
@@ -409,6 +420,14 @@ pub struct Job {
     pub status_line: Option<String>,
     /// Who retried this ended row by hand (`serve`'s retry now).
     pub retried_by: Option<String>,
+    /// The schedule that queued this row, and the tick it was queued for
+    /// (`docs/design.md#schedules`); NULL for other rows.
+    pub schedule_name: Option<String>,
+    pub schedule_tick: Option<String>,
+    /// `fixed` (or NULL) or `exponential` ([`job::Backoff`]).
+    pub backoff: Option<String>,
+    /// The longest exponential retry delay, seconds (NULL = an hour).
+    pub backoff_max: Option<i64>,
 }
 
 fn ser_status<S: serde::Serializer>(st: &JobStatus, s: S) -> Result<S::Ok, S::Error> {
@@ -421,10 +440,11 @@ pub(crate) const JOB_COLUMNS: &str = "id, co_id, job_type, job_type_fk, job_mode
     status, register_summary, start_summary, finish_summary, queue_time, start_after_time, \
     start_time, complete_time, percent_complete, runner_id, lease_expires_at, fuel_limit, \
     memory_limit_mib, timeout_secs, fuel_used, job_log, cancel_requested_by, \
-    cancel_requested_at, queued_by, status_line, retried_by";
+    cancel_requested_at, queued_by, status_line, retried_by, schedule_name, schedule_tick, backoff, \
+    backoff_max";
 
 /// The names of the columns of [`JOB_COLUMNS`], for display.
-pub const JOB_COLUMN_NAMES: [&str; 32] = [
+pub const JOB_COLUMN_NAMES: [&str; 36] = [
     "id",
     "co_id",
     "job_type",
@@ -457,6 +477,10 @@ pub const JOB_COLUMN_NAMES: [&str; 32] = [
     "queued_by",
     "status_line",
     "retried_by",
+    "schedule_name",
+    "schedule_tick",
+    "backoff",
+    "backoff_max",
 ];
 
 impl Job {
@@ -498,6 +522,10 @@ impl Job {
             queued_by: r.get(29)?,
             status_line: r.get(30)?,
             retried_by: r.get(31)?,
+            schedule_name: r.get(32)?,
+            schedule_tick: r.get(33)?,
+            backoff: r.get(34)?,
+            backoff_max: r.get(35)?,
         })
     }
 
@@ -518,6 +546,9 @@ impl Job {
             retry_interval: self.retry_interval,
             max_retry: self.max_retry,
             max_retry_count: self.max_retry_count.unwrap_or(0),
+            backoff: job::Backoff::from_column(self.backoff.as_deref()),
+            backoff_max: self.backoff_max,
+            id: self.id.0,
         }
     }
 
@@ -560,6 +591,10 @@ impl Job {
             s(&self.queued_by),
             s(&self.status_line),
             s(&self.retried_by),
+            s(&self.schedule_name),
+            s(&self.schedule_tick),
+            s(&self.backoff),
+            s(&self.backoff_max),
         ]
     }
 }

@@ -547,7 +547,8 @@ fn end_row(
                 fuel_used = coalesce(?6, fuel_used), job_log = coalesce(?7, job_log), \
                 lease_expires_at = NULL \
              WHERE id = ?1 AND status = 'GO' AND runner_id IS ?2 \
-             RETURNING requeue_interval, retry_interval, max_retry, max_retry_count",
+             RETURNING requeue_interval, retry_interval, max_retry, max_retry_count, backoff, \
+                backoff_max",
         )?
         .query_row(
             params![
@@ -565,6 +566,9 @@ fn end_row(
                     retry_interval: r.get(1)?,
                     max_retry: r.get(2)?,
                     max_retry_count: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    backoff: job::Backoff::from_column(r.get::<_, Option<String>>(4)?.as_deref()),
+                    backoff_max: r.get(5)?,
+                    id: id.0,
                 })
             },
         ),
@@ -582,10 +586,10 @@ fn end_row(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, status, \
             register_summary, queue_time, start_after_time, fuel_limit, memory_limit_mib, \
-            timeout_secs, queued_by) \
+            timeout_secs, queued_by, backoff, backoff_max) \
          SELECT co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, \
             max_retry, ?2, id, 'Q', register_summary, ?3, ?4, fuel_limit, memory_limit_mib, \
-            timeout_secs, queued_by \
+            timeout_secs, queued_by, backoff, backoff_max \
          FROM cm_co_jobs WHERE id = ?1",
     )?
     .execute(params![

@@ -173,6 +173,47 @@ CREATE TABLE cojobs_tokens (
 );
 CREATE UNIQUE INDEX cojobs_tokens_live_name ON cojobs_tokens (name) WHERE revoked IS NULL;
 "#,
+    // 4: schedules (issue 14): the table, and the schedule and tick each
+    // scheduled row records, unique so a tick is queued once
+    // (docs/design.md#schedules); exponential backoff's columns.
+    r#"
+CREATE TABLE cojobs_schedules (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    name             VARCHAR(64) NOT NULL UNIQUE,
+    cron             TEXT NOT NULL,
+    timezone         TEXT NOT NULL DEFAULT 'UTC',
+    catch_up         VARCHAR(8) NOT NULL DEFAULT 'latest'
+                     CHECK (catch_up IN ('none', 'latest', 'all')),
+    paused           INTEGER NOT NULL DEFAULT 0,
+    next_tick        TIMESTAMP, -- the earliest tick not yet queued (UTC)
+    -- The job each tick queues: cm_co_jobs' columns.
+    co_id            INTEGER NOT NULL REFERENCES cm_cos (id),
+    job_type         VARCHAR(64) NOT NULL,
+    job_mode         VARCHAR(16),
+    job_params       TEXT,
+    requeue_interval INTEGER,
+    retry_interval   INTEGER,
+    max_retry        INTEGER,
+    register_summary VARCHAR(256),
+    fuel_limit       INTEGER,
+    memory_limit_mib INTEGER,
+    timeout_secs     INTEGER,
+    backoff          VARCHAR(16),
+    backoff_max      INTEGER,
+    created_by       TEXT,
+    created          TIMESTAMP,
+    modified         TIMESTAMP
+);
+-- The pass every runner makes: due, unpaused schedules.
+CREATE INDEX cojobs_schedules_due ON cojobs_schedules (next_tick) WHERE paused = 0;
+ALTER TABLE cm_co_jobs ADD COLUMN schedule_name VARCHAR(64);
+ALTER TABLE cm_co_jobs ADD COLUMN schedule_tick TIMESTAMP;
+-- How the retry delay grows (NULL = fixed, the seed's rule) and its cap.
+ALTER TABLE cm_co_jobs ADD COLUMN backoff VARCHAR(16);
+ALTER TABLE cm_co_jobs ADD COLUMN backoff_max INTEGER;
+CREATE UNIQUE INDEX cm_co_jobs_schedule_tick ON cm_co_jobs (schedule_name, schedule_tick)
+    WHERE schedule_name IS NOT NULL;
+"#,
 ];
 
 /// The schema version of the open database (`user_version`), read

@@ -598,7 +598,13 @@ fn plain_sql_rows_are_claimable() {
     assert_eq!(claimed.len(), 3);
     for j in &claimed {
         assert!(j.params().unwrap().is_empty());
-        assert_eq!(j.policy(), crate::job::Policy::default());
+        assert_eq!(
+            j.policy(),
+            crate::job::Policy {
+                id: j.id.0,
+                ..crate::job::Policy::default()
+            }
+        );
     }
     let id = claimed[0].id;
     f.store.finish(id, "r1", &failed(), None, None).unwrap();
@@ -1064,6 +1070,7 @@ fn list_plans_use_an_index_per_filter() {
             status,
             job_type,
             co_id,
+            schedule: None,
             limit: Some(100),
         };
         let (sql, values) = jobs::list_sql(&filter, None);

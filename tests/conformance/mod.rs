@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cojobs::job::{JobStatus, Outcome, RecordStatus};
+use cojobs::schedule::CatchUp;
 use cojobs::store::driver::{Claim, ErrorKind, JobStore, Progress, Released, Rescued, Wake};
 use cojobs::store::{
-    CancelResult, Finish, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued,
-    Role,
+    CancelResult, Finish, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule,
+    NewToken, Queued, Role,
 };
 
 /// What a driver gives the suite.
@@ -43,6 +44,7 @@ macro_rules! conformance_tests {
             co_round_robin,
             per_co_cap,
             chains_retry_and_requeue,
+            chain_page_walks_a_window,
             rescue_only_expired_leases,
             release_returns_or_cancels,
             cancel_of_a_claimed_row_not_started_ends_it,
@@ -60,6 +62,11 @@ macro_rules! conformance_tests {
             count_groups_by_co_type_status,
             retry_now_links_and_records_who,
             tokens_add_list_revoke,
+            // schedules (issue 14)
+            schedules_add_list_pause_remove_and_refuse_bad_input,
+            schedule_ticks_are_queued_once_by_racing_passes,
+            schedule_catch_up_policies,
+            exponential_backoff_chain_stays_within_bounds,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -396,6 +403,45 @@ pub async fn chains_retry_and_requeue(h: &impl Harness) {
         vec![retry.id]
     );
     assert_eq!(s.retry_chain(root, None, 1).await.expect("chain").len(), 1);
+}
+
+/// `show`'s chain page: a window either side of the job, whole rows for
+/// the page only, and whether the chain goes on.
+pub async fn chain_page_walks_a_window(h: &impl Harness) {
+    use cojobs::store::CHAIN_WINDOW;
+    let s = h.store();
+    let n = CHAIN_WINDOW + 10;
+    let ids = s
+        .queue_many(&vec![NewJob::new(1, "tick"); n])
+        .await
+        .expect("queue");
+    let first = ids[0];
+    // One chain, oldest first: each row requeued from the one before.
+    h.sql(&format!(
+        "UPDATE cm_co_jobs SET requeued_from_co_job_id = id - 1 WHERE id > {first}"
+    ))
+    .await;
+    let mid = ids[500];
+    let page = s.chain_page(mid, 2).await.expect("page");
+    assert_eq!(page.total, n);
+    assert_eq!(page.position, 500);
+    assert!(!page.older_beyond && !page.newer_beyond, "{page:?}");
+    assert_eq!(
+        page.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids[498..=502].to_vec()
+    );
+    let head = s.chain_page(first, 1).await.expect("page");
+    assert_eq!(head.position, 0);
+    assert!(head.newer_beyond && !head.older_beyond, "{head:?}");
+    assert_eq!(
+        head.total,
+        CHAIN_WINDOW + 2,
+        "the window and one row past it"
+    );
+    assert_eq!(
+        head.rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids[0..=1].to_vec()
+    );
 }
 
 pub async fn rescue_only_expired_leases(h: &impl Harness) {
@@ -1167,4 +1213,280 @@ pub async fn tokens_add_list_revoke(h: &impl Harness) {
     s.add_token(&token("ops", Role::Viewer, None, "h6"))
         .await
         .expect("name reusable");
+}
+
+// ---- schedules (issue 14) ----
+
+fn schedule(name: &str, cron: &str, catch_up: CatchUp) -> NewSchedule {
+    let mut job = NewJob::new(1, "hello");
+    job.job_params = Some(r#"{"name": "tick"}"#.into());
+    job.queued_by = Some("ada".into());
+    NewSchedule {
+        name: name.to_string(),
+        cron: cron.to_string(),
+        timezone: "UTC".to_string(),
+        catch_up,
+        job,
+    }
+}
+
+/// A time as plain SQL takes it on both databases.
+fn sql_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The ticks of the rows `name` queued, oldest first.
+async fn ticks_of(s: &dyn JobStore, name: &str) -> Vec<String> {
+    let filter = ListFilter {
+        schedule: Some(name.to_string()),
+        ..ListFilter::default()
+    };
+    let mut ticks: Vec<String> = s
+        .list(&filter, None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| {
+            assert_eq!(j.schedule_name.as_deref(), Some(name));
+            assert_eq!(j.start_after_time, j.schedule_tick, "due at its tick");
+            j.schedule_tick.expect("tick")
+        })
+        .collect();
+    ticks.sort();
+    ticks
+}
+
+pub async fn schedules_add_list_pause_remove_and_refuse_bad_input(h: &impl Harness) {
+    let s = h.store();
+    let id = s
+        .add_schedule(&schedule("nightly", "30 2 * * *", CatchUp::Latest))
+        .await
+        .expect("add");
+    assert!(id > 0);
+    let mut vienna = schedule("vienna", "@hourly", CatchUp::None);
+    vienna.timezone = "Europe/Vienna".into();
+    s.add_schedule(&vienna).await.expect("add in a zone");
+    let mut bad_co = schedule("x1", "* * * * *", CatchUp::All);
+    bad_co.job.co_id = 99;
+    let mut bad_params = schedule("x2", "* * * * *", CatchUp::All);
+    bad_params.job.job_params = Some("[1]".into());
+    let mut bad_zone = schedule("x3", "* * * * *", CatchUp::All);
+    bad_zone.timezone = "Mars/Olympus".into();
+    for (bad, says) in [
+        (
+            schedule("nightly", "* * * * *", CatchUp::All),
+            "already exists",
+        ),
+        (schedule("x4", "61 * * * *", CatchUp::All), "invalid cron"),
+        (schedule("x5", "0 0 30 2 *", CatchUp::All), "no time"),
+        (
+            schedule("../x", "* * * * *", CatchUp::All),
+            "invalid schedule name",
+        ),
+        (bad_co, "no CO 99"),
+        (bad_params, "JSON object"),
+        (bad_zone, "unknown time zone"),
+    ] {
+        let e = s.add_schedule(&bad).await.expect_err(&bad.name);
+        assert!(e.is_input(), "{e}");
+        assert!(e.to_string().contains(says), "{e} should say {says}");
+    }
+    let all = s.schedules().await.expect("list");
+    let names: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["nightly", "vienna"], "nothing written by bad input");
+    let nightly = s.schedule("nightly").await.expect("get").expect("there");
+    assert_eq!(nightly.cron, "30 2 * * *");
+    assert_eq!(nightly.timezone, "UTC");
+    assert_eq!(nightly.catch_up, CatchUp::Latest);
+    assert_eq!(nightly.job_params.as_deref(), Some(r#"{"name":"tick"}"#));
+    assert_eq!(nightly.created_by.as_deref(), Some("ada"));
+    assert!(
+        nightly
+            .next_tick
+            .as_deref()
+            .expect("next")
+            .ends_with("02:30:00.000")
+    );
+    assert_eq!(
+        s.schedule("vienna")
+            .await
+            .expect("get")
+            .expect("there")
+            .timezone,
+        "Europe/Vienna"
+    );
+    s.set_schedule_paused("nightly", true).await.expect("pause");
+    assert!(
+        s.schedule("nightly")
+            .await
+            .expect("get")
+            .expect("there")
+            .paused
+    );
+    s.set_schedule_paused("nightly", false)
+        .await
+        .expect("resume");
+    assert!(
+        !s.schedule("nightly")
+            .await
+            .expect("get")
+            .expect("there")
+            .paused
+    );
+    s.remove_schedule("nightly").await.expect("remove");
+    assert!(s.schedule("nightly").await.expect("get").is_none());
+    for e in [
+        s.remove_schedule("nightly").await.expect_err("gone"),
+        s.set_schedule_paused("nope", true).await.expect_err("none"),
+    ] {
+        assert!(e.is_input(), "{e}");
+        assert!(e.to_string().contains("no schedule named"), "{e}");
+    }
+}
+
+pub async fn schedule_ticks_are_queued_once_by_racing_passes(h: &impl Harness) {
+    let s = h.store();
+    s.add_schedule(&schedule("every-second", "* * * * * *", CatchUp::All))
+        .await
+        .expect("add");
+    // Paused meanwhile: nothing is queued.
+    s.set_schedule_paused("every-second", true)
+        .await
+        .expect("pause");
+    let first = chrono::Utc::now() - chrono::TimeDelta::seconds(8);
+    h.sql(&format!(
+        "UPDATE cojobs_schedules SET next_tick = '{}'",
+        sql_time(first)
+    ))
+    .await;
+    assert!(s.enqueue_due_ticks().await.expect("pass").is_empty());
+    // Unpaused by plain SQL (resume would move the next tick to now).
+    h.sql("UPDATE cojobs_schedules SET paused = (1 = 0)").await;
+    // Eight passes race (eight runner processes).
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = h.another().await;
+        tasks.spawn(async move { store.enqueue_due_ticks().await.expect("pass") });
+    }
+    let mut seen = HashSet::new();
+    while let Some(r) = tasks.join_next().await {
+        for id in r.expect("task") {
+            assert!(seen.insert(id), "job {id} reported twice");
+        }
+    }
+    let ticks = ticks_of(&*s, "every-second").await;
+    assert_eq!(ticks.len(), seen.len());
+    assert!(ticks.len() >= 8, "{ticks:?}");
+    assert!(ticks[0].starts_with(&sql_time(first)), "{ticks:?}");
+    let unique: HashSet<&String> = ticks.iter().collect();
+    assert_eq!(unique.len(), ticks.len(), "a tick queued twice: {ticks:?}");
+    // Consecutive seconds: none missed.
+    let parse =
+        |t: &str| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").expect("time");
+    for w in ticks.windows(2) {
+        assert_eq!((parse(&w[1]) - parse(&w[0])).num_seconds(), 1, "{ticks:?}");
+    }
+    // The next tick is after the last queued one; a pass now adds at most
+    // the ticks that fell due since.
+    let next = s
+        .schedule("every-second")
+        .await
+        .expect("get")
+        .expect("there")
+        .next_tick
+        .expect("next");
+    assert!(next > ticks[ticks.len() - 1]);
+    // Removing the schedule keeps its jobs.
+    s.remove_schedule("every-second").await.expect("remove");
+    assert_eq!(ticks_of(&*s, "every-second").await.len(), ticks.len());
+}
+
+pub async fn schedule_catch_up_policies(h: &impl Harness) {
+    let s = h.store();
+    for (name, policy) in [
+        ("none", CatchUp::None),
+        ("latest", CatchUp::Latest),
+        ("all", CatchUp::All),
+    ] {
+        s.add_schedule(&schedule(name, "* * * * *", policy))
+            .await
+            .expect("add");
+    }
+    // Down for ten minutes: every schedule's next tick was 10 minutes ago.
+    let before = chrono::Utc::now();
+    let ten_ago = before - chrono::TimeDelta::minutes(10);
+    let first = ten_ago.format("%Y-%m-%d %H:%M:00").to_string();
+    h.sql(&format!(
+        "UPDATE cojobs_schedules SET next_tick = '{first}'"
+    ))
+    .await;
+    s.enqueue_due_ticks().await.expect("pass");
+    // Ticks surely missed (more than ON_TIME late when the pass ran).
+    let missed_until = sql_time(before - cojobs::schedule::ON_TIME - chrono::TimeDelta::seconds(1));
+    let missed = |ticks: &[String]| ticks.iter().filter(|t| **t < missed_until).count();
+    let none = ticks_of(&*s, "none").await;
+    let latest = ticks_of(&*s, "latest").await;
+    let all = ticks_of(&*s, "all").await;
+    assert_eq!(missed(&none), 0, "{none:?}");
+    assert_eq!(missed(&latest), 1, "{latest:?}");
+    assert!(missed(&all) >= 9, "{all:?}");
+    assert!(all[0].starts_with(&first), "{all:?}");
+    // latest's one job is for the latest missed tick, then the on-time
+    // ones: both it and none are what all queued, less older ticks.
+    assert!(all.ends_with(&latest), "{latest:?} {all:?}");
+    assert!(all.ends_with(&none), "{none:?} {all:?}");
+    // A second pass queues nothing more: each next tick moved past now.
+    assert!(s.enqueue_due_ticks().await.expect("pass").is_empty());
+}
+
+// ---- backoff (issue 14) ----
+
+pub async fn exponential_backoff_chain_stays_within_bounds(h: &impl Harness) {
+    let s = h.store();
+    let mut job = NewJob::new(1, "hello");
+    job.retry_interval = Some(100);
+    job.max_retry = Some(6);
+    job.backoff = Some(cojobs::job::Backoff::Exponential);
+    job.backoff_max = Some(1000);
+    let mut id = s.queue(&job).await.expect("queue");
+    let mut delays = Vec::new();
+    for n in 0..6u32 {
+        s.claim(&claim("r", 1)).await.expect("claim");
+        let before = chrono::Utc::now();
+        let next = one_finish(&*s, "r", finish(id, failed("boom")))
+            .await
+            .expect("finish")
+            .expect("a retry");
+        let after = chrono::Utc::now();
+        let row = s.get(next.id).await.expect("get").expect("row");
+        assert_eq!(row.backoff.as_deref(), Some("exponential"), "copied");
+        assert_eq!(row.backoff_max, Some(1000), "copied");
+        // The delay chosen: start_after_time - queue_time, within
+        // [0, min(1000, 100 * 2^n)] (full jitter), give or take the
+        // clocks' second.
+        let ceiling = (100i64 << n).min(1000);
+        let lo = before - chrono::TimeDelta::seconds(2);
+        let hi = after + chrono::TimeDelta::seconds(ceiling + 2);
+        assert!(
+            next.due >= lo && next.due <= hi,
+            "retry {n}: {next:?} not in {lo}..{hi}"
+        );
+        delays.push((next.due - before).num_seconds());
+        h.sql(&format!(
+            "UPDATE cm_co_jobs SET start_after_time = NULL WHERE id = {}",
+            next.id
+        ))
+        .await;
+        id = next.id;
+    }
+    // Jitter: not the fixed rule's 100 every time.
+    assert!(delays.iter().any(|d| (*d - 100).abs() > 3), "{delays:?}");
+    // max_retry = 6 is used up.
+    s.claim(&claim("r", 1)).await.expect("claim");
+    assert_eq!(
+        one_finish(&*s, "r", finish(id, failed("boom")))
+            .await
+            .expect("finish"),
+        None
+    );
 }

@@ -24,14 +24,15 @@ fn insert_sql() -> String {
     format!(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
-            start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by) \
+            start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by, backoff, \
+            backoff_max) \
          SELECT co, typ, mode, params, requeue, retry, max_retry, 0, 'Q', summary, {NOW}, \
-            start_after, fuel, mem, timeout, queued_by \
+            start_after, fuel, mem, timeout, queued_by, backoff, backoff_max \
          FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
                      $7::int8[], $8::text[], $9::timestamp[], $10::int8[], $11::int8[], \
-                     $12::int8[], $13::text[]) \
+                     $12::int8[], $13::text[], $14::text[], $15::int8[]) \
            AS n(co, typ, mode, params, requeue, retry, max_retry, summary, start_after, fuel, \
-                mem, timeout, queued_by) \
+                mem, timeout, queued_by, backoff, backoff_max) \
          RETURNING id::int8"
     )
 }
@@ -52,6 +53,10 @@ async fn insert_rows(
         .map(|(j, _)| j.start_after.map(|t| t.naive_utc()))
         .collect();
     let queued_by: Vec<Option<&str>> = jobs.iter().map(|(j, _)| j.queued_by.as_deref()).collect();
+    let backoffs: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|(j, _)| j.backoff.map(crate::job::Backoff::name))
+        .collect();
     let stmt = client
         .prepare_cached(&insert_sql())
         .await
@@ -73,6 +78,8 @@ async fn insert_rows(
                 &col(|j| j.memory_limit_mib),
                 &col(|j| j.timeout_secs),
                 &queued_by,
+                &backoffs,
+                &col(|j| j.backoff_max),
             ],
         )
         .await
@@ -84,7 +91,7 @@ async fn insert_rows(
 }
 
 /// The first of `cos` that is not a CO, if any.
-async fn missing_co(client: &impl GenericClient, cos: &[i64]) -> Result<Option<i64>> {
+pub(super) async fn missing_co(client: &impl GenericClient, cos: &[i64]) -> Result<Option<i64>> {
     let row = client
         .query_one(
             "SELECT min(c) FROM unnest($1::int8[]) AS c \
@@ -210,6 +217,7 @@ pub(super) async fn list(
             "SELECT {} FROM cm_co_jobs j \
              WHERE ($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.job_type = $2) \
                AND ($3::int8 IS NULL OR j.co_id = $3) AND ($4::int8 IS NULL OR j.id < $4) \
+               AND ($6::text IS NULL OR j.schedule_name = $6) \
              ORDER BY j.id DESC LIMIT $5::int8",
             job_columns("j")
         ))
@@ -224,6 +232,7 @@ pub(super) async fn list(
                 &filter.co_id,
                 &before.map(|b| b.0),
                 &filter.limit.map(|l| l.max(0)),
+                &filter.schedule,
             ],
         )
         .await

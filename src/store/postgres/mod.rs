@@ -16,6 +16,7 @@
 mod jobs;
 mod notify;
 mod runner;
+mod schedules;
 mod schema;
 mod serve;
 pub mod tls;
@@ -35,7 +36,7 @@ use super::driver::{
 };
 use super::{
     CancelResult, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery, ListFilter,
-    NewHistoryRecord, NewJob, NewToken, Queued, Token, format_time,
+    NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Token, format_time,
 };
 use crate::job::JobStatus;
 
@@ -256,7 +257,7 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
 
 /// How many columns [`job_columns`] selects: a statement that returns more
 /// after them reads the next one at this index.
-pub(crate) const JOB_COLUMN_COUNT: usize = 32;
+pub(crate) const JOB_COLUMN_COUNT: usize = 36;
 
 /// The `cm_co_jobs` columns [`job_from_row`] reads, in its order, each
 /// qualified by `alias` and cast to the type the row struct holds (the
@@ -295,6 +296,10 @@ pub(crate) fn job_columns(alias: &str) -> String {
         ("queued_by", "::text"),
         ("status_line", "::text"),
         ("retried_by", "::text"),
+        ("schedule_name", "::text"),
+        ("schedule_tick", ""),
+        ("backoff", "::text"),
+        ("backoff_max", "::int8"),
     ];
     COLS.iter()
         .map(|(c, cast)| format!("{alias}.{c}{cast}"))
@@ -349,6 +354,10 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job> {
         queued_by: row.try_get(29).map_err(g)?,
         status_line: row.try_get(30).map_err(g)?,
         retried_by: row.try_get(31).map_err(g)?,
+        schedule_name: row.try_get(32).map_err(g)?,
+        schedule_tick: time_text(row, 33)?,
+        backoff: row.try_get(34).map_err(g)?,
+        backoff_max: row.try_get(35).map_err(g)?,
     })
 }
 
@@ -536,5 +545,36 @@ impl JobStore for PgStore {
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<Token>> {
         serve::token_by_hash(&self.client().await?, hash).await
+    }
+
+    async fn add_schedule(&self, s: &NewSchedule) -> Result<i64> {
+        schedules::add(&mut self.client().await?, s).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        schedules::list(&self.client().await?, None).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        Ok(schedules::list(&self.client().await?, Some(name))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()> {
+        schedules::set_paused(&self.client().await?, name, paused).await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<()> {
+        schedules::remove(&self.client().await?, name).await
+    }
+
+    async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>> {
+        let ids = schedules::enqueue_due_ticks(&mut self.client().await?).await?;
+        if !ids.is_empty() {
+            self.notify.job_queued().await;
+        }
+        Ok(ids)
     }
 }

@@ -277,7 +277,7 @@ async fn end_rows(
              WHERE j.id = f.id AND j.status = 'GO' AND j.runner_id IS NOT DISTINCT FROM f.runner \
                AND (f.lease IS NULL OR date_trunc('milliseconds', j.lease_expires_at) = f.lease) \
              RETURNING j.id::int8, j.requeue_interval::int8, j.retry_interval::int8, \
-                j.max_retry::int8, j.max_retry_count::int8"
+                j.max_retry::int8, j.max_retry_count::int8, j.backoff::text, j.backoff_max::int8"
         ))
         .await
         .map_err(map_err)?;
@@ -300,6 +300,13 @@ async fn end_rows(
                     .try_get::<_, Option<i64>>(4)
                     .map_err(map_err)?
                     .unwrap_or(0),
+                backoff: job::Backoff::from_column(
+                    r.try_get::<_, Option<String>>(5)
+                        .map_err(map_err)?
+                        .as_deref(),
+                ),
+                backoff_max: r.try_get(6).map_err(map_err)?,
+                id: r.try_get(0).map_err(map_err)?,
             };
             Ok((JobId(r.try_get(0).map_err(map_err)?), policy))
         })
@@ -327,11 +334,11 @@ async fn insert_successors(
             "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
                 retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, status, \
                 register_summary, queue_time, start_after_time, fuel_limit, memory_limit_mib, \
-                timeout_secs, queued_by) \
+                timeout_secs, queued_by, backoff, backoff_max) \
              SELECT p.co_id, p.job_type, p.job_mode, p.job_params, p.requeue_interval, \
                 p.retry_interval, p.max_retry, s.cnt, p.id, 'Q', p.register_summary, {NOW}, \
                 {NOW} + make_interval(secs => s.delay), p.fuel_limit, p.memory_limit_mib, \
-                p.timeout_secs, p.queued_by \
+                p.timeout_secs, p.queued_by, p.backoff, p.backoff_max \
              FROM unnest($1::int8[], $2::int8[], $3::float8[]) AS s(parent, cnt, delay) \
              JOIN cm_co_jobs p ON p.id = s.parent \
              RETURNING id::int8, requeued_from_co_job_id::int8, start_after_time"

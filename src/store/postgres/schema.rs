@@ -173,6 +173,46 @@ CREATE UNIQUE INDEX IF NOT EXISTS cojobs_tokens_live_name ON cojobs_tokens (name
     WHERE revoked IS NULL;
 "#,
     },
+    Migration {
+        version: 3,
+        name: "schedules; the schedule and tick of a scheduled row, unique; backoff",
+        sql: r#"
+CREATE TABLE IF NOT EXISTS cojobs_schedules (
+    id               bigserial PRIMARY KEY,
+    name             varchar(64) NOT NULL UNIQUE,
+    cron             text NOT NULL,
+    timezone         text NOT NULL DEFAULT 'UTC',
+    catch_up         varchar(8) NOT NULL DEFAULT 'latest'
+                     CHECK (catch_up IN ('none', 'latest', 'all')),
+    paused           boolean NOT NULL DEFAULT false,
+    next_tick        timestamp without time zone,
+    co_id            bigint NOT NULL REFERENCES cm_cos (id),
+    job_type         varchar(64) NOT NULL,
+    job_mode         varchar(16),
+    job_params       text,
+    requeue_interval bigint,
+    retry_interval   bigint,
+    max_retry        bigint,
+    register_summary varchar(256),
+    fuel_limit       bigint,
+    memory_limit_mib bigint,
+    timeout_secs     bigint,
+    backoff          varchar(16),
+    backoff_max      bigint,
+    created_by       text,
+    created          timestamp without time zone,
+    modified         timestamp without time zone
+);
+CREATE INDEX IF NOT EXISTS cojobs_schedules_due ON cojobs_schedules (next_tick)
+    WHERE NOT paused;
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS schedule_name varchar(64);
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS schedule_tick timestamp without time zone;
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS backoff varchar(16);
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS backoff_max bigint;
+CREATE UNIQUE INDEX IF NOT EXISTS cojobs_jobs_schedule_tick ON cm_co_jobs
+    (schedule_name, schedule_tick) WHERE schedule_name IS NOT NULL;
+"#,
+    },
 ];
 
 /// The newest version this cojobs knows.

@@ -24,8 +24,8 @@ use super::driver::{
 };
 use super::{
     Access, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
-    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewToken, Queued, Store, StoreError,
-    Token,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
+    ScheduleRow, Store, StoreError, Token,
 };
 use crate::job::JobStatus;
 pub use writer::Patience;
@@ -493,5 +493,34 @@ impl JobStore for SqliteStore {
         let hash = hash.to_string();
         self.call("look up a token", move |s| s.token_by_hash(&hash))
             .await
+    }
+
+    async fn add_schedule(&self, s: &NewSchedule) -> Result<i64> {
+        let s = s.clone();
+        self.call("add a schedule", move |st| st.add_schedule(&s)).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.call("list schedules", |st| st.schedules()).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        let name = name.to_string();
+        self.call("read a schedule", move |st| st.schedule(&name)).await
+    }
+
+    async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()> {
+        let name = name.to_string();
+        self.call("pause or resume a schedule", move |st| st.set_schedule_paused(&name, paused))
+            .await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.call("remove a schedule", move |st| st.remove_schedule(&name)).await
+    }
+
+    async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>> {
+        self.call("queue due schedule ticks", |st| st.enqueue_due_ticks()).await
     }
 }
