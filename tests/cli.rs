@@ -574,3 +574,21 @@ fn postgres_url_selects_the_postgres_driver() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
 }
+
+/// `migrate --status` says a SQLite file is behind and leaves it so.
+#[test]
+fn migrate_status_leaves_a_file_behind_as_it_is() {
+    let env = Env::new();
+    env.run(&["migrate"]).ok();
+    let latest = env.scalar("PRAGMA user_version");
+    assert!(latest >= 2, "{latest}");
+    // Mark the file one migration behind (the status reads user_version).
+    env.sql(&format!("PRAGMA user_version = {}", latest - 1));
+    let status = env.run(&["migrate", "--status"]);
+    assert!(status.ok().contains("1 migration(s) pending"), "{status:?}");
+    assert_eq!(
+        env.scalar("PRAGMA user_version"),
+        latest - 1,
+        "migrate --status changed the schema"
+    );
+}

@@ -384,3 +384,44 @@ fn server_restart_under_a_running_runner_loses_nothing() {
     let log = runner.log();
     assert_eq!(stat(&log, "ok") + stat(&log, "lost"), 50, "{log}");
 }
+
+/// `bench --bench-db postgres://…` measures every figure on PostgreSQL,
+/// never prints the connection string, and refuses a database that holds
+/// jobs already (it counts every row of its type).
+#[test]
+fn bench_runs_on_postgres() {
+    let _server = shared();
+    let pg = PgDb::new();
+    let s = Setup::new(&["noop"]);
+    let run = s.cojobs(&[
+        "bench",
+        "--bench-db",
+        &pg.url,
+        "--jobs",
+        "300",
+        "--workers",
+        "2",
+        "--pickup",
+        "2",
+        "--delayed",
+        "50",
+    ]);
+    let out = run.ok();
+    for want in [
+        "db postgres",
+        "queued 50 jobs due tomorrow",
+        "queue:        300 jobs",
+        "end to end:   300 jobs",
+        "rows OK:      300 of 300",
+        "pickup:       2 jobs",
+    ] {
+        assert!(out.contains(want), "bench output lacks {want:?}: {run:#?}");
+    }
+    assert!(!out.contains(&pg.url), "the connection string was printed");
+    assert_eq!(
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'"),
+        302
+    );
+    s.cojobs(&["bench", "--bench-db", &pg.url, "--jobs", "10"])
+        .fails(2, "holds 352 jobs already");
+}

@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 
-use super::{Error, Global};
+use super::{Error, Global, Target};
 use crate::runner::{Runner, RunnerConfig};
 use crate::sandbox::{
-    Interrupt, JobInput, LimitOverrides, NoEvents, RunEnd, Sandbox, SandboxConfig,
+    Interrupt, JobInput, LimitOverrides, LoadedPlugin, NoEvents, RunEnd, Sandbox, SandboxConfig,
 };
+use crate::store::NewJob;
 use crate::store::driver::JobStore;
-use crate::store::sqlite::{Options, SqliteStore};
-use crate::store::{NewJob, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,8 +50,10 @@ pub struct Args {
     /// latency (0 to skip).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pickup: usize,
-    /// Keep the database here instead of a scratch one (it must not exist).
-    #[arg(long = "bench-db", value_name = "PATH")]
+    /// Keep the database here instead of a scratch one: a SQLite file that
+    /// must not exist, or a PostgreSQL connection string whose database
+    /// holds no jobs (its rows stay after the bench).
+    #[arg(long = "bench-db", value_name = "PATH|URL")]
     bench_db: Option<PathBuf>,
 }
 
@@ -108,189 +109,141 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    if args.jobs == 0 {
-        return Err(Error::Input("--jobs must be at least 1".into()));
-    }
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers = args.workers.unwrap_or(cores);
-    if workers == 0 {
-        return Err(Error::Input("--workers must be at least 1".into()));
-    }
-    let params = match &args.params {
-        Some(p) => Some(
-            serde_json::from_str::<serde_json::Value>(p)
-                .ok()
-                .filter(serde_json::Value::is_object)
-                .ok_or_else(|| Error::Input("--params must be a JSON object".into()))?
-                .to_string(),
-        ),
-        None => None,
-    };
-    let scratch = tempfile::Builder::new().prefix("cojobs-bench-").tempdir()?;
-    let (plugins_dir, job_type) = plugin_source(g, &args.plugin, scratch.path())?;
-    let db_path = match &args.bench_db {
-        Some(p) if p.exists() => {
-            return Err(Error::Input(format!(
-                "{} exists: bench needs a new database",
-                p.display()
-            )));
-        }
-        Some(p) => p.clone(),
-        None => scratch.path().join("bench.db"),
-    };
+/// What one bench run measures, checked before anything is written.
+struct Plan {
+    jobs: usize,
+    workers: usize,
+    cores: usize,
+    params: Option<String>,
+    delayed: usize,
+    pickup: usize,
+    fuel_overhead: bool,
+    plugins_dir: PathBuf,
+    job_type: String,
+    /// `--bench-db`, or a file in `scratch`.
+    db: PathBuf,
+    /// Removed when the bench ends (the scratch database, a copied plugin).
+    _scratch: tempfile::TempDir,
+}
 
-    let mut sandbox_config = SandboxConfig::new(&plugins_dir);
-    sandbox_config.max_instances = u32::try_from(workers * 2).unwrap_or(u32::MAX).max(8);
-    let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
-    let plugin = sandbox.plugin(&job_type)?;
+impl Plan {
+    fn new(g: &Global, args: Args) -> Result<Plan, Error> {
+        if args.jobs == 0 {
+            return Err(Error::Input("--jobs must be at least 1".into()));
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = args.workers.unwrap_or(cores);
+        if workers == 0 {
+            return Err(Error::Input("--workers must be at least 1".into()));
+        }
+        let params = match &args.params {
+            Some(p) => Some(
+                serde_json::from_str::<serde_json::Value>(p)
+                    .ok()
+                    .filter(serde_json::Value::is_object)
+                    .ok_or_else(|| Error::Input("--params must be a JSON object".into()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let scratch = tempfile::Builder::new().prefix("cojobs-bench-").tempdir()?;
+        let (plugins_dir, job_type) = plugin_source(g, &args.plugin, scratch.path())?;
+        let db = match args.bench_db {
+            Some(p) if matches!(Target::of(&p), Target::Sqlite(_)) && p.exists() => {
+                return Err(Error::Input(format!(
+                    "{} exists: bench needs a new database",
+                    p.display()
+                )));
+            }
+            Some(p) => p,
+            None => scratch.path().join("bench.db"),
+        };
+        Ok(Plan {
+            jobs: args.jobs,
+            workers,
+            cores,
+            params,
+            delayed: args.delayed,
+            pickup: args.pickup,
+            fuel_overhead: args.fuel_overhead,
+            plugins_dir,
+            job_type,
+            db,
+            _scratch: scratch,
+        })
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target::of(&self.db)
+    }
+
+    /// The sandbox the bench and its runner share.
+    fn sandbox(&self, consume_fuel: bool) -> Result<Arc<Sandbox>, Error> {
+        let mut config = SandboxConfig::new(&self.plugins_dir);
+        config.max_instances = u32::try_from(self.workers.saturating_mul(2))
+            .unwrap_or(u32::MAX)
+            .max(8);
+        config.consume_fuel = consume_fuel;
+        Ok(Arc::new(Sandbox::new(config)?))
+    }
+
+    fn input(&self) -> JobInput {
+        JobInput {
+            id: 0,
+            co_id: 1,
+            job_type: self.job_type.clone(),
+            mode: None,
+            params: self.params.clone().unwrap_or_else(|| "{}".to_string()),
+            retry_count: 0,
+            requeued_from: None,
+        }
+    }
+
+    fn template(&self) -> NewJob {
+        let mut job = NewJob::new(1, self.job_type.clone());
+        job.job_params = self.params.clone();
+        job
+    }
+}
+
+pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
+    let plan = Plan::new(g, args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.cores.max(2))
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(&plan, out))
+}
+
+/// The four phases, each printing its lines.
+async fn bench(plan: &Plan, out: &mut dyn Write) -> Result<(), Error> {
+    let sandbox = plan.sandbox(true)?;
+    let plugin = sandbox.plugin(&plan.job_type)?;
+    let db_name = match plan.target() {
+        Target::Sqlite(path) => path.display().to_string(),
+        // A connection string may hold a password: never printed.
+        Target::Postgres(_) => "postgres (--bench-db)".to_string(),
+    };
     writeln!(
         out,
-        "cojobs bench: {} jobs of '{job_type}', {workers} workers, {} allocator, db {}",
-        args.jobs,
+        "cojobs bench: {} jobs of '{}', {} workers, {} allocator, db {db_name}",
+        plan.jobs,
+        plan.job_type,
+        plan.workers,
         if sandbox.pooling() {
             "pooling"
         } else {
             "on-demand"
         },
-        db_path.display()
     )?;
-
-    // 1. Queue.
-    let mut store = Store::open(&db_path)?;
-    let mut template = NewJob::new(1, job_type.clone());
-    template.job_params = params.clone();
-    // In transactions of QUEUE_CHUNK jobs, so the bench's own memory does
-    // not grow with --jobs (the runner's is what it measures).
-    let queue_n = |store: &mut Store, job: &NewJob, n: usize| -> Result<(), Error> {
-        let chunk = vec![job.clone(); n.min(QUEUE_CHUNK)];
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(QUEUE_CHUNK);
-            store.queue_many(&chunk[..k])?;
-            left -= k;
-        }
-        Ok(())
-    };
-    if args.delayed > 0 {
-        let mut later = template.clone();
-        later.start_after = Some(Utc::now() + TimeDelta::days(1));
-        queue_n(&mut store, &later, args.delayed)?;
-        writeln!(out, "queued {} jobs due tomorrow", args.delayed)?;
-    }
-    let t = Instant::now();
-    queue_n(&mut store, &template, args.jobs)?;
-    let queue_time = t.elapsed();
-    writeln!(
-        out,
-        "queue:        {} jobs in {:.2} s = {:.0} jobs/s (transactions of {QUEUE_CHUNK})",
-        args.jobs,
-        queue_time.as_secs_f64(),
-        rate(args.jobs, queue_time)
-    )?;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.max(2))
-        .enable_all()
-        .build()?;
-
-    // 2. The sandbox alone.
-    let input = JobInput {
-        id: 0,
-        co_id: 1,
-        job_type: job_type.clone(),
-        mode: None,
-        params: params.clone().unwrap_or_else(|| "{}".to_string()),
-        retry_count: 0,
-        requeued_from: None,
-    };
-    let (bound_time, bound_failures) =
-        runtime.block_on(sandbox_only(&sandbox, &plugin, &input, args.jobs, workers));
-    let bound = rate(args.jobs, bound_time);
-    writeln!(
-        out,
-        "sandbox only: {} runs in {:.2} s = {:.0} jobs/s ({:.1} µs per job per worker){}",
-        args.jobs,
-        bound_time.as_secs_f64(),
-        bound,
-        bound_time.as_secs_f64() * 1e6 * workers as f64 / args.jobs as f64,
-        if bound_failures > 0 {
-            format!(", {bound_failures} did not end OK")
-        } else {
-            String::new()
-        }
-    )?;
-
-    if args.fuel_overhead {
-        let mut c = SandboxConfig::new(&plugins_dir);
-        c.max_instances = u32::try_from(workers * 2).unwrap_or(u32::MAX).max(8);
-        c.consume_fuel = false;
-        let unmetered = Arc::new(Sandbox::new(c)?);
-        let p = unmetered.plugin(&job_type)?;
-        let (t, _) = runtime.block_on(sandbox_only(&unmetered, &p, &input, args.jobs, workers));
-        writeln!(
-            out,
-            "fuel off:     {} runs in {:.2} s = {:.0} jobs/s; fuel metering costs {:.2}x",
-            args.jobs,
-            t.as_secs_f64(),
-            rate(args.jobs, t),
-            bound_time.as_secs_f64() / t.as_secs_f64().max(1e-9)
-        )?;
-    }
-
-    // 3. End to end, through the real runner.
-    let mut config = RunnerConfig::new(workers);
-    config.once = true;
-    config.runner_id = "bench".to_string();
-    drop(store);
-    let runner = Runner::new(config, runner_store(&db_path)?, Arc::clone(&sandbox));
-    let t = Instant::now();
-    runtime.block_on(async {
-        let (_keep, rx) = tokio::sync::mpsc::unbounded_channel();
-        runner.run(rx).await
-    })?;
-    let drain_time = t.elapsed();
-    let e2e = rate(args.jobs, drain_time);
-    writeln!(
-        out,
-        "end to end:   {} jobs in {:.2} s = {:.0} jobs/s ({:.0}% of the sandbox-only bound)",
-        args.jobs,
-        drain_time.as_secs_f64(),
-        e2e,
-        100.0 * e2e / bound
-    )?;
-    drop(runner);
-
-    // 4. Latency, from the rows.
+    let store = plan.target().runner_store().await?;
+    require_empty(store.as_ref()).await?;
+    queue_phase(plan, store.as_ref(), out).await?;
+    let bound = sandbox_phase(plan, &sandbox, &plugin, out).await?;
+    drain_phase(plan, &store, &sandbox, bound, out).await?;
     // The runner's own peak, before the latency read-back below.
     let drain_rss = peak_rss_mib();
-    let store = Store::open(&db_path)?;
-    let (mut to_start, mut to_finish, ok) = store.latencies(&job_type)?;
-    to_start.sort_by(f64::total_cmp);
-    to_finish.sort_by(f64::total_cmp);
-    writeln!(out, "rows OK:      {ok} of {}", args.jobs)?;
-    writeln!(
-        out,
-        "queue→start:  p50 {:.3} s  p99 {:.3} s",
-        percentile(&to_start, 0.5),
-        percentile(&to_start, 0.99)
-    )?;
-    writeln!(
-        out,
-        "queue→finish: p50 {:.3} s  p99 {:.3} s",
-        percentile(&to_finish, 0.5),
-        percentile(&to_finish, 0.99)
-    )?;
-    if args.pickup > 0 {
-        let lat = runtime.block_on(pickup(&db_path, &sandbox, &job_type, args.pickup))?;
-        writeln!(
-            out,
-            "pickup:       {} jobs queued one at a time into an idle runner: queue→start p50 {:.1} ms  p99 {:.1} ms",
-            lat.len(),
-            percentile(&lat, 0.5) * 1e3,
-            percentile(&lat, 0.99) * 1e3
-        )?;
-    }
+    latency_phase(plan, store.as_ref(), &sandbox, out).await?;
     if let Some(rss) = drain_rss {
         writeln!(
             out,
@@ -300,16 +253,164 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// The SQLite file `db` as a runner uses it.
-fn runner_store(db: &Path) -> Result<Arc<dyn JobStore>, Error> {
-    Ok(Arc::new(SqliteStore::open_with(db, Options::runner())?))
+/// A bench counts every row of its job type: it refuses a database that
+/// already holds jobs (a PostgreSQL one is not created by the bench).
+async fn require_empty(store: &dyn JobStore) -> Result<(), Error> {
+    let rows: i64 = store.counts_by_status().await?.iter().map(|(_, n)| n).sum();
+    if rows > 0 {
+        return Err(Error::Input(format!(
+            "the bench database holds {rows} jobs already: bench needs an empty one"
+        )));
+    }
+    Ok(())
+}
+
+/// 1. Queue `--delayed` jobs due tomorrow, then `--jobs` due now, in
+///    transactions of [`QUEUE_CHUNK`] so the bench's own memory does not
+///    grow with `--jobs` (the runner's is what it measures).
+async fn queue_phase(plan: &Plan, store: &dyn JobStore, out: &mut dyn Write) -> Result<(), Error> {
+    let template = plan.template();
+    if plan.delayed > 0 {
+        let mut later = template.clone();
+        later.start_after = Some(Utc::now() + TimeDelta::days(1));
+        queue_n(store, &later, plan.delayed).await?;
+        writeln!(out, "queued {} jobs due tomorrow", plan.delayed)?;
+    }
+    let t = Instant::now();
+    queue_n(store, &template, plan.jobs).await?;
+    let queue_time = t.elapsed();
+    writeln!(
+        out,
+        "queue:        {} jobs in {:.2} s = {:.0} jobs/s (transactions of {QUEUE_CHUNK})",
+        plan.jobs,
+        queue_time.as_secs_f64(),
+        rate(plan.jobs, queue_time)
+    )?;
+    Ok(())
+}
+
+async fn queue_n(store: &dyn JobStore, job: &NewJob, n: usize) -> Result<(), Error> {
+    let chunk = vec![job.clone(); n.min(QUEUE_CHUNK)];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(QUEUE_CHUNK);
+        store.queue_many(&chunk[..k]).await?;
+        left -= k;
+    }
+    Ok(())
+}
+
+/// 2. The sandbox alone: the bound end to end is measured against (and,
+///    with `--fuel-overhead`, the same without fuel metering).
+async fn sandbox_phase(
+    plan: &Plan,
+    sandbox: &Arc<Sandbox>,
+    plugin: &Arc<LoadedPlugin>,
+    out: &mut dyn Write,
+) -> Result<f64, Error> {
+    let input = plan.input();
+    let (bound_time, bound_failures) =
+        sandbox_only(sandbox, plugin, &input, plan.jobs, plan.workers).await;
+    let bound = rate(plan.jobs, bound_time);
+    writeln!(
+        out,
+        "sandbox only: {} runs in {:.2} s = {:.0} jobs/s ({:.1} µs per job per worker){}",
+        plan.jobs,
+        bound_time.as_secs_f64(),
+        bound,
+        bound_time.as_secs_f64() * 1e6 * plan.workers as f64 / plan.jobs as f64,
+        if bound_failures > 0 {
+            format!(", {bound_failures} did not end OK")
+        } else {
+            String::new()
+        }
+    )?;
+    if plan.fuel_overhead {
+        let unmetered = plan.sandbox(false)?;
+        let p = unmetered.plugin(&plan.job_type)?;
+        let (t, _) = sandbox_only(&unmetered, &p, &input, plan.jobs, plan.workers).await;
+        writeln!(
+            out,
+            "fuel off:     {} runs in {:.2} s = {:.0} jobs/s; fuel metering costs {:.2}x",
+            plan.jobs,
+            t.as_secs_f64(),
+            rate(plan.jobs, t),
+            bound_time.as_secs_f64() / t.as_secs_f64().max(1e-9)
+        )?;
+    }
+    Ok(bound)
+}
+
+/// 3. End to end: the real runner (`run --once`: claim, sandbox, finish,
+///    all durable) drains the queue.
+async fn drain_phase(
+    plan: &Plan,
+    store: &Arc<dyn JobStore>,
+    sandbox: &Arc<Sandbox>,
+    bound: f64,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let mut config = RunnerConfig::new(plan.workers);
+    config.once = true;
+    config.runner_id = "bench".to_string();
+    let runner = Runner::new(config, Arc::clone(store), Arc::clone(sandbox));
+    let t = Instant::now();
+    let (_keep, rx) = tokio::sync::mpsc::unbounded_channel();
+    runner.run(rx).await?;
+    let drain_time = t.elapsed();
+    let e2e = rate(plan.jobs, drain_time);
+    writeln!(
+        out,
+        "end to end:   {} jobs in {:.2} s = {:.0} jobs/s ({:.0}% of the sandbox-only bound)",
+        plan.jobs,
+        drain_time.as_secs_f64(),
+        e2e,
+        100.0 * e2e / bound
+    )?;
+    Ok(())
+}
+
+/// 4. Latency, from the rows' own times; then pickup into an idle runner.
+async fn latency_phase(
+    plan: &Plan,
+    store: &dyn JobStore,
+    sandbox: &Arc<Sandbox>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let mut l = store.latencies(&plan.job_type).await?;
+    l.to_start.sort_by(f64::total_cmp);
+    l.to_finish.sort_by(f64::total_cmp);
+    writeln!(out, "rows OK:      {} of {}", l.ok, plan.jobs)?;
+    writeln!(
+        out,
+        "queue→start:  p50 {:.3} s  p99 {:.3} s",
+        percentile(&l.to_start, 0.5),
+        percentile(&l.to_start, 0.99)
+    )?;
+    writeln!(
+        out,
+        "queue→finish: p50 {:.3} s  p99 {:.3} s",
+        percentile(&l.to_finish, 0.5),
+        percentile(&l.to_finish, 0.99)
+    )?;
+    if plan.pickup > 0 {
+        let lat = pickup(plan, sandbox).await?;
+        writeln!(
+            out,
+            "pickup:       {} jobs queued one at a time into an idle runner: queue→start p50 {:.1} ms  p99 {:.1} ms",
+            lat.len(),
+            percentile(&lat, 0.5) * 1e3,
+            percentile(&lat, 0.99) * 1e3
+        )?;
+    }
+    Ok(())
 }
 
 /// Run `input` `n` times on `workers` concurrent tasks with no database:
 /// (elapsed, runs that did not end OK).
 async fn sandbox_only(
     sandbox: &Arc<Sandbox>,
-    plugin: &Arc<crate::sandbox::LoadedPlugin>,
+    plugin: &Arc<LoadedPlugin>,
     input: &JobInput,
     n: usize,
     workers: usize,
@@ -341,57 +442,57 @@ async fn sandbox_only(
     (t.elapsed(), failures)
 }
 
-/// Start an idle runner on `db`, queue `n` jobs one at a time from another
-/// connection (as another process would), and return each job's
-/// queue→start latency in seconds, from the row's own times.
-async fn pickup(
-    db: &Path,
-    sandbox: &Arc<Sandbox>,
-    job_type: &str,
-    n: usize,
-) -> Result<Vec<f64>, Error> {
+/// Start an idle runner, queue `plan.pickup` jobs one at a time through
+/// another connection (as another process would), and return each job's
+/// queue→start latency in seconds, from the row's own times, sorted.
+async fn pickup(plan: &Plan, sandbox: &Arc<Sandbox>) -> Result<Vec<f64>, Error> {
     let mut config = RunnerConfig::new(1);
     config.runner_id = "bench-pickup".to_string();
-    let runner = Runner::new(config, runner_store(db)?, Arc::clone(sandbox));
+    let runner = Runner::new(
+        config,
+        plan.target().runner_store().await?,
+        Arc::clone(sandbox),
+    );
     let (stop, signals) = tokio::sync::mpsc::unbounded_channel();
     let daemon = tokio::spawn({
         let runner = Arc::clone(&runner);
         async move { runner.run(signals).await }
     });
-    let db = db.to_path_buf();
-    let job_type = job_type.to_string();
-    let latencies = tokio::task::spawn_blocking(move || -> Result<Vec<f64>, Error> {
-        let mut store = Store::open(&db)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            // Let the runner go idle between jobs.
-            std::thread::sleep(Duration::from_millis(100));
-            let id = store.queue(&NewJob::new(1, job_type.clone()))?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let job = store.require(id)?;
-                if job.status.is_terminal() {
-                    if let (Some(q), Some(s)) = (
-                        parse_time(job.queue_time.as_deref()),
-                        parse_time(job.start_time.as_deref()),
-                    ) {
-                        out.push((s - q).as_seconds_f64());
-                    }
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(Error::Input(format!("job {id} was not run within 30 s")));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| Error::Input(format!("pickup measurement failed: {e}")))?;
+    let queuer = plan.target().runner_store().await?;
+    let latencies = pickup_each(queuer.as_ref(), &plan.job_type, plan.pickup).await;
     let _ = stop.send(());
     let _ = daemon.await;
     let mut latencies = latencies?;
     latencies.sort_by(f64::total_cmp);
     Ok(latencies)
+}
+
+async fn pickup_each(store: &dyn JobStore, job_type: &str, n: usize) -> Result<Vec<f64>, Error> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        // Let the runner go idle between jobs.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let id = store.queue(&NewJob::new(1, job_type.to_string())).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = store
+                .get(id)
+                .await?
+                .ok_or(crate::store::StoreError::NoJob(id))?;
+            if job.status.is_terminal() {
+                if let (Some(q), Some(s)) = (
+                    parse_time(job.queue_time.as_deref()),
+                    parse_time(job.start_time.as_deref()),
+                ) {
+                    out.push((s - q).as_seconds_f64());
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Input(format!("job {id} was not run within 30 s")));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(out)
 }

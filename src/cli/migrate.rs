@@ -16,7 +16,7 @@ pub struct Args {
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     if args.status {
-        let db = g.open_as(crate::store::Access::Read, false)?;
+        let db = g.open(crate::store::Access::Inspect)?;
         let status = db.wait(db.schema_status())?;
         return print(out, db.driver(), &status);
     }

@@ -16,8 +16,8 @@ mod plugins;
 mod prune;
 mod queue;
 mod run;
-mod serve;
 mod schedule;
+mod serve;
 mod show;
 mod text;
 mod time;
@@ -93,30 +93,21 @@ impl Global {
     /// (`postgres://`, `postgresql://`, libpq's `host=… dbname=…`), else
     /// the path of a SQLite file.
     pub fn target(&self) -> Target<'_> {
-        match self.db.to_str() {
-            Some(url) if crate::store::postgres::is_postgres_url(url) => Target::Postgres(url),
-            _ => Target::Sqlite(&self.db),
-        }
+        Target::of(&self.db)
     }
 
     /// Open the store on a current-thread runtime a command's calls block
-    /// on.
-    fn open(&self, access: Access) -> Result<Db, Error> {
-        self.open_as(access, true)
-    }
-
-    /// [`Global::open`]; `migrate` false leaves a PostgreSQL schema as it
-    /// is (`migrate --status`; a SQLite file behind is still migrated when
-    /// it can be written, as every command does).
-    pub(crate) fn open_as(&self, access: Access, migrate: bool) -> Result<Db, Error> {
+    /// on. [`Access::Inspect`] leaves a schema that is behind as it is, on
+    /// either driver (`migrate --status`).
+    pub(crate) fn open(&self, access: Access) -> Result<Db, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let store: Arc<dyn JobStore> = match self.target() {
-            Target::Postgres(url) if migrate => {
-                Arc::new(rt.block_on(PgStore::connect_with(url, 1))?)
+            Target::Postgres(url) if access == Access::Inspect => {
+                Arc::new(rt.block_on(PgStore::connect_unmigrated(url, 1))?)
             }
-            Target::Postgres(url) => Arc::new(rt.block_on(PgStore::connect_unmigrated(url, 1))?),
+            Target::Postgres(url) => Arc::new(rt.block_on(PgStore::connect_with(url, 1))?),
             Target::Sqlite(path) => Arc::new(SqliteStore::open_with(
                 path,
                 Options::command(access, self.wait()),
@@ -128,10 +119,7 @@ impl Global {
     /// The store `--db` names, for a runner (inside its runtime): on
     /// SQLite, locks are waited out however long they last.
     pub async fn runner_store(&self) -> Result<Arc<dyn JobStore>, Error> {
-        Ok(match self.target() {
-            Target::Postgres(url) => Arc::new(PgStore::connect(url).await?),
-            Target::Sqlite(path) => Arc::new(SqliteStore::open_with(path, Options::runner())?),
-        })
+        self.target().runner_store().await
     }
 
     /// `--wait` as a duration.
@@ -160,6 +148,27 @@ pub enum Target<'a> {
     Sqlite(&'a Path),
     /// A PostgreSQL connection string (may hold a password: never printed).
     Postgres(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// The driver `db` selects: a PostgreSQL connection string
+    /// (`postgres://`, `postgresql://`, libpq's `host=… dbname=…`), else
+    /// the path of a SQLite file.
+    pub fn of(db: &'a Path) -> Target<'a> {
+        match db.to_str() {
+            Some(url) if crate::store::postgres::is_postgres_url(url) => Target::Postgres(url),
+            _ => Target::Sqlite(db),
+        }
+    }
+
+    /// The store, opened as a runner uses it (inside its runtime): on
+    /// SQLite, locks are waited out however long they last.
+    pub async fn runner_store(self) -> Result<Arc<dyn JobStore>, Error> {
+        Ok(match self {
+            Target::Postgres(url) => Arc::new(PgStore::connect(url).await?),
+            Target::Sqlite(path) => Arc::new(SqliteStore::open_with(path, Options::runner())?),
+        })
+    }
 }
 
 /// A command's store, with the runtime its calls block on. Derefs to the

@@ -41,8 +41,8 @@ pub use jobs::{
     NewHistoryRecord, NewJob, Queued,
 };
 pub use runner::Finish;
-pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};
 pub use schedules::{NewSchedule, ScheduleRow};
+pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};
 
 /// How long a statement waits for another connection's write lock, unless
 /// the store is opened with another wait ([`Store::open_with`]).
@@ -60,6 +60,9 @@ pub enum Access {
     Read,
     /// Reading and writing: the file is created and migrated if need be.
     Write,
+    /// Reading the schema's state (`migrate --status`): as [`Access::Read`],
+    /// and a schema that is behind is left as it is.
+    Inspect,
 }
 
 /// The id of a `cm_co_jobs` row.
@@ -297,7 +300,7 @@ impl Store {
         // A file that does not exist yet is created, which is a write.
         let access = if path.exists() { access } else { Access::Write };
         let mut conn = connect(path, access, wait)?;
-        if schema::is_behind(&conn)? {
+        if access != Access::Inspect && schema::is_behind(&conn)? {
             schema::migrate(&mut conn).map_err(|e| match (access, e) {
                 (Access::Read, e) if !e.is_busy() => StoreError::NeedsUpgrade {
                     path: path.to_path_buf(),
@@ -653,7 +656,7 @@ fn connect(path: &Path, access: Access, wait: Duration) -> Result<Connection> {
         .map_err(as_open);
     match readable {
         Ok(_) => Ok(conn),
-        Err(e) if access == Access::Read && !e.is_busy() && !wal_file(path).exists() => {
+        Err(e) if access != Access::Write && !e.is_busy() && !wal_file(path).exists() => {
             let uri = format!("file:{}?immutable=1", uri_path(path));
             let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                 | rusqlite::OpenFlags::SQLITE_OPEN_URI

@@ -11,8 +11,8 @@ use crate::job::{self, JobStatus};
 use crate::store::driver::{Error, Latencies, Result};
 use crate::store::jobs::{Checked, check};
 use crate::store::{
-    CancelResult, Co, HistoryRecord, Job, JobId, ListFilter, NewHistoryRecord, NewJob, Queued,
-    StoreError,
+    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, Job, JobId, ListFilter,
+    NewHistoryRecord, NewJob, Queued, StoreError,
 };
 
 /// Rows per INSERT statement of a bulk queue (all in one transaction).
@@ -365,6 +365,70 @@ pub(super) async fn retry_chain(
         .await
         .map_err(map_err)?;
     rows.iter().map(job_from_row).collect()
+}
+
+/// [`JobStore::chain_page`] by a two-column walk: at most
+/// [`CHAIN_WINDOW`] + 1 rows up and down from `id` (the one past the
+/// window says the chain goes on), then whole rows for the page only.
+pub(super) async fn chain_page(
+    client: &deadpool_postgres::Client,
+    id: JobId,
+    around: usize,
+) -> Result<ChainPage> {
+    let window = i64::try_from(CHAIN_WINDOW.saturating_add(1)).unwrap_or(i64::MAX);
+    let stmt = client
+        .prepare_cached(
+            "WITH RECURSIVE \
+               up(id, parent, n) AS ( \
+                 SELECT id, requeued_from_co_job_id, 0 FROM cm_co_jobs WHERE id = $1::int8 \
+                 UNION ALL \
+                 SELECT j.id, j.requeued_from_co_job_id, up.n + 1 FROM cm_co_jobs j \
+                 JOIN up ON j.id = up.parent WHERE up.n < $2::int8), \
+               down(id, n) AS ( \
+                 SELECT $1::int8, 0 \
+                 UNION ALL \
+                 SELECT j.id, down.n + 1 FROM cm_co_jobs j \
+                 JOIN down ON j.requeued_from_co_job_id = down.id WHERE down.n < $2::int8) \
+             SELECT id::int8, status::text FROM cm_co_jobs \
+             WHERE id IN (SELECT id FROM down UNION SELECT id FROM up) ORDER BY id",
+        )
+        .await
+        .map_err(map_err)?;
+    let members: Vec<(JobId, String)> = client
+        .query(&stmt, &[&id.0, &window])
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (JobId(r.get(0)), r.get(1)))
+        .collect();
+    let Some(position) = members.iter().position(|(m, _)| *m == id) else {
+        return Err(Error::input(StoreError::NoJob(id)));
+    };
+    let mut page = ChainPage::of_members(&members, position, around);
+    let last = position
+        .saturating_add(around)
+        .min(members.len().saturating_sub(1));
+    let ids: Vec<i64> = members
+        .get(page.first..=last)
+        .unwrap_or_default()
+        .iter()
+        .map(|(m, _)| m.0)
+        .collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM cm_co_jobs j WHERE j.id = ANY($1::int8[]) ORDER BY j.id",
+                job_columns("j")
+            ),
+            &[&ids],
+        )
+        .await
+        .map_err(map_err)?;
+    page.rows = rows
+        .iter()
+        .map(|r| job_from_row(r).map(|j| ChainEntry::of(&j)))
+        .collect::<Result<_>>()?;
+    Ok(page)
 }
 
 pub(super) async fn cancel(

@@ -35,8 +35,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    CancelResult, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery, ListFilter,
-    NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Token, format_time,
+    CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
+    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Token,
+    format_time,
 };
 use crate::job::JobStatus;
 
@@ -481,6 +482,10 @@ impl JobStore for PgStore {
 
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
         jobs::retry_chain(&self.client().await?, id, after, limit).await
+    }
+
+    async fn chain_page(&self, id: JobId, around: usize) -> Result<ChainPage> {
+        jobs::chain_page(&self.client().await?, id, around).await
     }
 
     async fn cancel(&self, id: JobId, who: &str) -> Result<CancelResult> {

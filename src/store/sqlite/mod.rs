@@ -497,7 +497,8 @@ impl JobStore for SqliteStore {
 
     async fn add_schedule(&self, s: &NewSchedule) -> Result<i64> {
         let s = s.clone();
-        self.call("add a schedule", move |st| st.add_schedule(&s)).await
+        self.call("add a schedule", move |st| st.add_schedule(&s))
+            .await
     }
 
     async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
@@ -506,21 +507,26 @@ impl JobStore for SqliteStore {
 
     async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
         let name = name.to_string();
-        self.call("read a schedule", move |st| st.schedule(&name)).await
+        self.call("read a schedule", move |st| st.schedule(&name))
+            .await
     }
 
     async fn set_schedule_paused(&self, name: &str, paused: bool) -> Result<()> {
         let name = name.to_string();
-        self.call("pause or resume a schedule", move |st| st.set_schedule_paused(&name, paused))
-            .await
+        self.call("pause or resume a schedule", move |st| {
+            st.set_schedule_paused(&name, paused)
+        })
+        .await
     }
 
     async fn remove_schedule(&self, name: &str) -> Result<()> {
         let name = name.to_string();
-        self.call("remove a schedule", move |st| st.remove_schedule(&name)).await
+        self.call("remove a schedule", move |st| st.remove_schedule(&name))
+            .await
     }
 
     async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>> {
-        self.call("queue due schedule ticks", |st| st.enqueue_due_ticks()).await
+        self.call("queue due schedule ticks", |st| st.enqueue_due_ticks())
+            .await
     }
 }
