@@ -13,6 +13,7 @@
 //! - Time: every "now" is the database's (`now()` in UTC), never a
 //!   runner's, so runners on hosts with skewed clocks agree on leases.
 
+mod group;
 mod jobs;
 mod notify;
 mod runner;
@@ -64,6 +65,8 @@ pub struct PgStore {
     /// `host:port/dbname` (never the password), for messages.
     target: String,
     notify: notify::Notifier,
+    /// Job ends, committed in groups.
+    ends: group::GroupCommit,
 }
 
 impl fmt::Debug for PgStore {
@@ -124,6 +127,7 @@ impl PgStore {
             .map_err(|e| Error::Other(format!("cannot build the connection pool: {e}")))?;
         let store = PgStore {
             notify: notify::Notifier::new(pool.clone(), config, tls),
+            ends: group::GroupCommit::spawn(pool.clone(), target.clone()),
             pool,
             target,
         };
@@ -137,15 +141,7 @@ impl PgStore {
     }
 
     fn pool_error(&self, e: deadpool_postgres::PoolError) -> Error {
-        use deadpool_postgres::PoolError;
-        match e {
-            PoolError::Backend(e) => connect_error(&self.target, &e),
-            PoolError::Timeout(_) => Error::Transient(format!(
-                "no free connection to {} within {POOL_WAIT:?}",
-                self.target
-            )),
-            other => Error::Transient(format!("PostgreSQL at {}: {other}", self.target)),
-        }
+        pool_error(&self.target, e)
     }
 
     /// The plan and cost of a claim of `max` rows as it would run now
@@ -247,6 +243,18 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
 /// Classify an error of opening a connection, naming the server: an
 /// unreachable or restarting server is transient; a wrong password, a
 /// missing database or a refused role is not (waiting will not fix it).
+/// Why no pooled connection to `target` could be had.
+fn pool_error(target: &str, e: deadpool_postgres::PoolError) -> Error {
+    use deadpool_postgres::PoolError;
+    match e {
+        PoolError::Backend(e) => connect_error(target, &e),
+        PoolError::Timeout(_) => Error::Transient(format!(
+            "no free connection to {target} within {POOL_WAIT:?}"
+        )),
+        other => Error::Transient(format!("PostgreSQL at {target}: {other}")),
+    }
+}
+
 fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
     let msg = format!("cannot connect to PostgreSQL at {target}: {}", PgError(e));
     if is_transient(e) {
@@ -397,9 +405,7 @@ impl JobStore for PgStore {
         runner_id: &str,
         items: &[Finish],
     ) -> Result<Vec<Result<Option<Successor>>>> {
-        let mut client = self.client().await?;
-        let results = runner::finish(&mut client, runner_id, items).await?;
-        drop(client);
+        let results = self.ends.finish(runner_id, items).await?;
         if results.iter().any(|r| matches!(r, Ok(Some(_)))) {
             self.notify.job_queued().await;
         }
