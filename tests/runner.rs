@@ -921,7 +921,7 @@ fn results_children_and_retry_after_are_stored_and_shown() {
             .collect()
     };
     assert_eq!(kids.len(), 2);
-    let text = s.cojobs(&["show", &parent.to_string()]).ok();
+    let text = s.cojobs(&["show", &parent.to_string()]).ok().to_string();
     for want in ["plugin_contract", "0.2.0", "\"children\": 2", "children:"] {
         assert!(text.contains(want), "show lacks {want:?}:\n{text}");
     }

@@ -13,7 +13,7 @@ use rusqlite::{TransactionBehavior, params};
 
 use super::driver::Claim;
 use super::{
-    JOB_COLUMNS, Job, JobId, PluginRun, Result, Store, StoreError, format_time, optional,
+    JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional,
 };
 use crate::job::{self, JobStatus, Outcome};
 
