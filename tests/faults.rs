@@ -579,13 +579,15 @@ fn children_are_queued_exactly_once_across_a_crash_loop() {
     let mut parents = Vec::new();
     {
         let conn = s.conn();
-        for _ in 0..40 {
+        // Due one after another over ~12 s, so that the kills land while
+        // parents are claimed, running or ending.
+        for i in 0..40 {
             conn.execute(
                 "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, status, \
-                 queue_time, retry_interval, max_retry, max_retry_count) \
+                 queue_time, start_after_time, retry_interval, max_retry, max_retry_count) \
                  VALUES (1, 'contract', 'children', '{\"n\":3}', 'Q', '2000-01-01 00:00:00', \
-                 1, 5, 0)",
-                [],
+                 strftime('%Y-%m-%d %H:%M:%f', 'now', ?1), 1, 5, 0)",
+                [format!("+{:.1} seconds", f64::from(i) * 0.3)],
             )
             .expect("insert");
             parents.push(conn.last_insert_rowid());
@@ -694,8 +696,13 @@ fn children_are_queued_exactly_once_across_a_crash_loop() {
         assert!(c.status == "OK" || rescued, "{c:?}");
     }
     let hello_ok = children.iter().filter(|r| r.status == "OK").count();
+    let rescued = all
+        .iter()
+        .filter(|r| r.job_type == "contract" && r.status == "X")
+        .count();
     eprintln!(
-        "children crash loop: 12 kills, {ok_parents} parents OK, {} children, {hello_ok} hello OK",
+        "children crash loop: 12 kills, {rescued} parent runs rescued, {ok_parents} parents OK, \
+         {} children, {hello_ok} of them OK",
         children.len()
     );
 }

@@ -439,8 +439,9 @@ fn children_are_queued_exactly_once_across_a_crash_loop_on_postgres() {
     pg.exec(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, status, queue_time, \
          retry_interval, max_retry) \
-         SELECT 1, 'contract', 'children', '{\"n\":3}', 'Q', now() AT TIME ZONE 'UTC', 1, 5 \
-         FROM generate_series(1, 30)",
+         SELECT 1, 'contract', 'children', '{\"n\":3}', 'Q', \
+           now() AT TIME ZONE 'UTC' + make_interval(secs => i * 0.3), 1, 5 \
+         FROM generate_series(1, 30) AS i",
     );
     let args = ["--lease", "1", "--workers", "4", "--poll-interval", "0.2"];
     for i in 0..10u64 {
@@ -505,5 +506,9 @@ fn children_are_queued_exactly_once_across_a_crash_loop_on_postgres() {
            WHERE j.status = 'OK' GROUP BY c.root HAVING count(*) > 1) twice",
     );
     assert_eq!(chains_twice, 0, "{}", pg.dump());
-    eprintln!("children crash loop on PostgreSQL: 10 kills, {ok_parents} parents OK");
+    let rescued = pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'X'");
+    eprintln!(
+        "children crash loop on PostgreSQL: 10 kills, {rescued} parent runs rescued, \
+         {ok_parents} parents OK"
+    );
 }
