@@ -400,7 +400,11 @@ mod tests {
     fn failed(retryable: bool) -> Outcome {
         Outcome::Failed {
             summary: "boom".into(),
-            retry: if retryable { Retry::Policy } else { Retry::Never },
+            retry: if retryable {
+                Retry::Policy
+            } else {
+                Retry::Never
+            },
         }
     }
 

@@ -645,19 +645,28 @@ fn children_are_queued_exactly_once_across_a_crash_loop() {
             ok_parents += 1;
             assert_eq!(n, 3, "parent {r:?} has {n} children");
             let result = s
-                .text(&format!("SELECT result FROM cm_co_jobs WHERE id = {}", r.id))
+                .text(&format!(
+                    "SELECT result FROM cm_co_jobs WHERE id = {}",
+                    r.id
+                ))
                 .expect("an OK parent has its result");
             let result: serde_json::Value = serde_json::from_str(&result).expect("JSON");
             assert_eq!(result["children"], 3, "{result}");
             assert_eq!(result["parent"], r.id, "{result}");
             assert_eq!(
-                s.text(&format!("SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {}", r.id))
-                    .as_deref(),
+                s.text(&format!(
+                    "SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {}",
+                    r.id
+                ))
+                .as_deref(),
                 Some(sha.as_str())
             );
             assert_eq!(
-                s.text(&format!("SELECT plugin_contract FROM cm_co_jobs WHERE id = {}", r.id))
-                    .as_deref(),
+                s.text(&format!(
+                    "SELECT plugin_contract FROM cm_co_jobs WHERE id = {}",
+                    r.id
+                ))
+                .as_deref(),
                 Some("0.2.0")
             );
         } else {
@@ -667,7 +676,10 @@ fn children_are_queued_exactly_once_across_a_crash_loop() {
     // One OK row per chain: every chain's children were queued once.
     let mut chain_ok: HashMap<i64, usize> = HashMap::new();
     let by_id: HashMap<i64, &Row> = all.iter().map(|r| (r.id, r)).collect();
-    for r in all.iter().filter(|r| r.job_type == "contract" && r.status == "OK") {
+    for r in all
+        .iter()
+        .filter(|r| r.job_type == "contract" && r.status == "OK")
+    {
         let mut root = r;
         while let Some(p) = root.parent.and_then(|p| by_id.get(&p)) {
             root = p;
@@ -677,7 +689,10 @@ fn children_are_queued_exactly_once_across_a_crash_loop() {
     assert!(chain_ok.values().all(|n| *n == 1), "{chain_ok:?}");
     assert!(ok_parents > 0, "no parent ended OK");
     // A chain without an OK row failed only through rescues.
-    for r in all.iter().filter(|r| r.job_type == "contract" && r.status == "X") {
+    for r in all
+        .iter()
+        .filter(|r| r.job_type == "contract" && r.status == "X")
+    {
         let summary = r.summary.as_deref().unwrap_or("");
         assert!(summary.contains("stopped responding"), "{r:?}");
     }

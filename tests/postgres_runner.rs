@@ -463,7 +463,8 @@ fn children_are_queued_exactly_once_across_a_crash_loop_on_postgres() {
         .contains("runner started")));
     last.terminate();
     last.wait_ok();
-    let ok_parents = pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'OK'");
+    let ok_parents =
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'OK'");
     assert!(ok_parents > 0, "{}", pg.dump());
     // Exactly 3 children per OK parent, none for any other row.
     assert_eq!(
@@ -506,7 +507,8 @@ fn children_are_queued_exactly_once_across_a_crash_loop_on_postgres() {
            WHERE j.status = 'OK' GROUP BY c.root HAVING count(*) > 1) twice",
     );
     assert_eq!(chains_twice, 0, "{}", pg.dump());
-    let rescued = pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'X'");
+    let rescued =
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'X'");
     eprintln!(
         "children crash loop on PostgreSQL: 10 kills, {rescued} parent runs rescued, \
          {ok_parents} parents OK"

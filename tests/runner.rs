@@ -885,21 +885,29 @@ fn shutdown_makes_cancel_requested_true_at_once() {
 #[test]
 fn results_children_and_retry_after_are_stored_and_shown() {
     let s = Setup::new(&["contract", "hello"]);
-    let parent = s.queue(&[
-        "contract", "--mode", "children", "--params", r#"{"n": 2}"#,
-    ]);
+    let parent = s.queue(&["contract", "--mode", "children", "--params", r#"{"n": 2}"#]);
     let limited = s.queue(&[
-        "contract", "--mode", "retry-after", "--retry-interval", "3600",
+        "contract",
+        "--mode",
+        "retry-after",
+        "--retry-interval",
+        "3600",
     ]);
     // A daemon, not `--once` (which would wait for the 42 s retry).
     let mut d = s.daemon(&["--poll-interval", "0.2"]);
-    d.wait_for(&s, "the parent, its two children and the limited job", || {
-        s.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'") == 3
-            && s.int(&format!(
-                "SELECT count(*) FROM cm_co_jobs WHERE requeued_from_co_job_id = {limited}"
-            )) == 1
+    d.wait_for(
+        &s,
+        "the parent, its two children and the limited job",
+        || {
+            s.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'") == 3
+                && s.int(&format!(
+                    "SELECT count(*) FROM cm_co_jobs WHERE requeued_from_co_job_id = {limited}"
+                )) == 1
+        },
+    );
+    d.wait_for(&s, "the runner started", || {
+        d.log().contains("runner started")
     });
-    d.wait_for(&s, "the runner started", || d.log().contains("runner started"));
     d.terminate();
     d.wait_ok();
     assert_eq!(s.status(parent), "OK");
@@ -934,12 +942,14 @@ fn results_children_and_retry_after_are_stored_and_shown() {
         assert_eq!(cells.get(1..3), Some(&["OK", "hello"][..]), "{line}");
     }
     let sha = s
-        .text(&format!("SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {parent}"))
+        .text(&format!(
+            "SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {parent}"
+        ))
         .expect("sha recorded");
     assert_eq!(sha.len(), 64);
     assert!(text.contains(&sha), "{text}");
     let json: serde_json::Value =
-        serde_json::from_str(&s.cojobs(&["show", &parent.to_string(), "--json"]).ok())
+        serde_json::from_str(s.cojobs(&["show", &parent.to_string(), "--json"]).ok())
             .expect("show --json is JSON");
     assert_eq!(json["job"]["plugin_sha256"], sha.as_str());
     assert_eq!(json["job"]["plugin_contract"], "0.2.0");
@@ -958,7 +968,7 @@ fn results_children_and_retry_after_are_stored_and_shown() {
     assert_eq!(json["children"][0]["job_type"], "hello");
     // A child shows its parent.
     let child: serde_json::Value =
-        serde_json::from_str(&s.cojobs(&["show", &kids[0].to_string(), "--json"]).ok())
+        serde_json::from_str(s.cojobs(&["show", &kids[0].to_string(), "--json"]).ok())
             .expect("JSON");
     assert_eq!(child["job"]["parent_co_job_id"], parent);
     assert_eq!(child["children"], serde_json::json!([]));
@@ -968,10 +978,17 @@ fn results_children_and_retry_after_are_stored_and_shown() {
     let rows_before = s.int("SELECT count(*) FROM cm_co_jobs");
     let replay = s.cojobs(&["exec", "--replay", &parent.to_string()]);
     let shown = replay.ok();
-    assert!(shown.contains(&format!("component: {sha} matches job {parent}")), "{shown}");
+    assert!(
+        shown.contains(&format!("component: {sha} matches job {parent}")),
+        "{shown}"
+    );
     assert!(shown.contains("OK: queued 2 children"), "{shown}");
     assert!(shown.contains("child 2: hello"), "{shown}");
-    assert_eq!(s.int("SELECT count(*) FROM cm_co_jobs"), rows_before, "nothing stored");
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs"),
+        rows_before,
+        "nothing stored"
+    );
     // Another component under the same name: refused, unless --force.
     std::fs::copy(
         procs::built_plugins().join("hello.wasm"),
@@ -982,10 +999,18 @@ fn results_children_and_retry_after_are_stored_and_shown() {
         .fails(2, "replay refused (--force runs it anyway)");
     let forced = s.cojobs(&["exec", "--replay", &parent.to_string(), "--force"]);
     assert_ne!(forced.code, 2, "{forced:#?}");
-    assert!(forced.stdout.contains("running it anyway (--force)"), "{forced:#?}");
+    assert!(
+        forced.stdout.contains("running it anyway (--force)"),
+        "{forced:#?}"
+    );
     // Bad input: an unknown job, or a replay with a plugin named too.
-    s.cojobs(&["exec", "--replay", "99999"]).fails(2, "no job 99999");
+    s.cojobs(&["exec", "--replay", "99999"])
+        .fails(2, "no job 99999");
     let both = s.cojobs(&["exec", "hello", "--replay", &parent.to_string()]);
     assert_eq!(both.code, 2, "{both:#?}");
-    assert_eq!(s.int("SELECT count(*) FROM cm_co_jobs"), rows_before, "nothing stored");
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs"),
+        rows_before,
+        "nothing stored"
+    );
 }

@@ -114,7 +114,12 @@ impl Target {
     }
 
     /// Stored job `id`, its limits overridden by `overrides`' options.
-    fn of_job(g: &Global, id: i64, overrides: LimitOverrides, force: bool) -> Result<Target, Error> {
+    fn of_job(
+        g: &Global,
+        id: i64,
+        overrides: LimitOverrides,
+        force: bool,
+    ) -> Result<Target, Error> {
         let job = g.open_reader()?.require(JobId(id))?;
         let params = job
             .params()
@@ -137,8 +142,7 @@ impl Target {
             check: false,
             id,
             co_id: job.co_id,
-            retry_count: u32::try_from(job.max_retry_count.unwrap_or(0).max(0))
-                .unwrap_or(u32::MAX),
+            retry_count: u32::try_from(job.max_retry_count.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
             requeued_from: job.requeued_from_co_job_id.map(|j| j.0),
             replay: Some((job.plugin_sha256, force)),
         })

@@ -16,9 +16,7 @@ use crate::sandbox::{
     RawLimits, RunEnd,
 };
 use crate::store::driver::{self, ErrorKind, Successor};
-use crate::store::{
-    Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, RESULT_MAX_BYTES,
-};
+use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, RESULT_MAX_BYTES};
 
 /// Progress of a running job, kept in memory and written by maintenance
 /// at a bounded rate.

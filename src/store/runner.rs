@@ -12,9 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{TransactionBehavior, params};
 
 use super::driver::Claim;
-use super::{
-    JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional,
-};
+use super::{JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional};
 use crate::job::{self, JobStatus, Outcome};
 
 /// The claim statement for batches of `n`. Fair between COs: for every CO

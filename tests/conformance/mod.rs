@@ -16,8 +16,8 @@ use cojobs::job::{JobStatus, Outcome, RecordStatus, Retry};
 use cojobs::schedule::CatchUp;
 use cojobs::store::driver::{Claim, ErrorKind, JobStore, Progress, Released, Rescued, Wake};
 use cojobs::store::{
-    CancelResult, Finish, NewChild, PluginRun, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule,
-    NewToken, Queued, Role,
+    CancelResult, Finish, JobId, JobQuery, ListFilter, NewChild, NewHistoryRecord, NewJob,
+    NewSchedule, NewToken, PluginRun, Queued, Role,
 };
 
 /// What a driver gives the suite.
@@ -1543,7 +1543,10 @@ pub async fn an_ok_end_commits_result_children_and_component(h: &impl Harness) {
     assert_eq!(one_finish(&*s, "r", item).await.expect("finish"), None);
     let row = s.get(parent).await.expect("get").expect("row");
     assert_eq!(row.status, JobStatus::Complete);
-    assert_eq!(row.result.as_deref(), Some(r#"{"count":2,"items":["a","b"]}"#));
+    assert_eq!(
+        row.result.as_deref(),
+        Some(r#"{"count":2,"items":["a","b"]}"#)
+    );
     assert_eq!(row.plugin_sha256.as_deref(), Some(SHA));
     assert_eq!(row.plugin_contract.as_deref(), Some("0.2.0"));
     assert_eq!(row.parent_co_job_id, None);
@@ -1586,11 +1589,27 @@ pub async fn an_ok_end_commits_result_children_and_component(h: &impl Harness) {
         "the due child is claimable"
     );
     // Paged; none for a job without children or an unknown one.
-    let page = s.children(parent, Some(kids[0].id), 10).await.expect("page");
-    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![kids[1].id]);
+    let page = s
+        .children(parent, Some(kids[0].id), 10)
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![kids[1].id]
+    );
     assert_eq!(s.children(parent, None, 1).await.expect("one").len(), 1);
-    assert!(s.children(kids[0].id, None, 10).await.expect("none").is_empty());
-    assert!(s.children(JobId(999_999), None, 10).await.expect("none").is_empty());
+    assert!(
+        s.children(kids[0].id, None, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert!(
+        s.children(JobId(999_999), None, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
     // Pruning the parent keeps the children, unlinked.
     let pruned = s
         .prune(chrono::Utc::now() + chrono::TimeDelta::days(1))
@@ -1619,10 +1638,22 @@ pub async fn a_failed_or_lost_end_queues_no_children_and_stores_no_result(h: &im
     let row = s.get(parent).await.expect("get").expect("row");
     assert_eq!(row.status, JobStatus::Failed);
     assert_eq!(row.result, None, "a result is stored with an OK end only");
-    assert_eq!(row.plugin_sha256.as_deref(), Some(SHA), "which code ran, whatever the end");
-    assert!(s.children(parent, None, 10).await.expect("children").is_empty());
     assert_eq!(
-        s.list(&ListFilter::default(), None).await.expect("list").len(),
+        row.plugin_sha256.as_deref(),
+        Some(SHA),
+        "which code ran, whatever the end"
+    );
+    assert!(
+        s.children(parent, None, 10)
+            .await
+            .expect("children")
+            .is_empty()
+    );
+    assert_eq!(
+        s.list(&ListFilter::default(), None)
+            .await
+            .expect("list")
+            .len(),
         2,
         "the parent and its retry, no child"
     );
@@ -1632,7 +1663,10 @@ pub async fn a_failed_or_lost_end_queues_no_children_and_stores_no_result(h: &im
         retry.id
     ))
     .await;
-    assert_eq!(s.claim(&claim("r", 1)).await.expect("claim")[0].id, retry.id);
+    assert_eq!(
+        s.claim(&claim("r", 1)).await.expect("claim")[0].id,
+        retry.id
+    );
     let done = complete_with(retry.id, vec![child("hello", 1, 0)]);
     one_finish(&*s, "r", done.clone()).await.expect("finish");
     // A late repeat of the same end (not ours any more) writes nothing.
@@ -1676,7 +1710,10 @@ pub async fn retry_after_sets_the_retry_delay_within_the_policy(h: &impl Harness
             .expect("finish")
             .expect("a retry");
         let delay = (retry.due - start).num_seconds();
-        assert!((100..=130).contains(&delay), "{backoff:?}: due in {delay} s");
+        assert!(
+            (100..=130).contains(&delay),
+            "{backoff:?}: due in {delay} s"
+        );
         let row = s.get(retry.id).await.expect("get").expect("row");
         assert_eq!(row.max_retry_count, Some(1));
         assert_eq!(row.requeued_from_co_job_id, Some(id));
@@ -1689,7 +1726,9 @@ pub async fn retry_after_sets_the_retry_delay_within_the_policy(h: &impl Harness
         let claimed = s.claim(&claim("r", 10)).await.expect("claim");
         assert!(claimed.iter().any(|j| j.id == retry.id));
         assert_eq!(
-            one_finish(&*s, "r", finish(retry.id, after(5))).await.expect("finish"),
+            one_finish(&*s, "r", finish(retry.id, after(5)))
+                .await
+                .expect("finish"),
             None
         );
     }
@@ -1697,7 +1736,9 @@ pub async fn retry_after_sets_the_retry_delay_within_the_policy(h: &impl Harness
     let id = s.queue(&NewJob::new(1, "api")).await.expect("queue");
     s.claim(&claim("r", 10)).await.expect("claim");
     assert_eq!(
-        one_finish(&*s, "r", finish(id, after(5))).await.expect("finish"),
+        one_finish(&*s, "r", finish(id, after(5)))
+            .await
+            .expect("finish"),
         None
     );
     // An absurd delay is bounded (10 years), never an overflow.

@@ -302,8 +302,8 @@ async fn end_rows(
         .query(
             &stmt,
             &[
-                &ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts,
-                &results, &shas, &contracts,
+                &ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts, &results,
+                &shas, &contracts,
             ],
         )
         .await
@@ -427,7 +427,14 @@ async fn insert_children(
     tx.execute(
         &stmt,
         &[
-            &parents, &types, &modes, &params, &delays, &max_retries, &intervals, &summaries,
+            &parents,
+            &types,
+            &modes,
+            &params,
+            &delays,
+            &max_retries,
+            &intervals,
+            &summaries,
         ],
     )
     .await

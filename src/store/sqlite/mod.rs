@@ -378,8 +378,10 @@ impl JobStore for SqliteStore {
     }
 
     async fn children(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
-        self.call("read a job's children", move |s| s.children(id, after, limit))
-            .await
+        self.call("read a job's children", move |s| {
+            s.children(id, after, limit)
+        })
+        .await
     }
 
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
