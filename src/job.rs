@@ -78,9 +78,8 @@ impl FromStr for JobStatus {
 pub enum Outcome {
     /// The plugin returned `ok(summary)`: the row ends `OK`.
     Complete { summary: String },
-    /// The row ends `X`. `retryable` is false for a plugin's `discard`:
-    /// then no successor is queued whatever the policy says.
-    Failed { summary: String, retryable: bool },
+    /// The row ends `X`; `retry` says whether and when it is retried.
+    Failed { summary: String, retry: Retry },
     /// The row ends `CX` (a cancel of a running job).
     Canceled { summary: String },
 }
@@ -103,6 +102,22 @@ impl Outcome {
             | Outcome::Canceled { summary } => summary,
         }
     }
+}
+
+/// Whether and when a failed run is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// As the row's policy says: after `retry_interval` (or its
+    /// [`Backoff`]), while `max_retry` allows.
+    #[default]
+    Policy,
+    /// While the row's policy allows a retry (`retry_interval > 0`,
+    /// `max_retry`), but after this many seconds instead of its interval
+    /// or backoff: a plugin's `retry-after` (a rate-limited API says when).
+    /// Clamped to [`crate::bounds::RETRY_INTERVAL`]'s range.
+    After(i64),
+    /// Never, whatever the policy: a plugin's `discard`.
+    Never,
 }
 
 /// A `cm_co_job_history_records.status` code: the seed's `OK X GO NT Q`.
@@ -295,10 +310,11 @@ pub enum SuccessorKind {
 /// The seed's retry/requeue rule, made exact
 /// (`docs/design.md#retry-and-requeue`).
 ///
-/// - `X` that is retryable, with `retry_interval > 0`: a retry with
+/// - `X` that is not [`Retry::Never`], with `retry_interval > 0`: a retry with
 ///   `max_retry_count + 1`, unless `max_retry` is set and
 ///   `max_retry_count >= max_retry` (NULL = no limit, 0 = never); it waits
-///   [`retry_delay`] (the interval, or exponential with full jitter).
+///   [`retry_delay`] (the interval, or exponential with full jitter), or
+///   for [`Retry::After`] the plugin's delay, whatever the backoff.
 /// - `OK` with `requeue_interval > 0`: a fresh copy with count 0.
 /// - `CX`: never.
 pub fn successor(policy: &Policy, outcome: &Outcome) -> Option<Successor> {
@@ -311,18 +327,20 @@ pub fn successor(policy: &Policy, outcome: &Outcome) -> Option<Successor> {
             }),
             _ => None,
         },
-        Outcome::Failed { retryable, .. } => {
+        Outcome::Failed { retry, .. } => {
             let secs = policy.retry_interval.filter(|&s| s > 0)?;
-            if !retryable {
-                return None;
-            }
             if let Some(max) = policy.max_retry
                 && policy.max_retry_count >= max
             {
                 return None;
             }
+            let delay_secs = match retry {
+                Retry::Never => return None,
+                Retry::Policy => retry_delay(policy, secs),
+                Retry::After(after) => crate::bounds::RETRY_INTERVAL.clamp(*after),
+            };
             Some(Successor {
-                delay_secs: retry_delay(policy, secs),
+                delay_secs,
                 max_retry_count: policy.max_retry_count.saturating_add(1),
                 kind: SuccessorKind::Retry,
             })
@@ -382,7 +400,11 @@ mod tests {
     fn failed(retryable: bool) -> Outcome {
         Outcome::Failed {
             summary: "boom".into(),
-            retryable,
+            retry: if retryable {
+                Retry::Policy
+            } else {
+                Retry::Never
+            },
         }
     }
 
@@ -516,6 +538,35 @@ mod tests {
             summary: "canceled by ada".into(),
         };
         assert_eq!(successor(&p, &cx), None);
+    }
+
+    /// A plugin's retry-after sets the delay, overriding the interval and
+    /// the exponential backoff, and stays within the policy and the bounds.
+    #[test]
+    fn retry_after_overrides_interval_and_backoff_within_the_policy() {
+        let after = |secs| Outcome::Failed {
+            summary: "rate limited".into(),
+            retry: Retry::After(secs),
+        };
+        let p = retry_policy(Some(2), 0);
+        let s = successor(&p, &after(42)).expect("a retry");
+        assert_eq!((s.delay_secs, s.max_retry_count), (42, 1));
+        let expo = Policy {
+            backoff: Backoff::Exponential,
+            id: 9,
+            ..p
+        };
+        assert_eq!(successor(&expo, &after(7)).map(|s| s.delay_secs), Some(7));
+        assert_eq!(successor(&p, &after(0)).map(|s| s.delay_secs), Some(0));
+        // Bounded: never past 10 years, never negative.
+        assert_eq!(
+            successor(&p, &after(i64::MAX)).map(|s| s.delay_secs),
+            Some(crate::bounds::TEN_YEARS_SECS)
+        );
+        assert_eq!(successor(&p, &after(-5)).map(|s| s.delay_secs), Some(0));
+        // Within the policy: no retries left, or none allowed, means none.
+        assert_eq!(successor(&retry_policy(Some(2), 2), &after(42)), None);
+        assert_eq!(successor(&Policy::default(), &after(42)), None);
     }
 
     #[test]
@@ -669,7 +720,7 @@ mod proptests {
         #[test]
         fn retries_never_exceed_max_retry(max in 0i64..10, count in 0i64..20) {
             let p = Policy { retry_interval: Some(1), max_retry: Some(max), max_retry_count: count, ..Policy::default() };
-            let out = Outcome::Failed { summary: String::new(), retryable: true };
+            let out = Outcome::Failed { summary: String::new(), retry: Retry::Policy };
             match successor(&p, &out) {
                 Some(s) => prop_assert!(count < max && s.max_retry_count == count + 1 && s.max_retry_count <= max),
                 None => prop_assert!(count >= max),

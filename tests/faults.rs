@@ -563,3 +563,161 @@ fn read_only_database_is_refused_with_a_clear_error() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
     std::fs::set_permissions(s.env.dir.path(), p).expect("chmod back");
 }
+
+/// Issue 13: child jobs are committed in the same transaction as their
+/// parent's `OK` end, and only then. 40 `contract` parents each queue 3
+/// `hello` children; runners are SIGKILLed at random moments 12 times
+/// (a parent killed mid-run is rescued, fails and is retried); then one
+/// runs until everything ended. Each parent chain that ended `OK` has
+/// exactly 3 children, all on its `OK` row, each child run once; a chain
+/// that ended `X` has none; every run records the component's SHA-256.
+#[test]
+fn children_are_queued_exactly_once_across_a_crash_loop() {
+    use sha2::{Digest, Sha256};
+    let s = Setup::new(&["contract", "hello"]);
+    s.cojobs(&["list"]).ok(); // create the database
+    let mut parents = Vec::new();
+    {
+        let conn = s.conn();
+        // Due one after another over ~12 s, so that the kills land while
+        // parents are claimed, running or ending.
+        for i in 0..40 {
+            conn.execute(
+                "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, status, \
+                 queue_time, start_after_time, retry_interval, max_retry, max_retry_count) \
+                 VALUES (1, 'contract', 'children', '{\"n\":3}', 'Q', '2000-01-01 00:00:00', \
+                 strftime('%Y-%m-%d %H:%M:%f', 'now', ?1), 1, 5, 0)",
+                [format!("+{:.1} seconds", f64::from(i) * 0.3)],
+            )
+            .expect("insert");
+            parents.push(conn.last_insert_rowid());
+        }
+    }
+    let mut rng = Rng(0xC41D_0000_0000_0013);
+    let args = ["--lease", "1", "--workers", "4", "--poll-interval", "0.2"];
+    for _ in 0..12 {
+        let mut d = s.daemon(&args);
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        d.kill9();
+    }
+    let mut last = s.daemon(&args);
+    assert!(
+        wait_until(DEADLINE * 4, || s
+            .int("SELECT count(*) FROM cm_co_jobs WHERE status IN ('Q', 'GO')")
+            == 0),
+        "jobs did not end\n{}\nlog:\n{}",
+        s.dump(),
+        last.log()
+    );
+    last.wait_for(&s, "the last runner started", || {
+        last.log().contains("runner started")
+    });
+    last.terminate();
+    last.wait_ok();
+
+    let all = rows(&s);
+    let parent_of: HashMap<i64, Option<i64>> = {
+        let conn = s.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, parent_co_job_id FROM cm_co_jobs")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    let mut kids: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (id, parent) in &parent_of {
+        if let Some(p) = parent {
+            kids.entry(*p).or_default().push(*id);
+        }
+    }
+    let sha = Sha256::digest(
+        std::fs::read(s.plugins.path().join("contract.wasm")).expect("read contract.wasm"),
+    )
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect::<String>();
+    let mut ok_parents = 0;
+    for r in all.iter().filter(|r| r.job_type == "contract") {
+        let n = kids.get(&r.id).map_or(0, Vec::len);
+        if r.status == "OK" {
+            ok_parents += 1;
+            assert_eq!(n, 3, "parent {r:?} has {n} children");
+            let result = s
+                .text(&format!(
+                    "SELECT result FROM cm_co_jobs WHERE id = {}",
+                    r.id
+                ))
+                .expect("an OK parent has its result");
+            let result: serde_json::Value = serde_json::from_str(&result).expect("JSON");
+            assert_eq!(result["children"], 3, "{result}");
+            assert_eq!(result["parent"], r.id, "{result}");
+            assert_eq!(
+                s.text(&format!(
+                    "SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {}",
+                    r.id
+                ))
+                .as_deref(),
+                Some(sha.as_str())
+            );
+            assert_eq!(
+                s.text(&format!(
+                    "SELECT plugin_contract FROM cm_co_jobs WHERE id = {}",
+                    r.id
+                ))
+                .as_deref(),
+                Some("0.2.0")
+            );
+        } else {
+            assert_eq!(n, 0, "a parent that did not end OK has children: {r:?}");
+        }
+    }
+    // One OK row per chain: every chain's children were queued once.
+    let mut chain_ok: HashMap<i64, usize> = HashMap::new();
+    let by_id: HashMap<i64, &Row> = all.iter().map(|r| (r.id, r)).collect();
+    for r in all
+        .iter()
+        .filter(|r| r.job_type == "contract" && r.status == "OK")
+    {
+        let mut root = r;
+        while let Some(p) = root.parent.and_then(|p| by_id.get(&p)) {
+            root = p;
+        }
+        *chain_ok.entry(root.id).or_default() += 1;
+    }
+    assert!(chain_ok.values().all(|n| *n == 1), "{chain_ok:?}");
+    assert!(ok_parents > 0, "no parent ended OK");
+    // A chain without an OK row failed only through rescues.
+    for r in all
+        .iter()
+        .filter(|r| r.job_type == "contract" && r.status == "X")
+    {
+        let summary = r.summary.as_deref().unwrap_or("");
+        assert!(summary.contains("stopped responding"), "{r:?}");
+    }
+    // Every child is a `hello` that ran: OK, or rescued if a kill caught it.
+    let children: Vec<&Row> = all
+        .iter()
+        .filter(|r| parent_of.get(&r.id).copied().flatten().is_some())
+        .collect();
+    assert_eq!(children.len(), 3 * ok_parents);
+    for c in &children {
+        assert_eq!(c.job_type, "hello", "{c:?}");
+        let rescued = c
+            .summary
+            .as_deref()
+            .is_some_and(|m| m.contains("stopped responding"));
+        assert!(c.status == "OK" || rescued, "{c:?}");
+    }
+    let hello_ok = children.iter().filter(|r| r.status == "OK").count();
+    let rescued = all
+        .iter()
+        .filter(|r| r.job_type == "contract" && r.status == "X")
+        .count();
+    eprintln!(
+        "children crash loop: 12 kills, {rescued} parent runs rescued, {ok_parents} parents OK, \
+         {} children, {hello_ok} of them OK",
+        children.len()
+    );
+}

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use cojobs::job::{self, JobStatus, Outcome};
+use cojobs::job::{self, JobStatus, Outcome, Retry};
 use cojobs::store::{Job, NewJob, Store, StoreError};
 use proptest::prelude::*;
 
@@ -130,7 +130,7 @@ fn check(store: &Store, model: &mut Model) {
                 &j.policy(),
                 &Outcome::Failed {
                     summary: String::new(),
-                    retryable: true,
+                    retry: Retry::Policy,
                 },
             ),
             "OK" => job::successor(
@@ -199,11 +199,11 @@ fn step(store: &mut Store, clock: &AtomicI64, model: &mut Model, op: &Op) {
                 0 => Outcome::Complete { summary },
                 1 => Outcome::Failed {
                     summary,
-                    retryable: true,
+                    retry: Retry::Policy,
                 },
                 2 => Outcome::Failed {
                     summary,
-                    retryable: false,
+                    retry: Retry::Never,
                 },
                 _ => Outcome::Canceled { summary },
             };

@@ -227,15 +227,12 @@ async fn coexists_with_a_comanage_schema() {
         got[0].register_summary.as_deref(),
         Some("queued by COmanage")
     );
-    let item = Finish {
-        id: got[0].id,
-        outcome: cojobs::job::Outcome::Complete {
+    let item = Finish::new(
+        got[0].id,
+        cojobs::job::Outcome::Complete {
             summary: "done".into(),
         },
-        fuel_used: None,
-        log: None,
-        history: Vec::new(),
-    };
+    );
     store.finish("r", &[item]).await.expect("finish")[0]
         .as_ref()
         .expect("ours");

@@ -425,3 +425,92 @@ fn bench_runs_on_postgres() {
     s.cojobs(&["bench", "--bench-db", &pg.url, "--jobs", "10"])
         .fails(2, "holds 352 jobs already");
 }
+
+/// Issue 13 on PostgreSQL: 30 `contract` parents each queue 3 `hello`
+/// children, runners SIGKILLed 10 times. Every parent row that ended `OK`
+/// has exactly 3 children and its result; no other row has any; each
+/// parent chain has one `OK` row, so its children were queued once.
+#[test]
+fn children_are_queued_exactly_once_across_a_crash_loop_on_postgres() {
+    let _server = shared();
+    let pg = PgDb::new();
+    let s = setup(&pg, &["contract", "hello"]);
+    s.cojobs(&["migrate"]).ok();
+    pg.exec(
+        "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, status, queue_time, \
+         retry_interval, max_retry) \
+         SELECT 1, 'contract', 'children', '{\"n\":3}', 'Q', \
+           now() AT TIME ZONE 'UTC' + make_interval(secs => i * 0.3), 1, 5 \
+         FROM generate_series(1, 30) AS i",
+    );
+    let args = ["--lease", "1", "--workers", "4", "--poll-interval", "0.2"];
+    for i in 0..10u64 {
+        let mut d = s.daemon(&args);
+        std::thread::sleep(Duration::from_millis(300 + (i * 7919) % 1200));
+        d.kill9();
+    }
+    let mut last = s.daemon(&args);
+    assert!(
+        wait_until(DEADLINE * 3, || pg
+            .int("SELECT count(*) FROM cm_co_jobs WHERE status IN ('Q', 'GO')")
+            == 0),
+        "jobs did not end\n{}\nlog:\n{}",
+        pg.dump(),
+        last.log()
+    );
+    assert!(wait_until(DEADLINE, || last
+        .log()
+        .contains("runner started")));
+    last.terminate();
+    last.wait_ok();
+    let ok_parents =
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'OK'");
+    assert!(ok_parents > 0, "{}", pg.dump());
+    // Exactly 3 children per OK parent, none for any other row.
+    assert_eq!(
+        pg.int(
+            "SELECT count(*) FROM cm_co_jobs p WHERE p.job_type = 'contract' AND \
+             (SELECT count(*) FROM cm_co_jobs c WHERE c.parent_co_job_id = p.id) \
+               <> CASE WHEN p.status = 'OK' THEN 3 ELSE 0 END"
+        ),
+        0,
+        "{}",
+        pg.dump()
+    );
+    assert_eq!(
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE parent_co_job_id IS NOT NULL"),
+        3 * ok_parents
+    );
+    // An OK parent has its result and its component; a failed one no result.
+    assert_eq!(
+        pg.int(
+            "SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'OK' \
+             AND (result IS NULL OR (result::jsonb ->> 'children') <> '3' \
+                  OR length(plugin_sha256) <> 64 OR plugin_contract <> '0.2.0')"
+        ),
+        0,
+        "{}",
+        pg.dump()
+    );
+    assert_eq!(
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE status <> 'OK' AND result IS NOT NULL"),
+        0
+    );
+    // One OK row per parent chain.
+    let chains_twice = pg.int(
+        "WITH RECURSIVE chain(root, id) AS ( \
+           SELECT id, id FROM cm_co_jobs WHERE job_type = 'contract' \
+             AND requeued_from_co_job_id IS NULL \
+           UNION ALL SELECT c.root, j.id FROM cm_co_jobs j \
+           JOIN chain c ON j.requeued_from_co_job_id = c.id) \
+         SELECT count(*) FROM (SELECT c.root FROM chain c JOIN cm_co_jobs j ON j.id = c.id \
+           WHERE j.status = 'OK' GROUP BY c.root HAVING count(*) > 1) twice",
+    );
+    assert_eq!(chains_twice, 0, "{}", pg.dump());
+    let rescued =
+        pg.int("SELECT count(*) FROM cm_co_jobs WHERE job_type = 'contract' AND status = 'X'");
+    eprintln!(
+        "children crash loop on PostgreSQL: 10 kills, {rescued} parent runs rescued, \
+         {ok_parents} parents OK"
+    );
+}

@@ -877,3 +877,140 @@ fn shutdown_makes_cancel_requested_true_at_once() {
     );
     assert_eq!(s.env.job_count(), 2, "no retry row:\n{}", s.dump());
 }
+
+/// Issue 13: a contract 0.2 run's result, children and retry-after reach
+/// the database through the real runner, and `show` (text and `--json`)
+/// prints the result, the children, the parent, the component's SHA-256
+/// and its contract version.
+#[test]
+fn results_children_and_retry_after_are_stored_and_shown() {
+    let s = Setup::new(&["contract", "hello"]);
+    let parent = s.queue(&["contract", "--mode", "children", "--params", r#"{"n": 2}"#]);
+    let limited = s.queue(&[
+        "contract",
+        "--mode",
+        "retry-after",
+        "--retry-interval",
+        "3600",
+    ]);
+    // A daemon, not `--once` (which would wait for the 42 s retry).
+    let mut d = s.daemon(&["--poll-interval", "0.2"]);
+    d.wait_for(
+        &s,
+        "the parent, its two children and the limited job",
+        || {
+            s.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'OK'") == 3
+                && s.int(&format!(
+                    "SELECT count(*) FROM cm_co_jobs WHERE requeued_from_co_job_id = {limited}"
+                )) == 1
+        },
+    );
+    d.wait_for(&s, "the runner started", || {
+        d.log().contains("runner started")
+    });
+    d.terminate();
+    d.wait_ok();
+    assert_eq!(s.status(parent), "OK");
+    // The retry waits the plugin's 42 s, not the hour of its interval.
+    assert_eq!(s.status(limited), "X");
+    let wait = s.int(&format!(
+        "SELECT CAST(round((julianday(start_after_time) - julianday(queue_time)) * 86400) AS INTEGER) \
+         FROM cm_co_jobs WHERE requeued_from_co_job_id = {limited}"
+    ));
+    assert!((40..=44).contains(&wait), "retry due after {wait} s");
+    let kids: Vec<i64> = {
+        let conn = s.conn();
+        let mut stmt = conn
+            .prepare("SELECT id FROM cm_co_jobs WHERE parent_co_job_id = ?1 ORDER BY id")
+            .expect("prepare");
+        stmt.query_map([parent], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    assert_eq!(kids.len(), 2);
+    let text = s.cojobs(&["show", &parent.to_string()]).ok().to_string();
+    for want in ["plugin_contract", "0.2.0", "\"children\": 2", "children:"] {
+        assert!(text.contains(want), "show lacks {want:?}:\n{text}");
+    }
+    for kid in &kids {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kid.to_string().as_str()))
+            .unwrap_or_else(|| panic!("show lacks child {kid}:\n{text}"));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.get(1..3), Some(&["OK", "hello"][..]), "{line}");
+    }
+    let sha = s
+        .text(&format!(
+            "SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {parent}"
+        ))
+        .expect("sha recorded");
+    assert_eq!(sha.len(), 64);
+    assert!(text.contains(&sha), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(s.cojobs(&["show", &parent.to_string(), "--json"]).ok())
+            .expect("show --json is JSON");
+    assert_eq!(json["job"]["plugin_sha256"], sha.as_str());
+    assert_eq!(json["job"]["plugin_contract"], "0.2.0");
+    let result: serde_json::Value =
+        serde_json::from_str(json["job"]["result"].as_str().expect("result text")).expect("JSON");
+    assert_eq!(result["children"], 2);
+    assert_eq!(result["parent"], parent);
+    let shown: Vec<i64> = json["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(shown, kids);
+    assert_eq!(json["children"][0]["status"], "OK");
+    assert_eq!(json["children"][0]["job_type"], "hello");
+    // A child shows its parent.
+    let child: serde_json::Value =
+        serde_json::from_str(s.cojobs(&["show", &kids[0].to_string(), "--json"]).ok())
+            .expect("JSON");
+    assert_eq!(child["job"]["parent_co_job_id"], parent);
+    assert_eq!(child["children"], serde_json::json!([]));
+
+    // `exec --replay`: the same type, mode and params, now, nothing stored;
+    // it says the component is the one the job ran with.
+    let rows_before = s.int("SELECT count(*) FROM cm_co_jobs");
+    let replay = s.cojobs(&["exec", "--replay", &parent.to_string()]);
+    let shown = replay.ok();
+    assert!(
+        shown.contains(&format!("component: {sha} matches job {parent}")),
+        "{shown}"
+    );
+    assert!(shown.contains("OK: queued 2 children"), "{shown}");
+    assert!(shown.contains("child 2: hello"), "{shown}");
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs"),
+        rows_before,
+        "nothing stored"
+    );
+    // Another component under the same name: refused, unless --force.
+    std::fs::copy(
+        procs::built_plugins().join("hello.wasm"),
+        s.plugins.path().join("contract.wasm"),
+    )
+    .expect("swap the component");
+    s.cojobs(&["exec", "--replay", &parent.to_string()])
+        .fails(2, "replay refused (--force runs it anyway)");
+    let forced = s.cojobs(&["exec", "--replay", &parent.to_string(), "--force"]);
+    assert_ne!(forced.code, 2, "{forced:#?}");
+    assert!(
+        forced.stdout.contains("running it anyway (--force)"),
+        "{forced:#?}"
+    );
+    // Bad input: an unknown job, or a replay with a plugin named too.
+    s.cojobs(&["exec", "--replay", "99999"])
+        .fails(2, "no job 99999");
+    let both = s.cojobs(&["exec", "hello", "--replay", &parent.to_string()]);
+    assert_eq!(both.code, 2, "{both:#?}");
+    assert_eq!(
+        s.int("SELECT count(*) FROM cm_co_jobs"),
+        rows_before,
+        "nothing stored"
+    );
+}

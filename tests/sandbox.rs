@@ -227,7 +227,7 @@ async fn retry_and_discard_are_told_apart() {
     assert!(r.end.outcome().is_some_and(|o| matches!(
         o,
         cojobs::job::Outcome::Failed {
-            retryable: true,
+            retry: cojobs::job::Retry::Policy,
             ..
         }
     )));
@@ -236,7 +236,7 @@ async fn retry_and_discard_are_told_apart() {
     assert!(d.end.outcome().is_some_and(|o| matches!(
         o,
         cojobs::job::Outcome::Failed {
-            retryable: false,
+            retry: cojobs::job::Retry::Never,
             ..
         }
     )));

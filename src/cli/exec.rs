@@ -15,9 +15,16 @@
 //! A contract 0.2 plugin's result and child jobs follow: `result: <json>`,
 //! `child 1: hello {"name":"x"}`, `retry after: 42 s`.
 //!
+//! `cojobs exec --replay ID` runs a stored job again, now, the same way:
+//! its type, mode, params and limits (limit options given override its
+//! limits), against the installed plugin, writing nothing to the database.
+//! It first says on stdout whether the installed component is the one the
+//! job ran with (`component: <sha256> matches job 7`), and refuses (exit 2,
+//! nothing run) when it is not, unless `--force`.
+//!
 //! Exit 0 when the job ended OK, 1 when it failed or was interrupted
-//! (Ctrl-C), 2 when `--mode`/`--params` do not fit the plugin (nothing
-//! run).
+//! (Ctrl-C), 2 when `--mode`/`--params` do not fit the plugin, or a replay
+//! is refused (nothing run).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -29,15 +36,17 @@ use serde_json::Value;
 
 use super::{Error, Global, printable, runtime};
 use crate::sandbox::{
-    FailKind, History, HostEvents, Interrupt, JobInput, LogLevel, RunEnd, RunReport, SandboxError,
+    FailKind, History, HostEvents, Interrupt, JobInput, LimitOverrides, LoadedPlugin, LogLevel,
+    RawLimits, RunEnd, RunReport, SandboxError,
 };
+use crate::store::JobId;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The plugin: a name in the plugins folder, or a component file (an
     /// argument ending in .wasm or containing '/').
-    #[arg(value_name = "NAME|FILE.wasm")]
-    plugin: String,
+    #[arg(value_name = "NAME|FILE.wasm", required_unless_present = "replay")]
+    plugin: Option<String>,
     /// Parameters for the plugin, a JSON object.
     #[arg(long, value_name = "JSON")]
     params: Option<String>,
@@ -50,6 +59,129 @@ pub struct Args {
     /// Do not check the mode and params against what the plugin declares.
     #[arg(long)]
     no_check: bool,
+    /// Run stored job ID again: its type, mode, params and limits (limit
+    /// options override them), against the installed plugin; refused when
+    /// the component is not the one the job ran with, unless --force.
+    /// Nothing is written to the database.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with_all = ["plugin", "params", "mode", "no_check"]
+    )]
+    replay: Option<i64>,
+    /// With --replay: run even when the component changed.
+    #[arg(long, requires = "replay")]
+    force: bool,
+}
+
+/// What to run: from the arguments, or from a stored job (`--replay`).
+struct Target {
+    /// A plugin name, or a component file.
+    plugin: String,
+    mode: Option<String>,
+    params: serde_json::Map<String, Value>,
+    overrides: LimitOverrides,
+    /// Check mode and params against the plugin's description.
+    check: bool,
+    /// The job's id, CO, retry count and origin as the plugin sees them.
+    id: i64,
+    co_id: i64,
+    retry_count: u32,
+    requeued_from: Option<i64>,
+    /// A replay: the stored job's component hash and whether to run
+    /// whatever it is.
+    replay: Option<(Option<String>, bool)>,
+}
+
+impl Target {
+    fn of_args(args: &Args, overrides: LimitOverrides) -> Result<Target, Error> {
+        let params = match &args.params {
+            Some(text) => crate::store::parse_params(text)?,
+            None => serde_json::Map::new(),
+        };
+        Ok(Target {
+            plugin: args.plugin.clone().unwrap_or_default(),
+            mode: args.mode.clone(),
+            params,
+            overrides,
+            check: !args.no_check,
+            id: 0,
+            co_id: 1,
+            retry_count: 0,
+            requeued_from: None,
+            replay: None,
+        })
+    }
+
+    /// Stored job `id`, its limits overridden by `overrides`' options.
+    fn of_job(
+        g: &Global,
+        id: i64,
+        overrides: LimitOverrides,
+        force: bool,
+    ) -> Result<Target, Error> {
+        let job = g.open_reader()?.require(JobId(id))?;
+        let params = job
+            .params()
+            .map_err(|e| Error::Input(format!("job {id} cannot be replayed: {e}")))?;
+        let stored = RawLimits {
+            fuel: job.fuel_limit,
+            memory_mib: job.memory_limit_mib,
+            timeout_secs: job.timeout_secs,
+        }
+        .clamped(format_args!("job {id}"));
+        Ok(Target {
+            plugin: job.job_type,
+            mode: job.job_mode,
+            params,
+            overrides: LimitOverrides {
+                fuel: overrides.fuel.or(stored.fuel),
+                memory_mib: overrides.memory_mib.or(stored.memory_mib),
+                timeout_secs: overrides.timeout_secs.or(stored.timeout_secs),
+            },
+            check: false,
+            id,
+            co_id: job.co_id,
+            retry_count: u32::try_from(job.max_retry_count.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
+            requeued_from: job.requeued_from_co_job_id.map(|j| j.0),
+            replay: Some((job.plugin_sha256, force)),
+        })
+    }
+
+    /// For a replay: say whether `plugin` is the component the job ran
+    /// with; refuse a different one unless forced.
+    fn compare(&self, plugin: &LoadedPlugin, out: &mut dyn Write) -> Result<(), Error> {
+        let Some((recorded, force)) = &self.replay else {
+            return Ok(());
+        };
+        let (id, now) = (self.id, &plugin.sha256);
+        match recorded.as_deref().map(str::trim) {
+            Some(was) if was == now => {
+                writeln!(out, "component: {now} matches job {id}")?;
+            }
+            Some(was) if *force => {
+                writeln!(
+                    out,
+                    "component: {now} differs from job {id}'s {was}; running it anyway (--force)"
+                )?;
+            }
+            Some(was) => {
+                return Err(Error::Input(format!(
+                    "job {id} ran component {was}, but {} is now {now}: replay refused \
+                     (--force runs it anyway)",
+                    plugin.path.display()
+                )));
+            }
+            None => {
+                writeln!(
+                    out,
+                    "component: {now}; job {id} records none (it never ran, or ran before \
+                     cojobs recorded components)"
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Is the argument a file rather than a plugin name?
@@ -60,38 +192,39 @@ fn is_file(arg: &str) -> bool {
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     super::run::init_tracing("warn");
     let overrides = args.limits.check()?;
-    let params = match &args.params {
-        Some(text) => crate::store::parse_params(text)?,
-        None => serde_json::Map::new(),
+    let target = match args.replay {
+        Some(id) => Target::of_job(g, id, overrides, args.force)?,
+        None => Target::of_args(&args, overrides)?,
     };
     let sandbox = Arc::new(g.sandbox()?);
     let rt = runtime()?;
     let report = rt.block_on(async {
-        let plugin = if is_file(&args.plugin) {
+        let plugin = if target.replay.is_none() && is_file(&target.plugin) {
             let sb = Arc::clone(&sandbox);
-            let path = args.plugin.clone();
+            let path = target.plugin.clone();
             tokio::task::spawn_blocking(move || sb.plugin_from_file(Path::new(&path)))
                 .await
                 .map_err(|e| SandboxError::Engine(format!("plugin loader stopped: {e}")))??
         } else {
-            sandbox.plugin_async(&args.plugin).await?
+            sandbox.plugin_async(&target.plugin).await?
         };
-        let params = if args.no_check {
-            params
-        } else {
+        target.compare(&plugin, &mut *out)?;
+        let params = if target.check {
             let desc = sandbox.describe(&plugin).await?;
-            desc.check(args.mode.as_deref(), &params)
+            desc.check(target.mode.as_deref(), &target.params)
                 .map_err(|e| Error::Input(e.to_string()))?
+        } else {
+            target.params.clone()
         };
-        let limits = sandbox.limits_for(&plugin, &overrides);
+        let limits = sandbox.limits_for(&plugin, &target.overrides);
         let job = JobInput {
-            id: 0,
-            co_id: 1,
+            id: target.id,
+            co_id: target.co_id,
             job_type: plugin.name.clone(),
-            mode: args.mode.clone(),
+            mode: target.mode.clone(),
             params: Value::Object(params).to_string(),
-            retry_count: 0,
-            requeued_from: None,
+            retry_count: target.retry_count,
+            requeued_from: target.requeued_from,
         };
         let interrupt = Interrupt::new();
         // Registered only now, so Ctrl-C during a long compile still kills

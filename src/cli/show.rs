@@ -1,5 +1,7 @@
-//! `cojobs show ID`: every column of a job, its history records, its retry
-//! chain and its log.
+//! `cojobs show ID`: every column of a job (its parent, the component that
+//! ran it and its contract version among them), its structured result,
+//! the child jobs its run queued, its history records, its retry chain and
+//! its log.
 
 use std::io::Write;
 
@@ -10,8 +12,9 @@ use crate::store::{CHAIN_WINDOW, ChainPage, JOB_COLUMN_NAMES, JobId};
 pub struct Args {
     /// The job id.
     id: i64,
-    /// One JSON object: {"job": ..., "history": [...], "chain": [rows
-    /// around the job], "chain_total": N, "chain_counts": {status: N}}.
+    /// One JSON object: {"job": ..., "history": [...], "children": [{id,
+    /// job_type, status}], "children_more": bool, "chain": [rows around the
+    /// job], "chain_total": N, "chain_counts": {status: N}}.
     #[arg(long)]
     json: bool,
 }
@@ -22,10 +25,22 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     let job = db.require(id)?;
     let history = db.wait(db.history(id))?;
     let chain = db.wait(db.chain_page(id, CHAIN_AROUND))?;
+    let mut children = db.wait(db.children(id, None, CHILDREN_SHOWN + 1))?;
+    let children_more = children.len() > CHILDREN_SHOWN as usize;
+    children.truncate(CHILDREN_SHOWN as usize);
     if args.json {
         let value = serde_json::json!({
             "job": job,
             "history": history,
+            "children": children
+                .iter()
+                .map(|c| serde_json::json!({
+                    "id": c.id,
+                    "job_type": c.job_type,
+                    "status": c.status.code(),
+                }))
+                .collect::<Vec<_>>(),
+            "children_more": children_more,
             "chain": chain.rows,
             "chain_total": chain.total,
             "chain_counts": chain
@@ -40,10 +55,34 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     }
     let width = JOB_COLUMN_NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
     for (name, value) in JOB_COLUMN_NAMES.iter().zip(job.column_values()) {
-        if *name == "job_log" {
+        if matches!(*name, "job_log" | "result") {
             continue;
         }
         writeln!(out, "{name:<width$}  {}", cell(value.as_deref()))?;
+    }
+
+    writeln!(out, "\nresult:")?;
+    write_result(out, job.result.as_deref())?;
+
+    writeln!(out, "\nchildren:")?;
+    if children.is_empty() {
+        writeln!(out, "  (none)")?;
+    } else {
+        let rows: Vec<Vec<String>> = children
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id.to_string(),
+                    c.status.code().to_string(),
+                    c.job_type.clone(),
+                    cell(c.finish_summary.as_deref()),
+                ]
+            })
+            .collect();
+        write_table(out, &["ID", "STATUS", "TYPE", "SUMMARY"], &rows)?;
+        if children_more {
+            writeln!(out, "  (only the first {CHILDREN_SHOWN} are shown)")?;
+        }
     }
 
     writeln!(out, "\nhistory records:")?;
@@ -76,6 +115,24 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
                 writeln!(out, "  {}", printable(line, false))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Child jobs shown.
+const CHILDREN_SHOWN: i64 = 50;
+
+/// A stored result, as indented JSON (as stored when it is not JSON).
+fn write_result(out: &mut dyn Write, result: Option<&str>) -> Result<(), Error> {
+    let Some(text) = result else {
+        writeln!(out, "  (none)")?;
+        return Ok(());
+    };
+    let pretty = serde_json::from_str::<serde_json::Value>(text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| text.to_string());
+    for line in pretty.lines() {
+        writeln!(out, "  {}", printable(line, false))?;
     }
     Ok(())
 }

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN, persist};
-use crate::job::{self, Outcome, RecordStatus, SuccessorKind};
+use crate::job::{self, Outcome, RecordStatus, Retry, SuccessorKind};
 use crate::sandbox::{
-    FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel, RawLimits, RunEnd,
-    RunReport,
+    ChildJob, FailKind, History, HistoryStatus, HostEvents, Interrupt, JobInput, LogLevel,
+    RawLimits, RunEnd,
 };
 use crate::store::driver::{self, ErrorKind, Successor};
-use crate::store::{Finish, Job, JobId, NewHistoryRecord};
+use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, RESULT_MAX_BYTES};
 
 /// Progress of a running job, kept in memory and written by maintenance
 /// at a bounded rate.
@@ -24,6 +24,8 @@ use crate::store::{Finish, Job, JobId, NewHistoryRecord};
 pub(super) struct Progress {
     pub percent: u8,
     pub line: Option<String>,
+    /// The component the run began with, until it is written.
+    pub plugin: Option<PluginRun>,
     pub dirty: bool,
 }
 
@@ -39,13 +41,13 @@ pub(super) struct Shared {
 
 impl Shared {
     /// The dirty progress, if any, marking it clean.
-    pub fn take_progress(&self) -> Option<(u8, Option<String>)> {
+    pub fn take_progress(&self) -> Option<(u8, Option<String>, Option<PluginRun>)> {
         let mut p = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         if !p.dirty {
             return None;
         }
         p.dirty = false;
-        Some((p.percent, p.line.clone()))
+        Some((p.percent, p.line.clone(), p.plugin.take()))
     }
 }
 
@@ -121,16 +123,11 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
     if let Err(what) = task.await {
         runner.running().remove(&job.id);
         tracing::error!(job = job.id.0, "internal error in the job's task: {what}");
-        let item = Finish {
-            id: job.id,
-            outcome: Outcome::Failed {
-                summary: format!("internal error: {what}"),
-                retryable: true,
-            },
-            fuel_used: None,
-            log: None,
-            history: Vec::new(),
+        let outcome = Outcome::Failed {
+            summary: format!("internal error: {what}"),
+            retry: Retry::Policy,
         };
+        let item = Finish::new(job.id, outcome);
         finish(&runner, &job, item, began.elapsed()).await;
     }
 }
@@ -150,18 +147,74 @@ async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit
         }),
     );
     let started = Instant::now();
-    let (end, fuel_used, log) = run_job(runner, job, &shared, &interrupt).await;
+    let ran = run_job(runner, job, &shared, &interrupt).await;
     runner.running().remove(&job.id);
     runner.note_run_time(started.elapsed());
     drop(permit);
-    record(
-        runner,
-        job,
-        &shared,
-        end,
-        (fuel_used, log, started.elapsed()),
-    )
-    .await;
+    record(runner, job, &shared, ran, started.elapsed()).await;
+}
+
+/// What a run left for its row.
+struct Ran {
+    end: RunEnd,
+    fuel_used: u64,
+    log: String,
+    /// A contract 0.2 run's result and children: stored with an `OK` end.
+    result: Option<String>,
+    children: Vec<NewChild>,
+    /// A `retry-after` failure's delay.
+    retry_after: Option<u32>,
+    /// The component that ran, when one was loaded.
+    plugin: Option<PluginRun>,
+}
+
+impl Ran {
+    /// A run that ended before the plugin was called.
+    fn early(end: RunEnd) -> Ran {
+        Ran {
+            end,
+            fuel_used: 0,
+            log: String::new(),
+            result: None,
+            children: Vec::new(),
+            retry_after: None,
+            plugin: None,
+        }
+    }
+
+    /// The row's end as `outcome` says, with what the run left: its log,
+    /// and for an `OK` end its result and children (for any other end, the
+    /// log says what was not queued).
+    fn finish(self, id: JobId, outcome: Outcome, history: Vec<NewHistoryRecord>) -> Finish {
+        let mut log = self.log;
+        let ok = matches!(outcome, Outcome::Complete { .. });
+        if !ok && !self.children.is_empty() {
+            log.push_str(&format!(
+                "[cojobs] {} child job(s) not queued: the run did not end OK\n",
+                self.children.len()
+            ));
+        }
+        let result = self.result.filter(|r| {
+            let fits = r.len() <= RESULT_MAX_BYTES;
+            if ok && !fits {
+                log.push_str(&format!(
+                    "[cojobs] the result was not stored: {} bytes once secrets were redacted, \
+                     over the limit of {RESULT_MAX_BYTES}\n",
+                    r.len()
+                ));
+            }
+            fits
+        });
+        Finish {
+            fuel_used: Some(i64::try_from(self.fuel_used).unwrap_or(i64::MAX)),
+            log: Some(log),
+            history,
+            result,
+            children: self.children,
+            plugin: self.plugin,
+            ..Finish::new(id, outcome)
+        }
+    }
 }
 
 /// What becomes of a row after its run.
@@ -174,8 +227,9 @@ enum After {
     Finish(Outcome),
 }
 
-/// Decide what a run's end means for the row.
-fn after(runner: &Runner, shared: &Shared, end: RunEnd) -> After {
+/// Decide what a run's end means for the row: `retry_after` is a plugin's
+/// `retry-after` delay.
+fn after(runner: &Runner, shared: &Shared, end: RunEnd, retry_after: Option<u32>) -> After {
     let me = &runner.config.runner_id;
     let outcome = match end {
         RunEnd::Interrupted(reason) if reason == SHUTDOWN => {
@@ -200,10 +254,23 @@ fn after(runner: &Runner, shared: &Shared, end: RunEnd) -> After {
                 "returned to the queue: runner {me} shut down and the plugin asked to be retried: {message}"
             ));
         }
-        other => other.outcome().unwrap_or_else(|| Outcome::Failed {
-            summary: "the run ended without an outcome".to_string(),
-            retryable: true,
-        }),
+        other => match (other.outcome(), retry_after) {
+            (
+                Some(Outcome::Failed {
+                    summary,
+                    retry: Retry::Policy,
+                }),
+                Some(secs),
+            ) => Outcome::Failed {
+                summary,
+                retry: Retry::After(i64::from(secs)),
+            },
+            (Some(outcome), _) => outcome,
+            (None, _) => Outcome::Failed {
+                summary: "the run ended without an outcome".to_string(),
+                retry: Retry::Policy,
+            },
+        },
     };
     // A cooperative plugin that stopped because it was asked to: the row
     // ends `CX`, whatever the plugin returned.
@@ -216,14 +283,8 @@ fn after(runner: &Runner, shared: &Shared, end: RunEnd) -> After {
 }
 
 /// Write what the run's end means for the row.
-async fn record(
-    runner: &Runner,
-    job: &Job,
-    shared: &Shared,
-    end: RunEnd,
-    (fuel_used, log, elapsed): (u64, String, Duration),
-) {
-    match after(runner, shared, end) {
+async fn record(runner: &Runner, job: &Job, shared: &Shared, ran: Ran, elapsed: Duration) {
+    match after(runner, shared, ran.end.clone(), ran.retry_after) {
         After::Release(summary) => runner.release(job, summary).await,
         After::Drop => {
             runner.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -239,13 +300,7 @@ async fn record(
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner),
             );
-            let item = Finish {
-                id: job.id,
-                outcome,
-                fuel_used: Some(i64::try_from(fuel_used).unwrap_or(i64::MAX)),
-                log: Some(log),
-                history,
-            };
+            let item = ran.finish(job.id, outcome, history);
             finish(runner, job, item, elapsed).await;
         }
     }
@@ -372,29 +427,20 @@ fn cancel_who(shared: &Shared) -> Option<String> {
     )
 }
 
-/// Load the plugin and run the job; (end, fuel used, captured log).
-async fn run_job(
-    runner: &Runner,
-    job: &Job,
-    shared: &Arc<Shared>,
-    interrupt: &Interrupt,
-) -> (RunEnd, u64, String) {
+/// Load the plugin and run the job: what the run left for the row.
+async fn run_job(runner: &Runner, job: &Job, shared: &Arc<Shared>, interrupt: &Interrupt) -> Ran {
     let params = match job.params() {
         Ok(m) => serde_json::Value::Object(m).to_string(),
         Err(e) => {
-            return (
-                RunEnd::Failed {
-                    kind: crate::sandbox::FailKind::Discard,
-                    message: format!("invalid job_params: {e}"),
-                },
-                0,
-                String::new(),
-            );
+            return Ran::early(RunEnd::Failed {
+                kind: crate::sandbox::FailKind::Discard,
+                message: format!("invalid job_params: {e}"),
+            });
         }
     };
     let plugin = match runner.sandbox.plugin_async(&job.job_type).await {
         Ok(p) => p,
-        Err(e) => return (RunEnd::load_failed(&e), 0, String::new()),
+        Err(e) => return Ran::early(RunEnd::load_failed(&e)),
     };
     // A row written by plain SQL may hold any number: clamped, with a
     // warning, never an overflowed clock.
@@ -405,6 +451,20 @@ async fn run_job(
     }
     .clamped(format_args!("job {}", job.id.0));
     let limits = runner.sandbox.limits_for(&plugin, &overrides);
+    let ran_by = PluginRun {
+        sha256: plugin.sha256.clone(),
+        contract: plugin.contract().version().to_string(),
+    };
+    {
+        // Which code runs is on the row from the next progress write on,
+        // not only once the run ends.
+        let mut p = shared
+            .progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        p.plugin = Some(ran_by.clone());
+        p.dirty = true;
+    }
     let input = JobInput {
         id: job.id.0,
         co_id: job.co_id,
@@ -423,55 +483,31 @@ async fn run_job(
         .sandbox
         .run(&plugin, &input, limits, Box::new(events), interrupt)
         .await;
-    let log = report.log.clone() + &not_stored_note(&report);
-    (report.end, report.fuel_used, log)
+    Ran {
+        end: report.end,
+        fuel_used: report.fuel_used,
+        log: report.log,
+        result: report.result,
+        children: report.children.into_iter().map(new_child).collect(),
+        retry_after: report.retry_after_secs,
+        plugin: Some(ran_by),
+    }
 }
 
-/// What a contract 0.2 run handed back that this runner does not store
-/// yet (child jobs, a result, a retry-after delay), said in the job's log
-/// rather than dropped in silence.
-fn not_stored_note(report: &RunReport) -> String {
-    let mut note = String::new();
-    if !report.children.is_empty() {
-        note.push_str(&format!(
-            "[cojobs] {} child job(s) queued by the plugin were not committed: this runner does not store child jobs yet\n",
-            report.children.len()
-        ));
+/// A child job as the store queues it (the sandbox checked it).
+fn new_child(c: ChildJob) -> NewChild {
+    NewChild {
+        job_type: c.job_type,
+        job_params: c.params,
+        job_mode: c.mode,
+        delay_secs: c.delay_secs.map_or(0, i64::from),
+        max_retry: c.max_retry.map(i64::from),
+        retry_interval: c.retry_interval.map(i64::from),
     }
-    if report.result.is_some() {
-        note.push_str(
-            "[cojobs] the plugin's result was not stored: this runner does not store results yet\n",
-        );
-    }
-    if let Some(secs) = report.retry_after_secs {
-        note.push_str(&format!(
-            "[cojobs] the plugin asked for a retry after {secs} s: this runner uses the job's retry interval\n"
-        ));
-    }
-    note
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn what_is_not_stored_is_said_in_the_log() {
-        let mut report = RunReport {
-            end: RunEnd::Ok("s".into()),
-            fuel_used: 0,
-            log: String::new(),
-            elapsed: std::time::Duration::ZERO,
-            result: None,
-            children: Vec::new(),
-            retry_after_secs: None,
-        };
-        assert_eq!(super::not_stored_note(&report), "");
-        report.result = Some("{}".into());
-        report.retry_after_secs = Some(42);
-        let note = super::not_stored_note(&report);
-        assert!(note.contains("result was not stored"), "{note}");
-        assert!(note.contains("retry after 42 s"), "{note}");
-    }
-
     use super::*;
 
     /// Issue 10 finding 2: a panic inside a job's task becomes an error the

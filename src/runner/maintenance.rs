@@ -112,10 +112,11 @@ async fn flush_progress(runner: &Runner) {
         .running()
         .iter()
         .filter_map(|(id, r)| {
-            r.shared.take_progress().map(|(p, l)| Progress {
+            r.shared.take_progress().map(|(p, l, plugin)| Progress {
                 id: *id,
                 percent: i64::from(p),
                 status_line: l,
+                plugin,
             })
         })
         .collect();

@@ -79,6 +79,11 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
+    /// Secrets from (name, value) pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Secrets {
+        Secrets(Arc::new(pairs.into_iter().collect()))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
@@ -88,19 +93,92 @@ impl Secrets {
         self.0.keys().map(String::as_str)
     }
 
-    /// `text` with every secret value replaced by `[redacted]` (longest
-    /// first, so a secret containing another is hidden whole).
+    /// `text` with every secret value replaced by `[redacted]` (where
+    /// occurrences overlap, the whole overlap is one `[redacted]`).
     pub fn redact(&self, text: &str) -> String {
-        let mut values: Vec<&str> = self.0.values().map(String::as_str).collect();
-        values.retain(|v| !v.is_empty());
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        let mut out = text.to_string();
-        for v in values {
-            if out.contains(v) {
-                out = out.replace(v, REDACTED);
+        self.redact_window(text.as_bytes(), 0..text.len())
+    }
+
+    /// At most `max` bytes of `text` (cut at a character boundary), secrets
+    /// redacted BEFORE the cut: a secret the cut would halve is replaced
+    /// whole, so no part of it survives (the `[redacted]` may take the
+    /// result a few bytes past `max`).
+    pub fn redact_head(&self, text: &str, max: usize) -> String {
+        let mut end = max.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        // A secret the cut halves ends within the overhang: no need to
+        // look further.
+        let seen = end.saturating_add(self.overhang()).min(text.len());
+        self.redact_window(&text.as_bytes()[..seen], 0..end)
+    }
+
+    /// The bytes `window` of `raw`, as text, with every secret that
+    /// overlaps the window replaced by `[redacted]` — also one that begins
+    /// before the window or ends after it, so a cut never leaves part of a
+    /// secret. A caller that keeps a bounded buffer keeps
+    /// [`Secrets::overhang`] bytes more than it shows, so that a secret
+    /// crossing its cut is still seen whole.
+    pub fn redact_window(&self, raw: &[u8], window: std::ops::Range<usize>) -> String {
+        let end = window.end.min(raw.len());
+        let start = window.start.min(end);
+        let mut out = String::with_capacity(end - start);
+        let mut at = start;
+        for span in self.spans(raw) {
+            if span.end <= start || span.start >= end {
+                continue;
             }
+            if span.start > at {
+                out.push_str(&String::from_utf8_lossy(&raw[at..span.start]));
+            }
+            out.push_str(REDACTED);
+            at = at.max(span.end);
+        }
+        if at < end {
+            out.push_str(&String::from_utf8_lossy(&raw[at..end]));
         }
         out
+    }
+
+    /// How many bytes past a cut a secret that begins before it can reach:
+    /// the longest secret's length less one (0 without secrets).
+    pub fn overhang(&self) -> usize {
+        self.0
+            .values()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .saturating_sub(1)
+    }
+
+    /// Where secret values occur in `raw`, in order, overlapping
+    /// occurrences merged.
+    fn spans(&self, raw: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut spans = Vec::new();
+        for value in self.0.values().map(String::as_bytes) {
+            if value.is_empty() {
+                continue;
+            }
+            let mut i = 0;
+            while i + value.len() <= raw.len() {
+                if raw[i..].starts_with(value) {
+                    spans.push(i..i + value.len());
+                    i += value.len();
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        spans.sort_by_key(|s| (s.start, s.end));
+        let mut merged: Vec<std::ops::Range<usize>> = Vec::with_capacity(spans.len());
+        for s in spans {
+            match merged.last_mut() {
+                Some(last) if s.start < last.end => last.end = last.end.max(s.end),
+                _ => merged.push(s),
+            }
+        }
+        merged
     }
 }
 
@@ -325,6 +403,43 @@ mod tests {
         assert!(e.to_string().contains("COJOBS_NO_SUCH_VAR_X"), "{e}");
         std::fs::write(&path, "allowed_hosts = ['api.example.org']\n").expect("write");
         assert!(PluginConfig::load(&path).is_err(), "no scheme");
+    }
+
+    fn secrets(pairs: &[(&str, &str)]) -> Secrets {
+        Secrets::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn redaction_hides_overlapping_and_repeated_secrets() {
+        let s = secrets(&[("a", "tok-123"), ("b", "123-xyz"), ("empty", "")]);
+        assert_eq!(s.redact("x tok-123 y"), "x [redacted] y");
+        assert_eq!(s.redact("tok-123-xyz!"), "[redacted]!", "overlap is one");
+        assert_eq!(s.redact("tok-123tok-123"), "[redacted][redacted]");
+        assert_eq!(s.redact("nothing"), "nothing");
+        assert_eq!(s.overhang(), 6);
+        assert_eq!(Secrets::default().overhang(), 0);
+    }
+
+    /// A cut through a secret must not leave its first part in clear
+    /// (issue 13: the output cap cut before redacting).
+    #[test]
+    fn a_cut_through_a_secret_leaves_none_of_it() {
+        let s = secrets(&[("t", "SECRETVALUE")]);
+        let text = "0123456789SECRETVALUE tail";
+        for max in 0..text.len() {
+            let head = s.redact_head(text, max);
+            assert!(!head.contains("SECR"), "max {max}: {head}");
+            let expected = if max <= 10 {
+                &text[..max]
+            } else {
+                "0123456789[redacted]"
+            };
+            assert!(head.starts_with(expected), "max {max}: {head}");
+        }
+        // The window's start cuts too: the tail of a secret is hidden.
+        let tail = s.redact_window(text.as_bytes(), 15..text.len());
+        assert_eq!(tail, "[redacted] tail");
+        assert_eq!(s.redact_head("é", 1), "", "character boundary");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::config::Secrets;
 use super::http::HttpGate;
 use super::limits::Limiter;
 use super::output::Capture;
+use crate::bounds;
 
 /// Severity of a plugin's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -198,28 +199,16 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Cut `s` to at most `max` bytes at a character boundary.
-pub(super) fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
 /// The host calls of both contract versions, once: each version's
 /// generated `Host` trait converts its types and calls these.
 impl HostState {
     fn progress(&mut self, percent: u8, summary: Option<String>) {
-        let summary = summary.map(|s| self.secrets.redact(&cut(s, MAX_LOG_MESSAGE)));
+        let summary = summary.map(|s| self.secrets.redact_head(&s, MAX_LOG_MESSAGE));
         self.events.progress(percent.min(100), summary);
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        let message = self.secrets.redact(&cut(message, MAX_LOG_MESSAGE));
+        let message = self.secrets.redact_head(&message, MAX_LOG_MESSAGE);
         self.capture
             .append(format!("[{}] {}\n", level.as_str(), message).as_bytes());
         if self.log_events < MAX_LOG_EVENTS {
@@ -246,8 +235,8 @@ impl HostState {
             return;
         }
         // The store cuts both to 256 characters; cutting here bounds memory.
-        record.key = record.key.map(|k| self.secrets.redact(&cut(k, 1024)));
-        record.comment = self.secrets.redact(&cut(record.comment, 1024));
+        record.key = record.key.map(|k| self.secrets.redact_head(&k, 1024));
+        record.comment = self.secrets.redact_head(&record.comment, 1024);
         self.events.record_history(record);
     }
 
@@ -283,10 +272,23 @@ impl HostState {
             Ok(_) => return Err("child params must be a JSON object".into()),
             Err(e) => return Err(format!("child params are not JSON: {e}")),
         }
-        if let Some(m) = &child.mode
-            && m.chars().count() > 16
-        {
-            return Err("child mode is longer than 16 characters".into());
+        if let Some(m) = &child.mode {
+            if m.chars().count() > 16 {
+                return Err("child mode is longer than 16 characters".into());
+            }
+            if m.chars().any(char::is_control) {
+                return Err("child mode holds a control character".into());
+            }
+        }
+        let bounded = [
+            (bounds::DELAY, child.delay_secs),
+            (bounds::MAX_RETRY, child.max_retry),
+            (bounds::RETRY_INTERVAL, child.retry_interval),
+        ];
+        for (bound, value) in bounded {
+            bound
+                .check_opt(value.map(i64::from))
+                .map_err(|e| format!("child {e}"))?;
         }
         let child = ChildJob {
             params: self.secrets.redact(&child.params),

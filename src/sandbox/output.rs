@@ -7,6 +7,11 @@
 //! turning "too chatty" into a misleading "plugin panicked"). The last few
 //! KiB of stderr are kept apart, so a panic message printed after a flood of
 //! output still reaches the finish summary.
+//!
+//! Secrets are redacted before anything is cut: each buffer keeps the
+//! longest secret's length (less one) beyond its cap, so a secret the cap
+//! cuts in half is still seen whole and replaced by `[redacted]`, never
+//! shown up to the cut.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -21,11 +26,13 @@ const STDERR_TAIL: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Buffer {
-    /// The head of the job's log: log lines and output, in order.
+    /// The head of the job's log: log lines and output, in order; the
+    /// first `capacity` bytes are shown, the overhang after them only
+    /// decides what a cut secret was.
     head: Vec<u8>,
     /// Bytes that did not fit into `head`.
     dropped: u64,
-    /// The last bytes written to stderr.
+    /// The last bytes written to stderr (and the overhang before them).
     stderr_tail: Vec<u8>,
 }
 
@@ -35,6 +42,8 @@ struct Buffer {
 #[derive(Debug, Clone)]
 pub struct Capture {
     capacity: usize,
+    /// Bytes kept past each cut ([`Secrets::overhang`]).
+    overhang: usize,
     buf: Arc<Mutex<Buffer>>,
     secrets: Secrets,
 }
@@ -48,6 +57,7 @@ impl Capture {
     pub fn redacting(capacity: usize, secrets: Secrets) -> Self {
         Capture {
             capacity,
+            overhang: secrets.overhang(),
             buf: Arc::new(Mutex::new(Buffer::default())),
             secrets,
         }
@@ -59,10 +69,12 @@ impl Capture {
         self.buf.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Append bytes to the log, keeping at most `capacity` of them.
+    /// Append bytes to the log, keeping at most `capacity` of them (and
+    /// the overhang).
     pub fn append(&self, bytes: &[u8]) {
         let mut b = self.lock();
-        let room = self.capacity.saturating_sub(b.head.len());
+        let keep = self.capacity.saturating_add(self.overhang);
+        let room = keep.saturating_sub(b.head.len());
         let take = room.min(bytes.len());
         b.head.extend_from_slice(&bytes[..take]);
         b.dropped += (bytes.len() - take) as u64;
@@ -73,8 +85,9 @@ impl Capture {
         let mut b = self.lock();
         b.stderr_tail.extend_from_slice(bytes);
         let len = b.stderr_tail.len();
-        if len > STDERR_TAIL {
-            b.stderr_tail.drain(..len - STDERR_TAIL);
+        let keep = STDERR_TAIL.saturating_add(self.overhang);
+        if len > keep {
+            b.stderr_tail.drain(..len - keep);
         }
     }
 
@@ -82,14 +95,16 @@ impl Capture {
     /// left out when the cap was reached.
     pub fn text(&self) -> String {
         let b = self.lock();
-        let mut s = self.secrets.redact(&String::from_utf8_lossy(&b.head));
-        if b.dropped > 0 {
+        let shown = b.head.len().min(self.capacity);
+        let mut s = self.secrets.redact_window(&b.head, 0..shown);
+        let dropped = b.dropped.saturating_add((b.head.len() - shown) as u64);
+        if dropped > 0 {
             if !s.ends_with('\n') && !s.is_empty() {
                 s.push('\n');
             }
             s.push_str(&format!(
                 "[cojobs: log capped at {} bytes, {} more bytes dropped]\n",
-                self.capacity, b.dropped
+                self.capacity, dropped
             ));
         }
         s
@@ -97,8 +112,10 @@ impl Capture {
 
     /// The end of what the guest wrote to stderr.
     pub fn stderr_tail(&self) -> String {
+        let b = self.lock();
+        let len = b.stderr_tail.len();
         self.secrets
-            .redact(&String::from_utf8_lossy(&self.lock().stderr_tail))
+            .redact_window(&b.stderr_tail, len.saturating_sub(STDERR_TAIL)..len)
     }
 
     /// A WASI stdout or stderr stream writing into this capture.
@@ -212,5 +229,51 @@ mod tests {
         s.write_bytes(b"panicked: boom\n");
         assert!(c.stderr_tail().ends_with("panicked: boom\n"));
         assert_eq!(c.stderr_tail().len(), STDERR_TAIL);
+    }
+
+    fn one_secret(value: &str) -> Secrets {
+        Secrets::from_pairs([("token".to_string(), value.to_string())])
+    }
+
+    /// Issue 13: the 64 KiB cap cut a secret in half, and the half before
+    /// the cut was not redacted. Every cut position through the secret.
+    #[test]
+    fn the_cap_never_shows_part_of_a_secret() {
+        let secret = "hunter2-very-secret";
+        for cap in 1..40 {
+            let c = Capture::redacting(cap, one_secret(secret));
+            let s = c.stream(false);
+            // Written in pieces, the secret split across writes too.
+            s.write_bytes(b"0123456789");
+            s.write_bytes(&secret.as_bytes()[..5]);
+            s.write_bytes(&secret.as_bytes()[5..]);
+            s.write_bytes(b" and more after it");
+            let t = c.text();
+            assert!(!t.contains("hunte"), "cap {cap}: {t}");
+            if cap > 10 {
+                assert!(t.contains("[redacted]"), "cap {cap}: {t}");
+            }
+            let shown = t.lines().next().unwrap_or("");
+            assert!(shown.len() <= cap.max(10 + "[redacted]".len()), "{t}");
+            assert!(t.contains("more bytes dropped"), "cap {cap}: {t}");
+        }
+        // Nothing dropped when it all fits: no note.
+        let c = Capture::redacting(1000, one_secret(secret));
+        c.append(format!("a {secret} b").as_bytes());
+        assert_eq!(c.text(), "a [redacted] b");
+    }
+
+    #[test]
+    fn the_stderr_tail_never_shows_the_end_of_a_secret() {
+        let secret = "tail-secret-value";
+        for pad in 0..secret.len() {
+            let c = Capture::redacting(16, one_secret(secret));
+            let s = c.stream(true);
+            s.write_bytes(secret.as_bytes());
+            s.write_bytes(&vec![b'x'; STDERR_TAIL - pad]);
+            let tail = c.stderr_tail();
+            assert!(!tail.contains("value"), "pad {pad}: {tail}");
+            assert!(!tail.contains("-secret"), "pad {pad}: {tail}");
+        }
     }
 }

@@ -46,6 +46,9 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     /// Its side file's settings.
     pub config: PluginConfig,
+    /// The component file's SHA-256, 64 hex digits: recorded on each row
+    /// it runs (`plugin_sha256`).
+    pub sha256: String,
     /// How long compiling or loading took, and whether it came from the
     /// on-disk cache.
     pub load: LoadStats,
@@ -107,6 +110,7 @@ fn compile_or_load(
     name: &str,
     path: &Path,
     bytes: &[u8],
+    digest: &[u8],
 ) -> Result<(Component, bool), SandboxError> {
     let compile = || {
         Component::new(engine, bytes).map_err(|e| SandboxError::Compile {
@@ -117,16 +121,20 @@ fn compile_or_load(
     let Some(cache) = cache_dir.and_then(Cache::open) else {
         return Ok((compile()?, false));
     };
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&digest[..digest.len().min(16)]);
     let prefix = format!("{}-", name.replace(['/', '\\'], "_"));
     let file = format!("{prefix}{hex}-{}.cwasm", engine_key(engine));
-    if let Some(c) = cache.load(engine, &file, &digest) {
+    if let Some(c) = cache.load(engine, &file, digest) {
         return Ok((c, true));
     }
     let component = compile()?;
-    cache.store(&file, &prefix, &digest, &component);
+    cache.store(&file, &prefix, digest, &component);
     Ok((component, false))
+}
+
+/// Bytes as lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Read, compile (or load from the cache) and pre-instantiate a plugin.
@@ -150,7 +158,9 @@ pub(super) fn load(
         message: e.to_string(),
     })?;
     check_header(path, &bytes)?;
-    let (component, from_disk_cache) = compile_or_load(engine, cache_dir, name, path, &bytes)?;
+    let digest = Sha256::digest(&bytes);
+    let (component, from_disk_cache) =
+        compile_or_load(engine, cache_dir, name, path, &bytes, &digest)?;
     let wrong_world = |e: wasmtime::Error| SandboxError::WrongWorld {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
@@ -166,6 +176,7 @@ pub(super) fn load(
         name: name.to_string(),
         path: path.to_path_buf(),
         config,
+        sha256: hex(&digest),
         load: LoadStats {
             from_disk_cache,
             seconds: started.elapsed().as_secs_f64(),

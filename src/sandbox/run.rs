@@ -17,7 +17,7 @@ use super::output::Capture;
 use super::params::PluginDescription;
 use super::plugin::Pre;
 use super::{LoadedPlugin, Sandbox, SandboxError};
-use crate::job::Outcome;
+use crate::job::{Outcome, Retry};
 
 /// The job as the plugin sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,11 @@ impl RunEnd {
             RunEnd::Ok(s) => Some(Outcome::Complete { summary: s.clone() }),
             RunEnd::Failed { kind, message } => Some(Outcome::Failed {
                 summary: message.clone(),
-                retryable: *kind != FailKind::Discard,
+                retry: if *kind == FailKind::Discard {
+                    Retry::Never
+                } else {
+                    Retry::Policy
+                },
             }),
             RunEnd::Interrupted(_) => None,
         }
@@ -592,7 +596,7 @@ mod tests {
             end.outcome(),
             Some(Outcome::Failed {
                 summary: "m".into(),
-                retryable: false
+                retry: Retry::Never
             })
         );
     }

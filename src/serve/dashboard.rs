@@ -559,6 +559,10 @@ mod tests {
             schedule_tick: None,
             backoff: None,
             backoff_max: None,
+            result: None,
+            parent_co_job_id: None,
+            plugin_sha256: None,
+            plugin_contract: None,
         };
         let html = jobs_table(&[job]).into_string();
         assert!(!html.contains("<script>"), "{html}");

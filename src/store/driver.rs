@@ -27,8 +27,8 @@ use chrono::{DateTime, Utc};
 
 use super::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
-    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
-    ScheduleRow, StoreError, Token,
+    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, PluginRun,
+    Queued, ScheduleRow, StoreError, Token,
 };
 use crate::job::JobStatus;
 
@@ -203,6 +203,9 @@ pub struct Progress {
     pub percent: i64,
     /// The plugin's status line; `None` keeps the previous one.
     pub status_line: Option<String>,
+    /// The component the run began with, written once, early in the run
+    /// (`plugin_sha256`, `plugin_contract`); `None` keeps what the row has.
+    pub plugin: Option<PluginRun>,
 }
 
 /// Why [`JobStore::wait_for_jobs`] returned.
@@ -340,6 +343,10 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Add a history record (key and comment cut to 256 characters).
     async fn add_history(&self, rec: &NewHistoryRecord) -> Result<i64>;
 
+    /// The child jobs `id`'s run queued (`parent_co_job_id = id`), oldest
+    /// first: at most `limit` rows after `after`. Empty for an unknown id.
+    async fn children(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>>;
+
     /// The retry/requeue chain `id` belongs to (ancestors, itself,
     /// descendants), oldest first: at most `limit` rows after `after`.
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>>;
@@ -417,7 +424,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     // ---- `cojobs serve` (issue 12): search, counts, retry now, tokens ----
 
     /// Rows matching `q`, newest first, at most `q.limit`, without their
-    /// logs (`job_log` is `None`: [`JobStore::get`] has it).
+    /// logs and results (`job_log` and `result` are `None`:
+    /// [`JobStore::get`] has them).
     async fn search(&self, q: &JobQuery) -> Result<Vec<Job>>;
 
     /// Rows per (CO, type, status), of CO `co_id` or of all.

@@ -463,6 +463,20 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The child jobs `id`'s run queued, oldest first: at most `limit`
+    /// after `after`.
+    pub fn children(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM cm_co_jobs \
+             WHERE parent_co_job_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![id, after.map_or(i64::MIN, |a| a.0), limit.max(0)],
+            Job::from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The retry/requeue chain `id` belongs to: its ancestors through
     /// `requeued_from_co_job_id`, itself and its descendants, oldest first.
     /// Loads every row of the chain with its log: for small chains (tests);

@@ -40,7 +40,8 @@ pub use jobs::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
     NewHistoryRecord, NewJob, Queued,
 };
-pub use runner::Finish;
+pub(crate) use runner::child_summary;
+pub use runner::{Finish, NewChild, PluginRun};
 pub use schedules::{NewSchedule, ScheduleRow};
 pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};
 
@@ -431,7 +432,21 @@ pub struct Job {
     pub backoff: Option<String>,
     /// The longest exponential retry delay, seconds (NULL = an hour).
     pub backoff_max: Option<i64>,
+    /// The structured result (JSON text) a contract 0.2 plugin returned,
+    /// at most [`RESULT_MAX_BYTES`]; NULL when it set none.
+    pub result: Option<String>,
+    /// The job whose run queued this one (`queue-job`), committed with
+    /// that job's `OK` end; NULL for other rows.
+    pub parent_co_job_id: Option<JobId>,
+    /// The SHA-256 (hex) of the component that ran this row, recorded when
+    /// its run starts, and the contract version it implements (`0.2.0`).
+    pub plugin_sha256: Option<String>,
+    pub plugin_contract: Option<String>,
 }
+
+/// Most bytes of a row's `result`: a longer one is not stored (the
+/// sandbox refuses it already; see `sandbox::MAX_RESULT_BYTES`).
+pub const RESULT_MAX_BYTES: usize = 64 * 1024;
 
 fn ser_status<S: serde::Serializer>(st: &JobStatus, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(st.code())
@@ -444,10 +459,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, co_id, job_type, job_type_fk, job_mode
     start_time, complete_time, percent_complete, runner_id, lease_expires_at, fuel_limit, \
     memory_limit_mib, timeout_secs, fuel_used, job_log, cancel_requested_by, \
     cancel_requested_at, queued_by, status_line, retried_by, schedule_name, schedule_tick, backoff, \
-    backoff_max";
+    backoff_max, result, parent_co_job_id, plugin_sha256, plugin_contract";
 
 /// The names of the columns of [`JOB_COLUMNS`], for display.
-pub const JOB_COLUMN_NAMES: [&str; 36] = [
+pub const JOB_COLUMN_NAMES: [&str; 40] = [
     "id",
     "co_id",
     "job_type",
@@ -484,6 +499,10 @@ pub const JOB_COLUMN_NAMES: [&str; 36] = [
     "schedule_tick",
     "backoff",
     "backoff_max",
+    "result",
+    "parent_co_job_id",
+    "plugin_sha256",
+    "plugin_contract",
 ];
 
 impl Job {
@@ -529,6 +548,10 @@ impl Job {
             schedule_tick: r.get(33)?,
             backoff: r.get(34)?,
             backoff_max: r.get(35)?,
+            result: r.get(36)?,
+            parent_co_job_id: r.get(37)?,
+            plugin_sha256: r.get(38)?,
+            plugin_contract: r.get(39)?,
         })
     }
 
@@ -598,6 +621,10 @@ impl Job {
             s(&self.schedule_tick),
             s(&self.backoff),
             s(&self.backoff_max),
+            s(&self.result),
+            s(&self.parent_co_job_id),
+            s(&self.plugin_sha256),
+            s(&self.plugin_contract),
         ]
     }
 }

@@ -198,11 +198,9 @@ impl Store {
         log: Option<&str>,
     ) -> Result<Option<JobId>> {
         let item = Finish {
-            id,
-            outcome: outcome.clone(),
             fuel_used,
             log: log.map(str::to_string),
-            history: Vec::new(),
+            ..Finish::new(id, outcome.clone())
         };
         self.finish_batch(runner_id, std::slice::from_ref(&item))?
             .pop()
@@ -280,17 +278,14 @@ impl Store {
                 },
                 None => Outcome::Failed {
                     summary: format!("runner {runner} stopped responding"),
-                    retryable: true,
+                    retry: job::Retry::Policy,
                 },
             };
             let successor = end_row(
                 &tx,
-                job.id,
                 job.runner_id.as_deref(),
-                &outcome,
+                &Finish::new(job.id, outcome),
                 now,
-                None,
-                None,
             )?
             .flatten();
             rescued.push((job.id, successor));
@@ -407,6 +402,20 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Record which component runs a `GO` row of `runner_id`
+    /// (`plugin_sha256`, `plugin_contract`). Returns false, writing
+    /// nothing, if the row is no longer this runner's.
+    pub fn set_plugin(&mut self, id: JobId, runner_id: &str, plugin: &PluginRun) -> Result<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE cm_co_jobs SET plugin_sha256 = ?3, plugin_contract = ?4 \
+                 WHERE id = ?1 AND status = 'GO' AND runner_id = ?2",
+            )?
+            .execute(params![id, runner_id, plugin.sha256, plugin.contract])?;
+        Ok(n == 1)
+    }
+
     /// Whether a stop was requested for a `GO` row.
     pub fn cancel_requested(&self, id: JobId) -> Result<bool> {
         let mut stmt = self.conn.prepare_cached(
@@ -463,6 +472,74 @@ pub struct Finish {
     pub log: Option<String>,
     /// History records the plugin made during the run.
     pub history: Vec<super::NewHistoryRecord>,
+    /// The plugin's structured result (JSON text): stored with an `OK`
+    /// end only, and only when at most [`super::RESULT_MAX_BYTES`].
+    pub result: Option<String>,
+    /// Child jobs the run queued: inserted with an `OK` end, in the same
+    /// transaction, and only then (a failed run queues none).
+    pub children: Vec<NewChild>,
+    /// The component that ran (SHA-256, hex) and its contract version;
+    /// `None` keeps what the row holds.
+    pub plugin: Option<PluginRun>,
+}
+
+impl Finish {
+    /// An end with nothing but its outcome.
+    pub fn new(id: JobId, outcome: Outcome) -> Finish {
+        Finish {
+            id,
+            outcome,
+            fuel_used: None,
+            log: None,
+            history: Vec::new(),
+            result: None,
+            children: Vec::new(),
+            plugin: None,
+        }
+    }
+
+    /// What goes with the row's end: the result and the children, for an
+    /// `OK` end; nothing for any other.
+    pub(crate) fn completed(&self) -> (Option<&str>, &[NewChild]) {
+        match self.outcome {
+            Outcome::Complete { .. } => (
+                self.result
+                    .as_deref()
+                    .filter(|r| r.len() <= super::RESULT_MAX_BYTES),
+                self.children.as_slice(),
+            ),
+            _ => (None, [].as_slice()),
+        }
+    }
+}
+
+/// Which component ran a row (`plugin_sha256`, `plugin_contract`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginRun {
+    /// The component file's SHA-256, 64 hex digits.
+    pub sha256: String,
+    /// The contract version it implements (`0.1.0`, `0.2.0`).
+    pub contract: String,
+}
+
+/// A child job a run queued (`queue-job`), checked by the sandbox: a valid
+/// type, params a JSON object, a mode of at most 16 characters, numbers
+/// within [`crate::bounds`]. It copies its parent's CO and `queued_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChild {
+    pub job_type: String,
+    /// A JSON object as text.
+    pub job_params: String,
+    pub job_mode: Option<String>,
+    /// Seconds after the parent's end before it is due.
+    pub delay_secs: i64,
+    pub max_retry: Option<i64>,
+    pub retry_interval: Option<i64>,
+}
+
+/// `register_summary` of a child of `parent`.
+pub(crate) fn child_summary(parent: JobId) -> String {
+    format!("queued by job {parent}")
 }
 
 /// [`Store::start`] inside a transaction or on the connection.
@@ -493,15 +570,7 @@ fn finish_one(
     now: DateTime<Utc>,
     now_text: &str,
 ) -> Result<Option<JobId>> {
-    let ended = end_row(
-        tx,
-        item.id,
-        Some(runner_id),
-        &item.outcome,
-        now,
-        item.fuel_used,
-        item.log.as_deref(),
-    )?;
+    let ended = end_row(tx, Some(runner_id), item, now)?;
     let Some(successor) = ended else {
         // Not ours (any more): say what the row is now.
         let status: Option<String> = optional(
@@ -523,29 +592,66 @@ fn finish_one(
     for rec in &item.history {
         super::jobs::insert_history(tx, now_text, rec)?;
     }
+    let (_, children) = item.completed();
+    for child in children {
+        insert_child(tx, item.id, child, now)?;
+    }
     Ok(successor)
 }
 
-/// End a `GO` row held by `runner_id` per `outcome` and insert its
-/// successor, inside `tx`. The UPDATE returns the row's policy columns, so
-/// no read comes first. Returns `None` (writing nothing) if the row is no
-/// longer `GO` and held by `runner_id`.
+/// Queue `child` of `parent` (which just ended `OK`), inside the
+/// transaction of that end.
+fn insert_child(
+    tx: &rusqlite::Connection,
+    parent: JobId,
+    child: &NewChild,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let due = now
+        .checked_add_signed(TimeDelta::try_seconds(child.delay_secs).unwrap_or(TimeDelta::MAX))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    tx.prepare_cached(
+        "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, retry_interval, \
+            max_retry, max_retry_count, status, register_summary, queue_time, \
+            start_after_time, queued_by, parent_co_job_id) \
+         SELECT co_id, ?2, ?3, ?4, ?5, ?6, 0, 'Q', ?7, ?8, ?9, queued_by, id \
+         FROM cm_co_jobs WHERE id = ?1",
+    )?
+    .execute(params![
+        parent,
+        child.job_type,
+        child.job_mode,
+        child.job_params,
+        child.retry_interval,
+        child.max_retry,
+        child_summary(parent),
+        format_time(now),
+        format_time(due),
+    ])?;
+    Ok(())
+}
+
+/// End a `GO` row held by `runner_id` as `item` says (its outcome, fuel,
+/// log, and for an `OK` end its result; the component that ran) and insert
+/// its successor, inside `tx`. The UPDATE returns the row's policy columns,
+/// so no read comes first. Returns `None` (writing nothing) if the row is
+/// no longer `GO` and held by `runner_id`.
 fn end_row(
     tx: &rusqlite::Connection,
-    id: JobId,
     runner_id: Option<&str>,
-    outcome: &Outcome,
+    item: &Finish,
     now: DateTime<Utc>,
-    fuel_used: Option<i64>,
-    log: Option<&str>,
 ) -> Result<Option<Option<JobId>>> {
+    let (id, outcome) = (item.id, &item.outcome);
     let now_text = format_time(now);
+    let (result, _) = item.completed();
     let policy = optional(
         tx.prepare_cached(
             "UPDATE cm_co_jobs SET status = ?3, complete_time = ?4, finish_summary = ?5, \
                 percent_complete = CASE WHEN ?3 = 'OK' THEN 100 ELSE percent_complete END, \
                 fuel_used = coalesce(?6, fuel_used), job_log = coalesce(?7, job_log), \
-                lease_expires_at = NULL \
+                result = coalesce(?8, result), plugin_sha256 = coalesce(?9, plugin_sha256), \
+                plugin_contract = coalesce(?10, plugin_contract), lease_expires_at = NULL \
              WHERE id = ?1 AND status = 'GO' AND runner_id IS ?2 \
              RETURNING requeue_interval, retry_interval, max_retry, max_retry_count, backoff, \
                 backoff_max",
@@ -557,8 +663,11 @@ fn end_row(
                 outcome.status().code(),
                 now_text,
                 job::truncate_summary(outcome.summary()),
-                fuel_used,
-                log,
+                item.fuel_used,
+                item.log,
+                result,
+                item.plugin.as_ref().map(|p| &p.sha256),
+                item.plugin.as_ref().map(|p| &p.contract),
             ],
             |r| {
                 Ok(job::Policy {

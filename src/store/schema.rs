@@ -214,6 +214,18 @@ ALTER TABLE cm_co_jobs ADD COLUMN backoff_max INTEGER;
 CREATE UNIQUE INDEX cm_co_jobs_schedule_tick ON cm_co_jobs (schedule_name, schedule_tick)
     WHERE schedule_name IS NOT NULL;
 "#,
+    // 5: contract 0.2 (issue 13): a plugin's structured result, the job
+    // whose run queued a child (children are committed with its `OK` end),
+    // and which component ran a row (its SHA-256 and contract version).
+    r#"
+ALTER TABLE cm_co_jobs ADD COLUMN result TEXT;
+ALTER TABLE cm_co_jobs ADD COLUMN parent_co_job_id INTEGER
+    REFERENCES cm_co_jobs (id) ON DELETE SET NULL;
+ALTER TABLE cm_co_jobs ADD COLUMN plugin_sha256 CHAR(64);
+ALTER TABLE cm_co_jobs ADD COLUMN plugin_contract VARCHAR(16);
+CREATE INDEX cm_co_jobs_parent ON cm_co_jobs (parent_co_job_id, id)
+    WHERE parent_co_job_id IS NOT NULL;
+"#,
 ];
 
 /// The schema version of the open database (`user_version`), read

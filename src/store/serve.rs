@@ -139,10 +139,12 @@ pub(super) fn like_pattern(text: &str) -> String {
     out
 }
 
-/// The columns of a search: [`JOB_COLUMNS`] without the log (a page of
-/// rows must not carry 64 KiB each).
+/// The columns of a search: [`JOB_COLUMNS`] without the log and the
+/// result (a page of rows must not carry 64 KiB each).
 fn search_columns() -> String {
-    JOB_COLUMNS.replacen("job_log,", "NULL,", 1)
+    JOB_COLUMNS
+        .replacen("job_log,", "NULL,", 1)
+        .replacen(" result,", " NULL,", 1)
 }
 
 /// The `SELECT` of a search and its values: only the filters given appear

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::*;
-use crate::job::{Outcome, RecordStatus};
+use crate::job::{Outcome, RecordStatus, Retry};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -63,7 +63,7 @@ fn hello() -> NewJob {
 fn failed() -> Outcome {
     Outcome::Failed {
         summary: "boom".into(),
-        retryable: true,
+        retry: Retry::Policy,
     }
 }
 
@@ -400,7 +400,7 @@ fn discard_and_cancel_have_no_successor() {
     f.store.claim("r1", 8, LEASE).unwrap();
     let discard = Outcome::Failed {
         summary: "bad".into(),
-        retryable: false,
+        retry: Retry::Never,
     };
     assert_eq!(f.store.finish(a, "r1", &discard, None, None).unwrap(), None);
     let cx = Outcome::Canceled {

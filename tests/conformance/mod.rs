@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cojobs::job::{JobStatus, Outcome, RecordStatus};
+use cojobs::job::{JobStatus, Outcome, RecordStatus, Retry};
 use cojobs::schedule::CatchUp;
 use cojobs::store::driver::{Claim, ErrorKind, JobStore, Progress, Released, Rescued, Wake};
 use cojobs::store::{
-    CancelResult, Finish, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule,
-    NewToken, Queued, Role,
+    CancelResult, Finish, JobId, JobQuery, ListFilter, NewChild, NewHistoryRecord, NewJob,
+    NewSchedule, NewToken, PluginRun, Queued, Role,
 };
 
 /// What a driver gives the suite.
@@ -67,6 +67,10 @@ macro_rules! conformance_tests {
             schedule_ticks_are_queued_once_by_racing_passes,
             schedule_catch_up_policies,
             exponential_backoff_chain_stays_within_bounds,
+            // contract 0.2 (issue 13)
+            an_ok_end_commits_result_children_and_component,
+            a_failed_or_lost_end_queues_no_children_and_stores_no_result,
+            retry_after_sets_the_retry_delay_within_the_policy,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -95,17 +99,14 @@ fn ok(summary: &str) -> Outcome {
 fn failed(summary: &str) -> Outcome {
     Outcome::Failed {
         summary: summary.to_string(),
-        retryable: true,
+        retry: Retry::Policy,
     }
 }
 
 fn finish(id: JobId, outcome: Outcome) -> Finish {
     Finish {
-        id,
-        outcome,
         fuel_used: Some(7),
-        log: None,
-        history: Vec::new(),
+        ..Finish::new(id, outcome)
     }
 }
 
@@ -383,7 +384,7 @@ pub async fn chains_retry_and_requeue(h: &impl Harness) {
     s.claim(&claim("r", 1)).await.expect("claim");
     let discard = Outcome::Failed {
         summary: "bad input".into(),
-        retryable: false,
+        retry: Retry::Never,
     };
     assert_eq!(
         one_finish(&*s, "r", finish(d, discard))
@@ -608,11 +609,13 @@ pub async fn progress_heartbeat_and_cancel_requests(h: &impl Harness) {
                 id: ids[0],
                 percent: 150,
                 status_line: Some("é".repeat(300)),
+                plugin: Some(plugin_run()),
             },
             Progress {
                 id: ids[1],
                 percent: 40,
                 status_line: None,
+                plugin: None,
             },
         ],
     )
@@ -625,6 +628,7 @@ pub async fn progress_heartbeat_and_cancel_requests(h: &impl Harness) {
             id: ids[1],
             percent: 99,
             status_line: Some("no".into()),
+            plugin: Some(plugin_run()),
         }],
     )
     .await
@@ -632,9 +636,13 @@ pub async fn progress_heartbeat_and_cancel_requests(h: &impl Harness) {
     let a = s.get(ids[0]).await.expect("get").expect("row");
     assert_eq!(a.percent_complete, Some(100));
     assert_eq!(a.status_line.map(|l| l.chars().count()), Some(256));
+    // The component a run began with is on the row while it runs.
+    assert_eq!(a.plugin_sha256.as_deref(), Some(SHA));
+    assert_eq!(a.plugin_contract.as_deref(), Some("0.2.0"));
     let b = s.get(ids[1]).await.expect("get").expect("row");
     assert_eq!(b.percent_complete, Some(40));
     assert_eq!(b.status_line, None);
+    assert_eq!(b.plugin_sha256, None, "another runner's write is refused");
     assert_eq!(s.heartbeat("r", LONG).await.expect("hb"), ids);
     assert!(s.cancel_requests("r").await.expect("requests").is_empty());
     s.cancel(ids[1], "ada").await.expect("cancel");
@@ -1489,4 +1497,259 @@ pub async fn exponential_backoff_chain_stays_within_bounds(h: &impl Harness) {
             .expect("finish"),
         None
     );
+}
+
+// ---- contract 0.2 (issue 13) ----
+
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn plugin_run() -> PluginRun {
+    PluginRun {
+        sha256: SHA.to_string(),
+        contract: "0.2.0".to_string(),
+    }
+}
+
+fn child(job_type: &str, n: i64, delay_secs: i64) -> NewChild {
+    NewChild {
+        job_type: job_type.to_string(),
+        job_params: format!(r#"{{"n":{n}}}"#),
+        job_mode: Some("fast".to_string()),
+        delay_secs,
+        max_retry: Some(2),
+        retry_interval: Some(30),
+    }
+}
+
+/// An `OK` end with a result, children and the component that ran.
+fn complete_with(id: JobId, children: Vec<NewChild>) -> Finish {
+    Finish {
+        result: Some(r#"{"count":2,"items":["a","b"]}"#.to_string()),
+        children,
+        plugin: Some(plugin_run()),
+        ..finish(id, ok("done"))
+    }
+}
+
+pub async fn an_ok_end_commits_result_children_and_component(h: &impl Harness) {
+    let s = h.store();
+    let co = s.add_co("children", None).await.expect("co");
+    let mut job = NewJob::new(co, "contract");
+    job.queued_by = Some("ada".into());
+    let parent = s.queue(&job).await.expect("queue");
+    s.claim(&claim("r", 1)).await.expect("claim");
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(5);
+    let item = complete_with(parent, vec![child("hello", 1, 0), child("later", 2, 3600)]);
+    assert_eq!(one_finish(&*s, "r", item).await.expect("finish"), None);
+    let row = s.get(parent).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Complete);
+    assert_eq!(
+        row.result.as_deref(),
+        Some(r#"{"count":2,"items":["a","b"]}"#)
+    );
+    assert_eq!(row.plugin_sha256.as_deref(), Some(SHA));
+    assert_eq!(row.plugin_contract.as_deref(), Some("0.2.0"));
+    assert_eq!(row.parent_co_job_id, None);
+    let kids = s.children(parent, None, 10).await.expect("children");
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    for (k, (ty, n)) in kids.iter().zip([("hello", 1), ("later", 2)]) {
+        assert_eq!(k.parent_co_job_id, Some(parent));
+        assert_eq!(k.job_type, ty);
+        assert_eq!(k.co_id, co, "a child is its parent's CO's");
+        assert_eq!(k.status, JobStatus::Queued);
+        let params: serde_json::Value =
+            serde_json::from_str(k.job_params.as_deref().expect("params")).expect("json");
+        assert_eq!(params, serde_json::json!({ "n": n }));
+        assert_eq!(k.job_mode.as_deref(), Some("fast"));
+        assert_eq!((k.max_retry, k.retry_interval), (Some(2), Some(30)));
+        assert_eq!(k.max_retry_count, Some(0));
+        assert_eq!(k.requeued_from_co_job_id, None, "a child is no retry");
+        assert_eq!(k.queued_by.as_deref(), Some("ada"));
+        assert_eq!(
+            k.register_summary.as_deref(),
+            Some(format!("queued by job {parent}").as_str())
+        );
+        assert_eq!(k.result, None);
+    }
+    // The first is due now, the second in an hour.
+    let due = |j: &cojobs::store::Job| {
+        chrono::NaiveDateTime::parse_from_str(
+            j.start_after_time.as_deref().expect("start_after_time"),
+            "%Y-%m-%d %H:%M:%S%.f",
+        )
+        .expect("a time")
+        .and_utc()
+    };
+    assert!(due(&kids[0]) < before + chrono::TimeDelta::seconds(60));
+    assert!(due(&kids[1]) > before + chrono::TimeDelta::seconds(3000));
+    let claimed = s.claim(&claim("r2", 5)).await.expect("claim");
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![kids[0].id],
+        "the due child is claimable"
+    );
+    // Paged; none for a job without children or an unknown one.
+    let page = s
+        .children(parent, Some(kids[0].id), 10)
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![kids[1].id]
+    );
+    assert_eq!(s.children(parent, None, 1).await.expect("one").len(), 1);
+    assert!(
+        s.children(kids[0].id, None, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert!(
+        s.children(JobId(999_999), None, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    // Pruning the parent keeps the children, unlinked.
+    let pruned = s
+        .prune(chrono::Utc::now() + chrono::TimeDelta::days(1))
+        .await
+        .expect("prune");
+    assert!(pruned >= 1);
+    assert!(s.get(parent).await.expect("get").is_none());
+    let orphan = s.get(kids[1].id).await.expect("get").expect("kept");
+    assert_eq!(orphan.parent_co_job_id, None);
+}
+
+pub async fn a_failed_or_lost_end_queues_no_children_and_stores_no_result(h: &impl Harness) {
+    let s = h.store();
+    let mut job = NewJob::new(1, "contract");
+    job.retry_interval = Some(1);
+    let parent = s.queue(&job).await.expect("queue");
+    s.claim(&claim("r", 1)).await.expect("claim");
+    let item = Finish {
+        outcome: failed("boom"),
+        ..complete_with(parent, vec![child("hello", 1, 0)])
+    };
+    let retry = one_finish(&*s, "r", item)
+        .await
+        .expect("finish")
+        .expect("a retry");
+    let row = s.get(parent).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Failed);
+    assert_eq!(row.result, None, "a result is stored with an OK end only");
+    assert_eq!(
+        row.plugin_sha256.as_deref(),
+        Some(SHA),
+        "which code ran, whatever the end"
+    );
+    assert!(
+        s.children(parent, None, 10)
+            .await
+            .expect("children")
+            .is_empty()
+    );
+    assert_eq!(
+        s.list(&ListFilter::default(), None)
+            .await
+            .expect("list")
+            .len(),
+        2,
+        "the parent and its retry, no child"
+    );
+    // The retry ends OK: its children, once, linked to it.
+    h.sql(&format!(
+        "UPDATE cm_co_jobs SET start_after_time = NULL WHERE id = {}",
+        retry.id
+    ))
+    .await;
+    assert_eq!(
+        s.claim(&claim("r", 1)).await.expect("claim")[0].id,
+        retry.id
+    );
+    let done = complete_with(retry.id, vec![child("hello", 1, 0)]);
+    one_finish(&*s, "r", done.clone()).await.expect("finish");
+    // A late repeat of the same end (not ours any more) writes nothing.
+    let again = one_finish(&*s, "r", done).await.expect_err("not ours");
+    assert_eq!(again.kind(), ErrorKind::Conflict);
+    let kids = s.children(retry.id, None, 10).await.expect("children");
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    // A canceled run's children are not queued either.
+    let c = s.queue(&NewJob::new(1, "contract")).await.expect("queue");
+    let claimed = s.claim(&claim("r", 5)).await.expect("claim");
+    assert!(claimed.iter().any(|j| j.id == c));
+    let cx = Finish {
+        outcome: Outcome::Canceled {
+            summary: "canceled by ada".into(),
+        },
+        ..complete_with(c, vec![child("hello", 1, 0)])
+    };
+    one_finish(&*s, "r", cx).await.expect("finish");
+    assert!(s.children(c, None, 10).await.expect("children").is_empty());
+    assert_eq!(s.get(c).await.expect("get").expect("row").result, None);
+}
+
+pub async fn retry_after_sets_the_retry_delay_within_the_policy(h: &impl Harness) {
+    let s = h.store();
+    let after = |secs| Outcome::Failed {
+        summary: "rate limited".into(),
+        retry: Retry::After(secs),
+    };
+    // The plugin's delay, not the hour of retry_interval nor the backoff.
+    for backoff in [None, Some(cojobs::job::Backoff::Exponential)] {
+        let mut job = NewJob::new(1, "api");
+        job.retry_interval = Some(3600);
+        job.max_retry = Some(1);
+        job.backoff = backoff;
+        let id = s.queue(&job).await.expect("queue");
+        let claimed = s.claim(&claim("r", 10)).await.expect("claim");
+        assert!(claimed.iter().any(|j| j.id == id));
+        let start = chrono::Utc::now();
+        let retry = one_finish(&*s, "r", finish(id, after(120)))
+            .await
+            .expect("finish")
+            .expect("a retry");
+        let delay = (retry.due - start).num_seconds();
+        assert!(
+            (100..=130).contains(&delay),
+            "{backoff:?}: due in {delay} s"
+        );
+        let row = s.get(retry.id).await.expect("get").expect("row");
+        assert_eq!(row.max_retry_count, Some(1));
+        assert_eq!(row.requeued_from_co_job_id, Some(id));
+        // max_retry = 1 is used up: the next retry-after queues nothing.
+        h.sql(&format!(
+            "UPDATE cm_co_jobs SET start_after_time = NULL WHERE id = {}",
+            retry.id
+        ))
+        .await;
+        let claimed = s.claim(&claim("r", 10)).await.expect("claim");
+        assert!(claimed.iter().any(|j| j.id == retry.id));
+        assert_eq!(
+            one_finish(&*s, "r", finish(retry.id, after(5)))
+                .await
+                .expect("finish"),
+            None
+        );
+    }
+    // No retry interval: the policy allows no retry, whatever the plugin asks.
+    let id = s.queue(&NewJob::new(1, "api")).await.expect("queue");
+    s.claim(&claim("r", 10)).await.expect("claim");
+    assert_eq!(
+        one_finish(&*s, "r", finish(id, after(5)))
+            .await
+            .expect("finish"),
+        None
+    );
+    // An absurd delay is bounded (10 years), never an overflow.
+    let mut job = NewJob::new(1, "api");
+    job.retry_interval = Some(60);
+    let id = s.queue(&job).await.expect("queue");
+    s.claim(&claim("r", 10)).await.expect("claim");
+    let retry = one_finish(&*s, "r", finish(id, after(i64::MAX)))
+        .await
+        .expect("finish")
+        .expect("a retry");
+    let years = (retry.due - chrono::Utc::now()).num_days() / 365;
+    assert!((9..=10).contains(&years), "due in {years} years");
 }

@@ -367,6 +367,29 @@ pub(super) async fn retry_chain(
     rows.iter().map(job_from_row).collect()
 }
 
+/// [`crate::store::driver::JobStore::children`].
+pub(super) async fn children(
+    client: &deadpool_postgres::Client,
+    id: JobId,
+    after: Option<JobId>,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {} FROM cm_co_jobs j \
+             WHERE j.parent_co_job_id = $1::int8 AND ($2::int8 IS NULL OR j.id > $2) \
+             ORDER BY j.id LIMIT $3::int8",
+            job_columns("j")
+        ))
+        .await
+        .map_err(map_err)?;
+    let rows = client
+        .query(&stmt, &[&id.0, &after.map(|a| a.0), &limit.max(0)])
+        .await
+        .map_err(map_err)?;
+    rows.iter().map(job_from_row).collect()
+}
+
 /// [`JobStore::chain_page`] by a two-column walk: at most
 /// [`CHAIN_WINDOW`] + 1 rows up and down from `id` (the one past the
 /// window says the chain goes on), then whole rows for the page only.

@@ -266,7 +266,7 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
 
 /// How many columns [`job_columns`] selects: a statement that returns more
 /// after them reads the next one at this index.
-pub(crate) const JOB_COLUMN_COUNT: usize = 36;
+pub(crate) const JOB_COLUMN_COUNT: usize = 40;
 
 /// The `cm_co_jobs` columns [`job_from_row`] reads, in its order, each
 /// qualified by `alias` and cast to the type the row struct holds (the
@@ -309,6 +309,10 @@ pub(crate) fn job_columns(alias: &str) -> String {
         ("schedule_tick", ""),
         ("backoff", "::text"),
         ("backoff_max", "::int8"),
+        ("result", "::text"),
+        ("parent_co_job_id", "::int8"),
+        ("plugin_sha256", "::text"),
+        ("plugin_contract", "::text"),
     ];
     COLS.iter()
         .map(|(c, cast)| format!("{alias}.{c}{cast}"))
@@ -367,6 +371,10 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job> {
         schedule_tick: time_text(row, 33)?,
         backoff: row.try_get(34).map_err(g)?,
         backoff_max: row.try_get(35).map_err(g)?,
+        result: row.try_get(36).map_err(g)?,
+        parent_co_job_id: row.try_get::<_, Option<i64>>(37).map_err(g)?.map(JobId),
+        plugin_sha256: row.try_get(38).map_err(g)?,
+        plugin_contract: row.try_get(39).map_err(g)?,
     })
 }
 
@@ -484,6 +492,10 @@ impl JobStore for PgStore {
 
     async fn add_history(&self, rec: &NewHistoryRecord) -> Result<i64> {
         jobs::add_history(&self.client().await?, rec).await
+    }
+
+    async fn children(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
+        jobs::children(&self.client().await?, id, after, limit).await
     }
 
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {

@@ -17,7 +17,7 @@ use deadpool_postgres::GenericClient;
 use super::{DUE, JOB_COLUMN_COUNT, NOW, interval_secs, job_columns, job_from_row, map_err};
 use crate::job::{self, JobStatus, Outcome};
 use crate::store::driver::{Claim, Error, Progress, Released, Rescued, Result, Successor};
-use crate::store::{Finish, Job, JobId, NewHistoryRecord, StoreError};
+use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, StoreError};
 
 /// The claim: one statement. For every CO with queued rows (found by a
 /// loose index scan of `cojobs_jobs_due_by_co`, one seek per CO), lock its
@@ -242,6 +242,9 @@ struct End<'a> {
     fuel_used: Option<i64>,
     log: Option<&'a str>,
     started: Option<DateTime<Utc>>,
+    /// The result to store (an `OK` end's), and the component that ran.
+    result: Option<&'a str>,
+    plugin: Option<&'a PluginRun>,
 }
 
 /// End rows still `GO` under the given runner (and lease), in one
@@ -264,16 +267,30 @@ async fn end_rows(
         .iter()
         .map(|e| e.started.map(|t| t.naive_utc()))
         .collect();
+    let results: Vec<Option<&str>> = ends.iter().map(|e| e.result).collect();
+    let shas: Vec<Option<&str>> = ends
+        .iter()
+        .map(|e| e.plugin.map(|p| p.sha256.as_str()))
+        .collect();
+    let contracts: Vec<Option<&str>> = ends
+        .iter()
+        .map(|e| e.plugin.map(|p| p.contract.as_str()))
+        .collect();
     let stmt = tx
         .prepare_cached(&format!(
             "UPDATE cm_co_jobs j SET status = f.status, complete_time = {NOW}, \
                 finish_summary = f.summary, \
                 percent_complete = CASE WHEN f.status = 'OK' THEN 100 ELSE j.percent_complete END, \
                 fuel_used = coalesce(f.fuel, j.fuel_used), job_log = coalesce(f.log, j.job_log), \
-                lease_expires_at = NULL, start_time = coalesce(f.started, j.start_time) \
+                lease_expires_at = NULL, start_time = coalesce(f.started, j.start_time), \
+                result = coalesce(f.result, j.result), \
+                plugin_sha256 = coalesce(f.sha, j.plugin_sha256), \
+                plugin_contract = coalesce(f.contract, j.plugin_contract) \
              FROM unnest($1::int8[], $2::text[], $3::timestamp[], $4::text[], $5::text[], \
-                         $6::int8[], $7::text[], $8::timestamp[]) \
-                  AS f(id, runner, lease, status, summary, fuel, log, started) \
+                         $6::int8[], $7::text[], $8::timestamp[], $9::text[], $10::text[], \
+                         $11::text[]) \
+                  AS f(id, runner, lease, status, summary, fuel, log, started, result, sha, \
+                       contract) \
              WHERE j.id = f.id AND j.status = 'GO' AND j.runner_id IS NOT DISTINCT FROM f.runner \
                AND (f.lease IS NULL OR date_trunc('milliseconds', j.lease_expires_at) = f.lease) \
              RETURNING j.id::int8, j.requeue_interval::int8, j.retry_interval::int8, \
@@ -285,7 +302,8 @@ async fn end_rows(
         .query(
             &stmt,
             &[
-                &ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts,
+                &ids, &runners, &leases, &statuses, &summaries, &fuels, &logs, &starts, &results,
+                &shas, &contracts,
             ],
         )
         .await
@@ -363,6 +381,67 @@ async fn insert_successors(
         .collect()
 }
 
+/// Queue the children of rows that just ended `OK`, each with its parent.
+async fn insert_children(
+    tx: &deadpool_postgres::Transaction<'_>,
+    children: &[(JobId, &NewChild)],
+) -> Result<()> {
+    if children.is_empty() {
+        return Ok(());
+    }
+    let parents: Vec<i64> = children.iter().map(|(p, _)| p.0).collect();
+    let types: Vec<&str> = children.iter().map(|(_, c)| c.job_type.as_str()).collect();
+    let modes: Vec<Option<&str>> = children
+        .iter()
+        .map(|(_, c)| c.job_mode.as_deref())
+        .collect();
+    let params: Vec<&str> = children
+        .iter()
+        .map(|(_, c)| c.job_params.as_str())
+        .collect();
+    let delays: Vec<f64> = children
+        .iter()
+        .map(|(_, c)| interval_secs(Duration::from_secs(c.delay_secs.max(0).unsigned_abs())))
+        .collect();
+    let max_retries: Vec<Option<i64>> = children.iter().map(|(_, c)| c.max_retry).collect();
+    let intervals: Vec<Option<i64>> = children.iter().map(|(_, c)| c.retry_interval).collect();
+    let summaries: Vec<String> = children
+        .iter()
+        .map(|(p, _)| crate::store::child_summary(*p))
+        .collect();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, retry_interval, \
+                max_retry, max_retry_count, status, register_summary, queue_time, \
+                start_after_time, queued_by, parent_co_job_id) \
+             SELECT p.co_id, c.job_type, c.mode, c.params, c.retry_interval, c.max_retry, 0, \
+                'Q', c.summary, {NOW}, {NOW} + make_interval(secs => c.delay), p.queued_by, p.id \
+             FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::float8[], \
+                         $6::int8[], $7::int8[], $8::text[]) WITH ORDINALITY \
+                  AS c(parent, job_type, mode, params, delay, max_retry, retry_interval, summary, n) \
+             JOIN cm_co_jobs p ON p.id = c.parent \
+             ORDER BY c.n"
+        ))
+        .await
+        .map_err(map_err)?;
+    tx.execute(
+        &stmt,
+        &[
+            &parents,
+            &types,
+            &modes,
+            &params,
+            &delays,
+            &max_retries,
+            &intervals,
+            &summaries,
+        ],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 /// End `ends` and queue their successors per [`job::successor`], inside
 /// `tx`. Returns, per ended row, its successor (if any).
 async fn end_with_successors(
@@ -426,9 +505,18 @@ pub(super) async fn finish(
             fuel_used: f.fuel_used,
             log: f.log.as_deref(),
             started: None,
+            result: f.completed().0,
+            plugin: f.plugin.as_ref(),
         })
         .collect();
     let ended = end_with_successors(&tx, &ends).await?;
+    // Children only of runs whose `OK` end was recorded.
+    let children: Vec<(JobId, &NewChild)> = items
+        .iter()
+        .filter(|f| ended.contains_key(&f.id))
+        .flat_map(|f| f.completed().1.iter().map(|c| (f.id, c)))
+        .collect();
+    insert_children(&tx, &children).await?;
     // History records only of runs whose end was recorded.
     let history: Vec<&NewHistoryRecord> = items
         .iter()
@@ -514,6 +602,8 @@ pub(super) async fn rescue(client: &mut deadpool_postgres::Client) -> Result<Vec
             fuel_used: None,
             log: None,
             started: None,
+            result: None,
+            plugin: None,
         })
         .collect();
     let ended = end_with_successors(&tx, &ends).await?;
@@ -539,7 +629,7 @@ fn rescue_outcome(j: &Job) -> Outcome {
         },
         None => Outcome::Failed {
             summary: format!("runner {runner} stopped responding"),
-            retryable: true,
+            retry: job::Retry::Policy,
         },
     }
 }
@@ -608,6 +698,8 @@ pub(super) async fn release(
                 fuel_used: None,
                 log: None,
                 started: None,
+                result: None,
+                plugin: None,
             };
             end_with_successors(&tx, std::slice::from_ref(&end)).await?;
             Released::Canceled
@@ -643,17 +735,31 @@ pub(super) async fn progress(
         .iter()
         .map(|u| u.status_line.as_deref().map(job::truncate_summary))
         .collect();
+    let shas: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.plugin.as_ref().map(|p| p.sha256.as_str()))
+        .collect();
+    let contracts: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.plugin.as_ref().map(|p| p.contract.as_str()))
+        .collect();
     let stmt = client
         .prepare_cached(
             "UPDATE cm_co_jobs j SET percent_complete = u.p, \
-                status_line = coalesce(u.line, j.status_line) \
-             FROM unnest($2::int8[], $3::int8[], $4::text[]) AS u(id, p, line) \
+                status_line = coalesce(u.line, j.status_line), \
+                plugin_sha256 = coalesce(u.sha, j.plugin_sha256), \
+                plugin_contract = coalesce(u.contract, j.plugin_contract) \
+             FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[]) \
+                  AS u(id, p, line, sha, contract) \
              WHERE j.id = u.id AND j.status = 'GO' AND j.runner_id = $1",
         )
         .await
         .map_err(map_err)?;
     client
-        .execute(&stmt, &[&runner_id, &ids, &percents, &lines])
+        .execute(
+            &stmt,
+            &[&runner_id, &ids, &percents, &lines, &shas, &contracts],
+        )
         .await
         .map_err(map_err)?;
     Ok(())

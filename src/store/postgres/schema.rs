@@ -213,6 +213,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS cojobs_jobs_schedule_tick ON cm_co_jobs
     (schedule_name, schedule_tick) WHERE schedule_name IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "contract 0.2: result, parent of a child job, the component that ran",
+        sql: r#"
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS result text;
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS parent_co_job_id bigint
+    REFERENCES cm_co_jobs (id) ON DELETE SET NULL;
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS plugin_sha256 char(64);
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS plugin_contract varchar(16);
+CREATE INDEX IF NOT EXISTS cojobs_jobs_parent ON cm_co_jobs (parent_co_job_id, id)
+    WHERE parent_co_job_id IS NOT NULL;
+"#,
+    },
 ];
 
 /// The newest version this cojobs knows.

@@ -60,7 +60,9 @@ fn search_where(q: &JobQuery) -> (String, Vec<Param>) {
 pub(super) async fn search(client: &deadpool_postgres::Client, q: &JobQuery) -> Result<Vec<Job>> {
     let (where_, mut values) = search_where(q);
     values.push(Box::new(q.limit.max(0)));
-    let columns = job_columns("j").replacen("j.job_log::text", "NULL::text", 1);
+    let columns = job_columns("j")
+        .replacen("j.job_log::text", "NULL::text", 1)
+        .replacen("j.result::text", "NULL::text", 1);
     let sql = format!(
         "SELECT {columns} FROM cm_co_jobs j {where_}ORDER BY j.id DESC LIMIT ${}::int8",
         values.len()

@@ -290,6 +290,9 @@ impl JobStore for SqliteStore {
         self.call("record progress", move |s| {
             for u in &updates {
                 s.set_progress(u.id, &runner_id, u.percent, u.status_line.as_deref())?;
+                if let Some(plugin) = &u.plugin {
+                    s.set_plugin(u.id, &runner_id, plugin)?;
+                }
             }
             Ok(())
         })
@@ -372,6 +375,13 @@ impl JobStore for SqliteStore {
     async fn add_history(&self, rec: &NewHistoryRecord) -> Result<i64> {
         let rec = rec.clone();
         self.call("add history", move |s| s.add_history(&rec)).await
+    }
+
+    async fn children(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
+        self.call("read a job's children", move |s| {
+            s.children(id, after, limit)
+        })
+        .await
     }
 
     async fn retry_chain(&self, id: JobId, after: Option<JobId>, limit: i64) -> Result<Vec<Job>> {
