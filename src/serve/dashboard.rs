@@ -559,6 +559,7 @@ mod tests {
             schedule_tick: None,
             backoff: None,
             backoff_max: None,
+            priority: 5,
         };
         let html = jobs_table(&[job]).into_string();
         assert!(!html.contains("<script>"), "{html}");

@@ -15,6 +15,7 @@
 
 pub mod driver;
 mod jobs;
+mod limits;
 pub mod postgres;
 mod runner;
 mod schedules;
@@ -40,6 +41,7 @@ pub use jobs::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
     NewHistoryRecord, NewJob, Queued,
 };
+pub use limits::{CoThrottle, Throttles, TypeThrottle};
 pub use runner::Finish;
 pub use schedules::{NewSchedule, ScheduleRow};
 pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};
@@ -173,6 +175,8 @@ pub enum StoreError {
     /// Only a failed or canceled job can be retried now.
     #[error("job {id} is {status}; only a failed (X) or canceled (CX) job can be retried")]
     NotRetryable { id: JobId, status: JobStatus },
+    #[error(transparent)]
+    OutOfRange(#[from] crate::bounds::OutOfRange),
     #[error("a live token named '{0}' already exists")]
     TokenExists(String),
     #[error("no live token named '{0}' (see `cojobs token list`)")]
@@ -235,6 +239,7 @@ impl StoreError {
                 | StoreError::NoSchedule(_)
                 | StoreError::ScheduleExists(_)
                 | StoreError::Schedule(_)
+                | StoreError::OutOfRange(_)
         )
     }
 }
@@ -431,6 +436,9 @@ pub struct Job {
     pub backoff: Option<String>,
     /// The longest exponential retry delay, seconds (NULL = an hour).
     pub backoff_max: Option<i64>,
+    /// 1 to 9, a smaller number runs first within its CO
+    /// ([`crate::bounds::PRIORITY`]; 5 unless set).
+    pub priority: i64,
 }
 
 fn ser_status<S: serde::Serializer>(st: &JobStatus, s: S) -> Result<S::Ok, S::Error> {
@@ -444,10 +452,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, co_id, job_type, job_type_fk, job_mode
     start_time, complete_time, percent_complete, runner_id, lease_expires_at, fuel_limit, \
     memory_limit_mib, timeout_secs, fuel_used, job_log, cancel_requested_by, \
     cancel_requested_at, queued_by, status_line, retried_by, schedule_name, schedule_tick, backoff, \
-    backoff_max";
+    backoff_max, priority";
 
 /// The names of the columns of [`JOB_COLUMNS`], for display.
-pub const JOB_COLUMN_NAMES: [&str; 36] = [
+pub const JOB_COLUMN_NAMES: [&str; 37] = [
     "id",
     "co_id",
     "job_type",
@@ -484,6 +492,7 @@ pub const JOB_COLUMN_NAMES: [&str; 36] = [
     "schedule_tick",
     "backoff",
     "backoff_max",
+    "priority",
 ];
 
 impl Job {
@@ -529,6 +538,7 @@ impl Job {
             schedule_tick: r.get(33)?,
             backoff: r.get(34)?,
             backoff_max: r.get(35)?,
+            priority: r.get(36)?,
         })
     }
 
@@ -598,6 +608,7 @@ impl Job {
             s(&self.schedule_tick),
             s(&self.backoff),
             s(&self.backoff_max),
+            Some(self.priority.to_string()),
         ]
     }
 }

@@ -14,6 +14,7 @@
 //!   runner's, so runners on hosts with skewed clocks agree on leases.
 
 mod jobs;
+mod limits;
 mod notify;
 mod runner;
 mod schedules;
@@ -36,10 +37,11 @@ use super::driver::{
 };
 use super::{
     CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
-    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Token,
-    format_time,
+    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Throttles,
+    Token, format_time,
 };
 use crate::job::JobStatus;
+use crate::throttle::{PauseTarget, TypeLimits};
 
 pub use tls::{ConnectOptions, SslMode, is_postgres_url};
 
@@ -258,7 +260,7 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
 
 /// How many columns [`job_columns`] selects: a statement that returns more
 /// after them reads the next one at this index.
-pub(crate) const JOB_COLUMN_COUNT: usize = 36;
+pub(crate) const JOB_COLUMN_COUNT: usize = 37;
 
 /// The `cm_co_jobs` columns [`job_from_row`] reads, in its order, each
 /// qualified by `alias` and cast to the type the row struct holds (the
@@ -301,6 +303,7 @@ pub(crate) fn job_columns(alias: &str) -> String {
         ("schedule_tick", ""),
         ("backoff", "::text"),
         ("backoff_max", "::int8"),
+        ("priority", "::int8"),
     ];
     COLS.iter()
         .map(|(c, cast)| format!("{alias}.{c}{cast}"))
@@ -359,6 +362,7 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job> {
         schedule_tick: time_text(row, 33)?,
         backoff: row.try_get(34).map_err(g)?,
         backoff_max: row.try_get(35).map_err(g)?,
+        priority: row.try_get(36).map_err(g)?,
     })
 }
 
@@ -377,11 +381,11 @@ impl JobStore for PgStore {
     }
 
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>> {
-        runner::claim(&self.client().await?, c).await
+        runner::claim(&mut self.client().await?, c).await
     }
 
     async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>> {
-        runner::claim_one(&self.client().await?, c, id).await
+        runner::claim_one(&mut self.client().await?, c, id).await
     }
 
     async fn start(
@@ -581,5 +585,30 @@ impl JobStore for PgStore {
             self.notify.job_queued().await;
         }
         Ok(ids)
+    }
+
+    async fn set_type_limits(&self, job_type: &str, limits: &TypeLimits) -> Result<()> {
+        limits::set_type_limits(&self.client().await?, job_type, limits).await
+    }
+
+    async fn set_co_max_running(&self, co_id: i64, max: Option<i64>) -> Result<()> {
+        limits::set_co_max_running(&self.client().await?, co_id, max).await
+    }
+
+    async fn pause(&self, target: &PauseTarget, who: &str) -> Result<bool> {
+        limits::pause(&self.client().await?, target, who).await
+    }
+
+    async fn resume(&self, target: &PauseTarget) -> Result<bool> {
+        let resumed = limits::resume(&self.client().await?, target).await?;
+        if resumed {
+            // Its queued rows are claimable again: wake idle runners.
+            self.notify.job_queued().await;
+        }
+        Ok(resumed)
+    }
+
+    async fn throttles(&self) -> Result<Throttles> {
+        limits::throttles(&self.client().await?).await
     }
 }
