@@ -162,20 +162,18 @@ pub(super) async fn claim(client: &mut deadpool_postgres::Client, c: &Claim) -> 
     let stmt = tx.prepare_cached(&claim_sql()).await.map_err(map_err)?;
     let due_by = c.due_by.map(|d| d.naive_utc());
     let lease = interval_secs(c.lease);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &c.runner_id,
+        &max,
+        &lease,
+        &per_co,
+        &summary,
+        &c.start,
+        &due_by,
+    ];
     let (_, rows) = tokio::try_join!(
         tx.execute(&lock, &[&CLAIM_LOCK]),
-        tx.query(
-            &stmt,
-            &[
-                &c.runner_id,
-                &max,
-                &lease,
-                &per_co,
-                &summary,
-                &c.start,
-                &due_by,
-            ],
-        )
+        tx.query(&stmt, &params)
     )
     .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
