@@ -84,7 +84,7 @@ pub(super) async fn add(client: &mut deadpool_postgres::Client, s: &NewSchedule)
                 max_retry, register_summary, fuel_limit, memory_limit_mib, timeout_secs, \
                 created_by, created, modified, backoff, backoff_max, priority) \
              VALUES ($1, $2, $3, $4, false, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                $16, $17, $18, $18, $19, $20, $21) \
+                $16, $17, $18, $18, $19, $20, $21::int8) \
              ON CONFLICT (name) DO NOTHING RETURNING id::int8",
             &[
                 &s.name,
