@@ -96,6 +96,45 @@ pub const DELAY: Bound = Bound {
     unit: "seconds (10 years)",
 };
 
+/// A job's priority: a smaller number runs first. 1 to 9, so that the
+/// default, [`DEFAULT_PRIORITY`], sits in the middle with room either
+/// side; the claim seeks each level once (docs/design.md#priorities),
+/// so the range is kept short.
+pub const PRIORITY: Bound = Bound {
+    name: "priority",
+    min: 1,
+    max: 9,
+    unit: "(1 runs first)",
+};
+
+/// The priority of a job that names none (and of a row inserted by plain
+/// SQL): the middle of [`PRIORITY`].
+pub const DEFAULT_PRIORITY: i64 = 5;
+
+/// `concurrency = N` in a side file: most `GO` rows of one job type.
+pub const CONCURRENCY: Bound = Bound {
+    name: "concurrency",
+    min: 1,
+    max: 1_000_000,
+    unit: "running jobs",
+};
+
+/// `cojobs co set --max-running N`: most `GO` rows of one CO.
+pub const MAX_RUNNING: Bound = Bound {
+    name: "max_running",
+    min: 1,
+    max: 1_000_000,
+    unit: "running jobs",
+};
+
+/// The count of `rate = "N/unit"` in a side file: most starts per window.
+pub const RATE_COUNT: Bound = Bound {
+    name: "rate",
+    min: 1,
+    max: 1_000_000_000,
+    unit: "starts per window",
+};
+
 /// `cojobs run --lease`: how long a row stays a runner's without a
 /// heartbeat.
 pub const LEASE_SECS: Bound = Bound {
@@ -204,6 +243,15 @@ mod tests {
     }
 
     #[test]
+    fn default_priority_is_the_middle_of_the_range() {
+        assert_eq!(PRIORITY.check(DEFAULT_PRIORITY), Ok(DEFAULT_PRIORITY));
+        assert_eq!(
+            DEFAULT_PRIORITY - PRIORITY.min,
+            PRIORITY.max - DEFAULT_PRIORITY
+        );
+    }
+
+    #[test]
     fn every_range_is_sane() {
         for b in [
             FUEL,
@@ -216,6 +264,10 @@ mod tests {
             BACKOFF_MAX,
             LEASE_SECS,
             GRACE_SECS,
+            PRIORITY,
+            CONCURRENCY,
+            MAX_RUNNING,
+            RATE_COUNT,
         ] {
             assert!(0 <= b.min && b.min < b.max, "{b:?}");
         }

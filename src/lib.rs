@@ -10,6 +10,9 @@
 //!   which due ticks a pass queues (catch-up). Pure code, no I/O.
 //! - [`bounds`]: the range of every number a user sets on a job (limits,
 //!   intervals), checked when given and clamped when read. Pure code.
+//! - [`throttle`]: limits on starting jobs (per-type concurrency and
+//!   rate, per-CO cap, pause): their values and parsing. Pure code; the
+//!   claim enforces them in the database.
 //! - [`store`]: the SQLite job store: schema, migrations and every SQL
 //!   statement of the program. Knows nothing of WebAssembly.
 //! - [`sandbox`]: the wasmtime host: the WIT bindings, the plugin cache,
@@ -31,3 +34,4 @@ pub mod schedule;
 pub mod serve;
 pub mod store;
 pub mod submit;
+pub mod throttle;

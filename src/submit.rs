@@ -40,6 +40,8 @@ pub struct JobSpec {
     pub backoff: Option<String>,
     /// The longest exponential retry delay, seconds.
     pub backoff_max: Option<i64>,
+    /// 1 to 9, smaller runs first within its CO (default 5).
+    pub priority: Option<i64>,
 }
 
 impl JobSpec {
@@ -54,6 +56,7 @@ impl JobSpec {
             (bounds::REQUEUE_INTERVAL, self.requeue_interval),
             (bounds::DELAY, self.delay),
             (bounds::BACKOFF_MAX, self.backoff_max),
+            (bounds::PRIORITY, self.priority),
         ] {
             bound.check_opt(value)?;
         }
@@ -101,6 +104,7 @@ impl JobSpec {
             queued_by: Some(who.to_string()),
             backoff,
             backoff_max: self.backoff_max,
+            priority: self.priority,
         })
     }
 }

@@ -22,6 +22,7 @@ use cojobs::job::JobStatus;
 use cojobs::store::driver::{Claim, JobStore, Wake};
 use cojobs::store::postgres::PgStore;
 use cojobs::store::{Finish, NewJob};
+use cojobs::throttle::{PauseTarget, TypeLimits};
 use conformance::Harness;
 use pg::{base_url, url_for};
 use tokio_postgres::NoTls;
@@ -287,6 +288,66 @@ async fn claim_plan_stays_flat_at_a_million_delayed_rows() {
         .await
         .expect("claim");
     assert_eq!(got.len(), 1, "only the due row");
+}
+
+/// Issue 14: a million due rows of a type held back (paused, or at its
+/// concurrency) cost the claim nothing: it skips the type in one seek and
+/// claims the other type's row; a priority above theirs changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_plan_stays_flat_past_a_million_held_back_rows() {
+    let h = PgHarness::new().await;
+    h.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, max_retry_count, priority) \
+         SELECT 1, 'held', 'Q', (now() AT TIME ZONE 'UTC') - interval '1 hour', 0, 1 + i % 9 \
+         FROM generate_series(1, 1000000) AS i; \
+         ANALYZE cm_co_jobs;",
+    )
+    .await;
+    let other = h
+        .store
+        .queue(&NewJob::new(1, "other"))
+        .await
+        .expect("queue");
+    h.store
+        .pause(&PauseTarget::Type("held".into()), "test")
+        .await
+        .expect("pause");
+    let paused = h.store.explain_claim(16).await.expect("explain");
+    h.store
+        .resume(&PauseTarget::Type("held".into()))
+        .await
+        .expect("resume");
+    // At its limit: one of its rows running, concurrency 1.
+    h.sql("UPDATE cm_co_jobs SET status = 'GO', runner_id = 'x' WHERE id = 1")
+        .await;
+    h.store
+        .set_type_limits(
+            "held",
+            &TypeLimits {
+                concurrency: Some(1),
+                rate: None,
+            },
+        )
+        .await
+        .expect("limits");
+    let full = h.store.explain_claim(16).await.expect("explain");
+    for plan in [&paused, &full] {
+        assert!(
+            !plan.contains("Seq Scan on cm_co_jobs"),
+            "a full scan:\n{plan}"
+        );
+        let buffers = shared_buffers(plan);
+        assert!(
+            buffers < 300,
+            "the claim touched {buffers} buffers:\n{plan}"
+        );
+    }
+    let got = h
+        .store
+        .claim(&Claim::new("r", 16, Duration::from_secs(60)))
+        .await
+        .expect("claim");
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![other]);
 }
 
 /// The sum of `shared hit=N` and `read=N` of the plan's top node.

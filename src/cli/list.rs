@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Error, Global, cell, write_table};
+use super::{Error, Global, cell, printable, write_table};
 use crate::job::JobStatus;
 use crate::store::ListFilter;
 
@@ -65,6 +65,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
                 j.job_type.clone(),
                 cell(j.job_mode.as_deref()),
                 j.status.to_string(),
+                j.priority.to_string(),
                 j.percent_complete.map_or("-".into(), |p| format!("{p}%")),
                 cell(j.max_retry_count.map(|c| c.to_string()).as_deref()),
                 cell(j.queue_time.as_deref().map(short_time)),
@@ -81,6 +82,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             "TYPE",
             "MODE",
             "STATUS",
+            "PRI",
             "PCT",
             "RETRY",
             "QUEUED",
@@ -89,6 +91,10 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         ],
         &rows,
     )?;
+    // Queued jobs that wait because their type or CO is paused say so.
+    if let Some(line) = db.wait(db.throttles())?.paused_line() {
+        writeln!(out, "{}", printable(&line, false))?;
+    }
     Ok(())
 }
 

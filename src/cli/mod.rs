@@ -12,6 +12,7 @@ mod exec;
 mod history;
 mod list;
 mod migrate;
+mod pause;
 mod plugins;
 mod prune;
 mod queue;
@@ -236,6 +237,10 @@ pub enum Command {
     /// every runner queues due ticks, each once).
     #[command(subcommand)]
     Schedule(schedule::Command),
+    /// Pause a job type or a CO: its queued jobs wait, running ones finish.
+    Pause(pause::Args),
+    /// Resume a paused job type or CO.
+    Resume(pause::Args),
     /// Manage COs (the organizations that own jobs).
     #[command(subcommand)]
     Co(co::Command),
@@ -335,6 +340,8 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::History(args) => history::run(g, args, out),
         Command::Prune(args) => prune::run(g, args, out),
         Command::Co(cmd) => co::run(g, cmd, out),
+        Command::Pause(args) => pause::run(g, args, true, out),
+        Command::Resume(args) => pause::run(g, args, false, out),
         Command::Migrate(args) => migrate::run(g, args, out),
         Command::Schedule(cmd) => schedule::run(g, cmd, out),
         Command::Exec(args) => exec::run(g, args, out),

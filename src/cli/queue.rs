@@ -17,13 +17,13 @@ pub struct Args {
     /// Queue every job of a JSON Lines file instead (one object per line:
     /// "type" and optional "params", "mode", "co", "retry_interval",
     /// "max_retry", "requeue_interval", "delay", "start_after", "summary",
-    /// "fuel", "memory", "timeout", "backoff", "backoff_max"), in one
+    /// "fuel", "memory", "timeout", "backoff", "backoff_max", "priority"), in one
     /// transaction: all or nothing.
     /// Prints the new ids, one per line.
     #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = [
         "job_type", "params", "mode", "retry_interval", "max_retry", "requeue_interval",
         "delay", "start_after", "summary", "unique", "fuel", "memory", "timeout",
-        "backoff_max"
+        "backoff_max", "priority"
     ])]
     from: Option<std::path::PathBuf>,
     /// What the job is and how it retries (shared with `schedule add`).
@@ -83,6 +83,9 @@ pub(super) struct JobArgs {
     /// The longest exponential retry delay (default 3600 s).
     #[arg(long, value_name = "S", allow_negative_numbers = true)]
     backoff_max: Option<i64>,
+    /// 1 to 9: within its CO a smaller number runs first [default: 5].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    priority: Option<i64>,
     // Limits of this job (override the plugin's side file and the runner's).
     #[command(flatten)]
     limits: super::run::LimitArgs,
@@ -102,6 +105,7 @@ impl JobArgs {
             (bounds::MAX_RETRY, self.max_retry),
             (bounds::REQUEUE_INTERVAL, self.requeue_interval),
             (bounds::BACKOFF_MAX, self.backoff_max),
+            (bounds::PRIORITY, self.priority),
         ] {
             super::run::check_option(bound, value)?;
         }
@@ -137,6 +141,7 @@ impl JobArgs {
             queued_by: Some(current_user()),
             backoff,
             backoff_max: self.backoff_max,
+            priority: self.priority,
         }
     }
 }

@@ -169,7 +169,7 @@ fn show(g: &Global, name: &str, json: bool, out: &mut dyn Write) -> Result<(), E
         writeln!(out)?;
         return Ok(());
     }
-    let fields: [(&str, Option<String>); 16] = [
+    let fields: [(&str, Option<String>); 17] = [
         ("name", Some(row.name.clone())),
         ("cron", Some(row.cron.clone())),
         ("timezone", Some(row.timezone.clone())),
@@ -180,6 +180,7 @@ fn show(g: &Global, name: &str, json: bool, out: &mut dyn Write) -> Result<(), E
         ("job_type", Some(row.job_type.clone())),
         ("job_mode", row.job_mode.clone()),
         ("job_params", row.job_params.clone()),
+        ("priority", Some(row.priority.to_string())),
         ("retry_interval", row.retry_interval.map(|v| v.to_string())),
         ("max_retry", row.max_retry.map(|v| v.to_string())),
         (

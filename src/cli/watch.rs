@@ -29,6 +29,8 @@ pub struct Args {
 struct Snapshot {
     counts: Vec<(JobStatus, i64)>,
     running: Vec<Job>,
+    /// "paused: job types …; COs …", when something is.
+    paused: Option<String>,
 }
 
 fn snapshot(db: &Db) -> Result<Snapshot, Error> {
@@ -40,6 +42,10 @@ fn snapshot(db: &Db) -> Result<Snapshot, Error> {
     Ok(Snapshot {
         counts: db.wait(db.counts_by_status())?,
         running: db.wait(db.list(&running, None))?,
+        paused: db
+            .wait(db.throttles())?
+            .paused_line()
+            .map(|l| printable(&l, false).into_owned()),
     })
 }
 
@@ -96,6 +102,9 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         loop {
             let s = snapshot(&db)?;
             writeln!(out, "{}", counts_line(&s))?;
+            if let Some(p) = &s.paused {
+                writeln!(out, "{p}")?;
+            }
             for job in &s.running {
                 writeln!(
                     out,
@@ -124,8 +133,12 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
     loop {
         let s = snapshot(&db)?;
         header.set_message(format!(
-            "cojobs watch  {}  (Ctrl-C to quit)",
-            counts_line(&s)
+            "cojobs watch  {}  (Ctrl-C to quit){}",
+            counts_line(&s),
+            s.paused
+                .as_deref()
+                .map(|p| format!("\n{p}"))
+                .unwrap_or_default()
         ));
         let live: Vec<JobId> = s.running.iter().map(|j| j.id).collect();
         bars.retain(|id, bar| {

@@ -11,7 +11,9 @@
 //! retry), and rescue rows whose runner stopped responding. Every tick
 //! too, the schedule pass: queue the due ticks of cron schedules (every
 //! runner makes it; the store queues each tick once,
-//! `docs/design.md#schedules`).
+//! `docs/design.md#schedules`). Every [`LIMITS_EVERY`]: copy the side
+//! files' `concurrency` and `rate` to the database when they changed
+//! (`docs/design.md#limits-and-pause`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,15 +25,19 @@ use tokio::sync::watch;
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner};
 use crate::store::JobId;
 use crate::store::driver::{Progress, Rescued};
+use crate::throttle::TypeLimits;
 
 /// How often progress is written and cancel requests are read.
 pub const TICK: Duration = Duration::from_millis(500);
+/// How often the side files' limits are read again.
+pub const LIMITS_EVERY: Duration = Duration::from_secs(5);
 /// How long a canceled plugin may take to stop by itself.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
     let lease_every = (runner.config.lease / 3).max(Duration::from_millis(200));
     let mut last_lease = Instant::now();
+    let mut last_limits = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
@@ -39,6 +45,10 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
         }
         flush_progress(&runner).await;
         schedule_pass(&runner).await;
+        if last_limits.elapsed() >= LIMITS_EVERY {
+            last_limits = Instant::now();
+            sync_type_limits(&runner).await;
+        }
         if let Err(e) = cancels(&runner).await {
             tracing::warn!("cannot read cancel requests: {e}");
         }
@@ -75,6 +85,64 @@ async fn schedule_pass(runner: &Runner) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!("schedule pass failed: {e}"),
+    }
+}
+
+/// Copy the `concurrency` and `rate` of every plugin's side file to the
+/// database when they differ from what this runner last wrote (so after a
+/// side file changes, and at start). A side file that does not read is
+/// logged and its type's limits left as they are; jobs of that type fail
+/// with the same message when their plugin loads.
+pub(super) async fn sync_type_limits(runner: &Runner) {
+    let sandbox = Arc::clone(&runner.sandbox);
+    let read = tokio::task::spawn_blocking(move || sandbox.type_limits()).await;
+    let found = match read {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read the plugins directory for limits: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("reading the side files' limits stopped: {e}");
+            return;
+        }
+    };
+    for (job_type, limits) in found {
+        let limits = match limits {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(job_type = %job_type, "limits not updated: {e}");
+                continue;
+            }
+        };
+        let known = runner
+            .type_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&job_type)
+            .copied();
+        // At start every type is written once: a limit since removed
+        // from its side file is cleared.
+        if known == Some(limits) {
+            continue;
+        }
+        if let Err(e) = runner.store.set_type_limits(&job_type, &limits).await {
+            tracing::warn!(job_type = %job_type, "cannot record limits: {e}");
+            continue;
+        }
+        if limits != TypeLimits::default() {
+            tracing::info!(
+                job_type = %job_type,
+                concurrency = ?limits.concurrency,
+                rate = ?limits.rate.map(|r| r.to_string()),
+                "job type limits recorded"
+            );
+        }
+        runner
+            .type_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(job_type, limits);
     }
 }
 

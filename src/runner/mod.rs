@@ -47,6 +47,7 @@ use tokio::task::JoinSet;
 use crate::sandbox::{Interrupt, Sandbox};
 use crate::store::driver::{self, Claim, ErrorKind, JobStore, Released, Rescued};
 use crate::store::{Job, JobId};
+use crate::throttle::TypeLimits;
 
 /// Most jobs claimed in one statement.
 pub const CLAIM_BATCH: usize = 64;
@@ -62,6 +63,9 @@ pub const START_PROMPTLY: Duration = Duration::from_millis(100);
 /// (for another runner, or this one once a worker is free): the jobs
 /// running turned out slower than the run times it was claimed for.
 pub const HOLD_AT_MOST: Duration = Duration::from_secs(1);
+/// How often an idle runner looks again while due rows are held back by a
+/// limit or a pause.
+pub const HELD_BACK_POLL: Duration = Duration::from_millis(250);
 /// With `--once`, retries of the jobs this run ended that fall due within
 /// this long are waited for and run too.
 pub const ONCE_FOLLOW_UP: Duration = Duration::from_secs(60);
@@ -192,6 +196,11 @@ pub struct Runner {
     /// loop stops and `run` returns this error, so `cojobs run` exits
     /// non-zero instead of running more jobs whose ends would be lost too.
     fatal: Mutex<Option<driver::Error>>,
+    /// The side-file limits (`concurrency`, `rate`) this runner last copied
+    /// to the database, by job type: written again only when a side file
+    /// changes ([`maintenance::sync_type_limits`]). Held for map
+    /// operations only, never across an await.
+    type_limits: Mutex<HashMap<String, TypeLimits>>,
     pub stats: RunStats,
 }
 
@@ -307,6 +316,7 @@ impl Runner {
             run_time_us: AtomicU64::new(UNMEASURED),
             once,
             fatal: Mutex::new(None),
+            type_limits: Mutex::new(HashMap::new()),
             stats: RunStats::default(),
         })
     }
@@ -347,6 +357,8 @@ impl Runner {
         self: &Arc<Self>,
         signals: mpsc::UnboundedReceiver<()>,
     ) -> Result<(), RunnerError> {
+        // The side files' limits are in the database before the first claim.
+        maintenance::sync_type_limits(self).await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let maintenance = tokio::spawn(maintenance::run(Arc::clone(self), stop_rx));
         // Jobs left `GO` by a runner that died are rescued before we start.
@@ -661,7 +673,10 @@ impl Runner {
     async fn idle_deadline(&self, idle: bool) -> Result<Option<Instant>, driver::Error> {
         let mut wake = instant_after(self.config.poll_interval);
         if let Some(due) = self.store.next_due().await? {
-            wake = wake.min(instant_after(due));
+            // Due now yet not claimed: its type or CO is paused or at its
+            // limit. Look again a little later (a row ending elsewhere makes
+            // room without a sign to wake on), not in a tight loop.
+            wake = wake.min(instant_after(due.max(HELD_BACK_POLL)));
         }
         if let Some(once) = self.once() {
             let next = once.follow_ups.iter().map(|(_, at)| *at).min();

@@ -5,6 +5,8 @@
 //! memory_mib = 128
 //! timeout_secs = 60
 //! scratch = true           # an empty per-job directory at /scratch
+//! concurrency = 3          # most jobs of this type running at once, anywhere
+//! rate = "100/min"         # most starts per window (s, min, h, day)
 //!
 //! [[dirs]]                 # host directories granted to the plugin
 //! host = "/srv/reports"
@@ -36,6 +38,7 @@ use serde::Deserialize;
 use super::SandboxError;
 use super::http::{HostPattern, HttpGrant};
 use super::limits::{LimitOverrides, RawLimits};
+use crate::throttle::{Rate, TypeLimits};
 
 /// One host directory granted to a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -59,6 +62,9 @@ pub struct PluginConfig {
     /// the job ends.
     pub scratch: bool,
     pub dirs: Vec<DirGrant>,
+    /// `concurrency` and `rate`: enforced by the claim, across runners
+    /// (the runner copies them to the database: [`type_limits`]).
+    pub throttle: TypeLimits,
     /// Hosts the plugin may send HTTP requests to, and its HTTP limits.
     pub http: Arc<HttpGrant>,
     /// `[config]`: each value as the plugin reads it (a string as written,
@@ -203,6 +209,8 @@ struct RawConfig {
     scratch: bool,
     #[serde(default)]
     dirs: Vec<DirGrant>,
+    #[serde(flatten)]
+    throttle: RawThrottle,
     #[serde(default)]
     allowed_hosts: Vec<String>,
     max_http_requests: Option<u32>,
@@ -211,6 +219,56 @@ struct RawConfig {
     config: toml::Table,
     #[serde(default)]
     secrets: BTreeMap<String, SecretSource>,
+}
+
+/// `concurrency` and `rate` as written. Read on their own too (by
+/// [`type_limits`], which ignores every other key).
+#[derive(Debug, Default, Deserialize)]
+struct RawThrottle {
+    concurrency: Option<i64>,
+    rate: Option<String>,
+}
+
+impl RawThrottle {
+    fn check(&self, path: &Path) -> Result<TypeLimits, SandboxError> {
+        let bad = |message: String| SandboxError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        Ok(TypeLimits {
+            concurrency: crate::bounds::CONCURRENCY
+                .check_opt(self.concurrency)
+                .map_err(|e| bad(e.to_string()))?,
+            rate: self
+                .rate
+                .as_deref()
+                .map(str::parse::<Rate>)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?,
+        })
+    }
+}
+
+/// The `concurrency` and `rate` of the side file at `path` (none when
+/// there is no file), other keys unread: what the runner copies to the
+/// database, so that a plugin whose grants cannot be loaded (a secret's
+/// variable unset on this machine) still has its limits enforced.
+pub fn type_limits(path: &Path) -> Result<TypeLimits, SandboxError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TypeLimits::default()),
+        Err(e) => {
+            return Err(SandboxError::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let raw: RawThrottle = toml::from_str(&text).map_err(|e| SandboxError::Config {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })?;
+    raw.check(path)
 }
 
 /// A `[config]` value as the plugin reads it.
@@ -281,7 +339,9 @@ impl PluginConfig {
             message: e.message().to_string(),
         })?;
         let http = Arc::new(http_grant(path, &raw)?);
+        let throttle = raw.throttle.check(path)?;
         let config = PluginConfig {
+            throttle,
             limits: raw
                 .limits
                 .clamped(format_args!("plugin side file {}", path.display())),
@@ -440,6 +500,44 @@ mod tests {
         let tail = s.redact_window(text.as_bytes(), 15..text.len());
         assert_eq!(tail, "[redacted] tail");
         assert_eq!(s.redact_head("é", 1), "", "character boundary");
+    }
+
+    #[test]
+    fn concurrency_and_rate_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "fuel = 7\nconcurrency = 3\nrate = '100/min'\n").expect("write");
+        let want = TypeLimits {
+            concurrency: Some(3),
+            rate: Some(Rate {
+                max: 100,
+                window_secs: 60,
+            }),
+        };
+        assert_eq!(PluginConfig::load(&path).expect("parse").throttle, want);
+        assert_eq!(type_limits(&path).expect("parse"), want);
+        // The runner's reader ignores what it does not need.
+        std::fs::write(
+            &path,
+            "concurrency = 2\n[secrets]\nt = { env = 'COJOBS_NO_SUCH_VAR_X' }\n",
+        )
+        .expect("write");
+        assert_eq!(type_limits(&path).expect("parse").concurrency, Some(2));
+        for (text, says) in [
+            ("concurrency = 0\n", "concurrency 0 is out of range"),
+            ("rate = '100/week'\n", "COUNT/UNIT"),
+            ("rate = 5\n", "invalid type"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let e = type_limits(&path).expect_err(text);
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            let e = PluginConfig::load(&path).expect_err(text);
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        assert_eq!(
+            type_limits(&dir.path().join("none.toml")).expect("no file"),
+            TypeLimits::default()
+        );
     }
 
     #[test]

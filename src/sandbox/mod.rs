@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::throttle::TypeLimits;
 pub use bindings::Contract;
 pub use config::{DirGrant, PluginConfig, REDACTED, SCRATCH_GUEST_PATH, Secrets};
 pub use host::{
@@ -278,6 +279,25 @@ impl Sandbox {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The `concurrency` and `rate` of every plugin in the plugins
+    /// directory, from its side file (none without one), by name; a side
+    /// file that does not read gives its error instead. Reads the files
+    /// each time (a few small files): the runner calls this now and then
+    /// to copy them to the database.
+    pub fn type_limits(
+        &self,
+    ) -> Result<Vec<(String, Result<TypeLimits, SandboxError>)>, SandboxError> {
+        Ok(self
+            .plugin_names()?
+            .into_iter()
+            .map(|name| {
+                let side = self.config.plugins_dir.join(format!("{name}.toml"));
+                let limits = config::type_limits(&side);
+                (name, limits)
+            })
+            .collect())
     }
 
     /// The limits for a job of `plugin`: runner defaults, then the plugin's

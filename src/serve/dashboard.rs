@@ -563,6 +563,7 @@ mod tests {
             parent_co_job_id: None,
             plugin_sha256: None,
             plugin_contract: None,
+            priority: 5,
         };
         let html = jobs_table(&[job]).into_string();
         assert!(!html.contains("<script>"), "{html}");

@@ -28,9 +28,10 @@ use chrono::{DateTime, Utc};
 use super::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
     JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, PluginRun,
-    Queued, ScheduleRow, StoreError, Token,
+    Queued, ScheduleRow, StoreError, Throttles, Token,
 };
 use crate::job::JobStatus;
+use crate::throttle::{PauseTarget, TypeLimits};
 
 /// What went wrong in a store operation, by what the caller should do.
 #[derive(Debug, thiserror::Error)]
@@ -259,14 +260,18 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Claim up to `c.max` due rows (status `Q`, `start_after_time`, or
     /// failing that `queue_time`, not after now; a row with neither is due)
     /// for `c.runner_id` in one atomic step: they become `GO` with a lease
-    /// until now + `c.lease`. Oldest due first within a CO, round-robin
-    /// across COs (the 1st of every CO, then the 2nd...), in that order.
+    /// until now + `c.lease`. Within a CO the highest priority (smallest
+    /// number) first, then the oldest due; round-robin across COs (the 1st
+    /// of every CO, then the 2nd...), in that order. No row of a paused
+    /// type or CO, and no more rows of a type or CO than its limits leave
+    /// room for ([`JobStore::throttles`]), counted across every runner.
     /// Two runners never get the same row. The rows are claimed, not yet
     /// started ([`JobStore::start`] records that), unless `c.start`.
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>>;
 
-    /// Claim row `id` alone if it is queued and due, under `c`'s lease and
-    /// per-CO cap (`c.max` and `c.due_by` are not used): a `run --once`
+    /// Claim row `id` alone if it is queued and due, under `c`'s lease,
+    /// per-CO cap and the limits and pause of its type and CO (`c.max` and
+    /// `c.due_by` are not used): a `run --once`
     /// follow-up (a retry of a job this run ended). `None` when it is not
     /// claimable (ended, taken, canceled, not due, or over the cap).
     async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>>;
@@ -477,4 +482,26 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// and move its `next_tick` on, in one transaction. Each tick is queued
     /// once however many runners call this at once. Returns the new ids.
     async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>>;
+
+    // ---- limits and pause (issue 14, docs/design.md#limits-and-pause) ----
+
+    /// Record `job_type`'s side-file limits (`concurrency`, `rate`), which
+    /// every later claim obeys; its pause is kept. A bad type name is
+    /// [`Error::Input`].
+    async fn set_type_limits(&self, job_type: &str, limits: &TypeLimits) -> Result<()>;
+
+    /// Set, or with `None` clear, the most `GO` rows of CO `co_id`; an
+    /// unknown CO or a number out of range is [`Error::Input`].
+    async fn set_co_max_running(&self, co_id: i64, max: Option<i64>) -> Result<()>;
+
+    /// Pause `target` (a job type, or a CO that must exist), recording
+    /// `who`: claims skip its queued rows; running ones go on. False when
+    /// it was paused already (nothing changed).
+    async fn pause(&self, target: &PauseTarget, who: &str) -> Result<bool>;
+
+    /// Resume `target`. False when it was not paused.
+    async fn resume(&self, target: &PauseTarget) -> Result<bool>;
+
+    /// Every limit and pause recorded.
+    async fn throttles(&self) -> Result<Throttles>;
 }

@@ -30,6 +30,8 @@ pub struct NewJob {
     pub backoff: Option<job::Backoff>,
     /// The longest exponential retry delay, seconds; `None` = an hour.
     pub backoff_max: Option<i64>,
+    /// 1 to 9, smaller runs first; `None` = [`crate::bounds::DEFAULT_PRIORITY`].
+    pub priority: Option<i64>,
 }
 
 impl NewJob {
@@ -274,6 +276,7 @@ pub(super) fn check(job: &NewJob) -> Result<Checked> {
             return Err(StoreError::Negative { field, value });
         }
     }
+    crate::bounds::PRIORITY.check_opt(job.priority)?;
     let (params, params_value) = match &job.job_params {
         None => (None, serde_json::Map::new()),
         Some(text) => {
@@ -729,8 +732,8 @@ fn insert_row(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
             start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by, backoff, \
-            backoff_max) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'Q', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            backoff_max, priority) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'Q', ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     stmt.execute(params![
         job.co_id,
@@ -749,6 +752,7 @@ fn insert_row(
         job.queued_by,
         job.backoff.map(job::Backoff::name),
         job.backoff_max,
+        job.priority.unwrap_or(crate::bounds::DEFAULT_PRIORITY),
     ])?;
     Ok(JobId(tx.last_insert_rowid()))
 }

@@ -15,6 +15,7 @@
 
 pub mod driver;
 mod jobs;
+mod limits;
 pub mod postgres;
 mod runner;
 mod schedules;
@@ -40,6 +41,7 @@ pub use jobs::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
     NewHistoryRecord, NewJob, Queued,
 };
+pub use limits::{CoThrottle, Throttles, TypeThrottle};
 pub(crate) use runner::child_summary;
 pub use runner::{Finish, NewChild, PluginRun};
 pub use schedules::{NewSchedule, ScheduleRow};
@@ -174,6 +176,8 @@ pub enum StoreError {
     /// Only a failed or canceled job can be retried now.
     #[error("job {id} is {status}; only a failed (X) or canceled (CX) job can be retried")]
     NotRetryable { id: JobId, status: JobStatus },
+    #[error(transparent)]
+    OutOfRange(#[from] crate::bounds::OutOfRange),
     #[error("a live token named '{0}' already exists")]
     TokenExists(String),
     #[error("no live token named '{0}' (see `cojobs token list`)")]
@@ -236,6 +240,7 @@ impl StoreError {
                 | StoreError::NoSchedule(_)
                 | StoreError::ScheduleExists(_)
                 | StoreError::Schedule(_)
+                | StoreError::OutOfRange(_)
         )
     }
 }
@@ -442,6 +447,9 @@ pub struct Job {
     /// its run starts, and the contract version it implements (`0.2.0`).
     pub plugin_sha256: Option<String>,
     pub plugin_contract: Option<String>,
+    /// 1 to 9, a smaller number runs first within its CO
+    /// ([`crate::bounds::PRIORITY`]; 5 unless set).
+    pub priority: i64,
 }
 
 /// Most bytes of a row's `result`: a longer one is not stored (the
@@ -459,10 +467,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, co_id, job_type, job_type_fk, job_mode
     start_time, complete_time, percent_complete, runner_id, lease_expires_at, fuel_limit, \
     memory_limit_mib, timeout_secs, fuel_used, job_log, cancel_requested_by, \
     cancel_requested_at, queued_by, status_line, retried_by, schedule_name, schedule_tick, backoff, \
-    backoff_max, result, parent_co_job_id, plugin_sha256, plugin_contract";
+    backoff_max, result, parent_co_job_id, plugin_sha256, plugin_contract, priority";
 
 /// The names of the columns of [`JOB_COLUMNS`], for display.
-pub const JOB_COLUMN_NAMES: [&str; 40] = [
+pub const JOB_COLUMN_NAMES: [&str; 41] = [
     "id",
     "co_id",
     "job_type",
@@ -503,6 +511,7 @@ pub const JOB_COLUMN_NAMES: [&str; 40] = [
     "parent_co_job_id",
     "plugin_sha256",
     "plugin_contract",
+    "priority",
 ];
 
 impl Job {
@@ -552,6 +561,7 @@ impl Job {
             parent_co_job_id: r.get(37)?,
             plugin_sha256: r.get(38)?,
             plugin_contract: r.get(39)?,
+            priority: r.get(40)?,
         })
     }
 
@@ -625,6 +635,7 @@ impl Job {
             s(&self.parent_co_job_id),
             s(&self.plugin_sha256),
             s(&self.plugin_contract),
+            Some(self.priority.to_string()),
         ]
     }
 }

@@ -13,59 +13,133 @@ use rusqlite::{TransactionBehavior, params};
 
 use super::driver::Claim;
 use super::{JOB_COLUMNS, Job, JobId, Result, Store, StoreError, format_time, optional};
+use crate::bounds;
 use crate::job::{self, JobStatus, Outcome};
 
-/// The claim statement for batches of `n`. Fair between COs: for every CO
-/// with queued rows (found by a skip-scan of the partial index, one seek
-/// per CO) take its `n` earliest due rows, then interleave the COs
-/// round-robin (1st of each CO, then 2nd of each, ...) and keep `n`.
-/// With a per-CO cap (`?5`, NULL = none) a CO gets no more rows than the
-/// cap minus the rows of that CO this runner already holds. `?6` is the
-/// start time when the claim starts the rows, else NULL.
-/// Cost grows with the number of COs and `n`, never with the number of
-/// rows: every `cm_co_jobs` access is a seek in `cm_co_jobs_due_by_co`
-/// or by primary key. (`+status` keeps the outer update on the primary
-/// key rather than a status index; `INDEXED BY` pins the plan, which
-/// without `ANALYZE` statistics would find `min(co_id)` by walking every
-/// queued row of a status index: 7 ms per job at 1,000,000 rows instead of
-/// a flat ~0.2 ms.)
+/// The claim statement for batches of `n`. Fair between COs, highest
+/// priority first within a CO, and under the limits of
+/// docs/design.md#limits-and-pause:
+///
+/// - `tl` / `cl`: the room each limited job type / CO has now (how many
+///   more rows may start; 0 when paused), counted in this statement, so
+///   the limits hold across runner processes (SQLite runs one write at a
+///   time: no other claim runs between the count and the update).
+/// - `cos`: every CO with queued rows, by a skip-scan of the partial index
+///   `cm_co_jobs_claim` (one seek per CO), minus COs without room.
+/// - `types`: within each such CO, every job type with queued rows (one
+///   seek per (CO, type)), minus types without room: a paused or full type
+///   costs one seek, however many of its rows wait.
+/// - `cand`: for each (CO, type) and each priority level, its `n`
+///   earliest due rows (one seek each, in index order: rows due later cost
+///   nothing).
+/// - `by_co` / `ranked`: each candidate's rank within its CO by
+///   (priority, due, id), then within its type by the fair order.
+/// - The update takes the best `n` by (CO rank, priority, due, id): the
+///   1st of every CO, then the 2nd..., no more of a CO than the runner's
+///   cap `?5` (minus what it holds) or the CO's room, no more of a type
+///   than its room.
+///
+/// `?1` due cutoff, `?2` runner, `?3` lease end, `?4` start summary, `?5`
+/// per-CO cap or NULL, `?6` start time or NULL, `?7` now (rate windows).
+/// Cost grows with the number of COs and types and `n`, never with the
+/// number of rows: every `cm_co_jobs` access is a seek in an index or by
+/// primary key. (`+status` keeps the outer update on the primary key;
+/// `INDEXED BY` pins the plan, which without `ANALYZE` statistics would
+/// find `min(co_id)` by walking every queued row of a status index.)
 pub(super) fn claim_sql(n: usize) -> String {
+    let prios = (bounds::PRIORITY.min..=bounds::PRIORITY.max)
+        .map(|p| format!("({p})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "WITH RECURSIVE \
+           tl(job_type, room) AS MATERIALIZED ( \
+             SELECT t.job_type, {TYPE_ROOM} FROM cojobs_type_limits t), \
+           cl(co_id, room) AS MATERIALIZED ( \
+             SELECT c.co_id, {CO_ROOM} FROM cojobs_co_limits c), \
            cos(co) AS ( \
-             SELECT (SELECT min(co_id) FROM cm_co_jobs INDEXED BY cm_co_jobs_due_by_co \
+             SELECT (SELECT min(co_id) FROM cm_co_jobs INDEXED BY cm_co_jobs_claim \
                      WHERE status = 'Q') \
              UNION ALL \
-             SELECT (SELECT min(co_id) FROM cm_co_jobs INDEXED BY cm_co_jobs_due_by_co \
+             SELECT (SELECT min(co_id) FROM cm_co_jobs INDEXED BY cm_co_jobs_claim \
                      WHERE status = 'Q' AND co_id > cos.co) \
              FROM cos WHERE cos.co IS NOT NULL), \
-           cand(id, co_id, due) AS ( \
-             SELECT j.id, j.co_id, coalesce(j.start_after_time, j.queue_time, '') \
-             FROM cos JOIN cm_co_jobs j ON j.id IN ( \
-               SELECT q.id FROM cm_co_jobs q INDEXED BY cm_co_jobs_due_by_co \
-               WHERE q.status = 'Q' AND q.co_id = cos.co \
+           types(co, t) AS ( \
+             SELECT cos.co, (SELECT min(job_type) FROM cm_co_jobs INDEXED BY cm_co_jobs_claim \
+                             WHERE status = 'Q' AND co_id = cos.co) \
+             FROM cos WHERE cos.co IS NOT NULL \
+               AND coalesce((SELECT room FROM cl WHERE cl.co_id = cos.co), 1) > 0 \
+             UNION ALL \
+             SELECT types.co, (SELECT min(job_type) FROM cm_co_jobs INDEXED BY cm_co_jobs_claim \
+                               WHERE status = 'Q' AND co_id = types.co AND job_type > types.t) \
+             FROM types WHERE types.t IS NOT NULL), \
+           prio(p) AS (VALUES {prios}), \
+           cand(id, co_id, job_type, prio, due) AS ( \
+             SELECT j.id, j.co_id, j.job_type, j.priority, \
+                    coalesce(j.start_after_time, j.queue_time, '') \
+             FROM types JOIN prio JOIN cm_co_jobs j ON j.id IN ( \
+               SELECT q.id FROM cm_co_jobs q INDEXED BY cm_co_jobs_claim \
+               WHERE q.status = 'Q' AND q.co_id = types.co AND q.job_type = types.t \
+                 AND q.priority = prio.p \
                  AND coalesce(q.start_after_time, q.queue_time, '') <= ?1 \
-               ORDER BY coalesce(q.start_after_time, q.queue_time, ''), q.id LIMIT {n})), \
-           ranked(id, co_id, due, rn) AS ( \
-             SELECT id, co_id, due, row_number() OVER (PARTITION BY co_id ORDER BY due, id) \
-             FROM cand) \
+               ORDER BY coalesce(q.start_after_time, q.queue_time, ''), q.id LIMIT {n}) \
+             WHERE types.t IS NOT NULL \
+               AND coalesce((SELECT room FROM tl WHERE tl.job_type = types.t), 1) > 0), \
+           by_co(id, co_id, job_type, prio, due, rn) AS ( \
+             SELECT id, co_id, job_type, prio, due, \
+                    row_number() OVER (PARTITION BY co_id ORDER BY prio, due, id) \
+             FROM cand), \
+           ranked(id, co_id, job_type, prio, due, rn, tn) AS ( \
+             SELECT id, co_id, job_type, prio, due, rn, \
+                    row_number() OVER (PARTITION BY job_type ORDER BY rn, prio, due, id) \
+             FROM by_co) \
          UPDATE cm_co_jobs SET status = 'GO', start_time = ?6, runner_id = ?2, \
              lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
              status_line = NULL, complete_time = NULL \
          WHERE id IN ( \
              SELECT id FROM ranked \
-             WHERE ?5 IS NULL OR rn <= ?5 - ( \
+             WHERE (?5 IS NULL OR rn <= ?5 - ( \
                SELECT count(*) FROM cm_co_jobs r INDEXED BY cm_co_jobs_running \
-               WHERE r.status = 'GO' AND r.runner_id = ?2 AND r.co_id = ranked.co_id) \
-             ORDER BY rn, due, id LIMIT {n}) \
+               WHERE r.status = 'GO' AND r.runner_id = ?2 AND r.co_id = ranked.co_id)) \
+               AND rn <= coalesce((SELECT room FROM cl WHERE cl.co_id = ranked.co_id), {NO_LIMIT}) \
+               AND tn <= coalesce((SELECT room FROM tl WHERE tl.job_type = ranked.job_type), {NO_LIMIT}) \
+             ORDER BY rn, prio, due, id LIMIT {n}) \
            AND +status = 'Q' \
          RETURNING {JOB_COLUMNS}"
     )
 }
 
+/// "No limit" in the claim's room arithmetic (`i64::MAX`).
+const NO_LIMIT: &str = "9223372036854775807";
+
+/// How many more rows of the job type of `cojobs_type_limits t` may start
+/// now: 0 when paused, else the least of its concurrency minus its `GO`
+/// rows and its rate minus its starts in the window ending at `?7` (rows
+/// claimed but not started yet count as starts). [`NO_LIMIT`] when
+/// neither is set.
+const TYPE_ROOM: &str = "CASE WHEN t.paused_by IS NOT NULL THEN 0 ELSE min( \
+       CASE WHEN t.concurrency IS NULL THEN 9223372036854775807 ELSE t.concurrency - ( \
+         SELECT count(*) FROM cm_co_jobs g INDEXED BY cm_co_jobs_running_type \
+         WHERE g.status = 'GO' AND g.job_type = t.job_type) END, \
+       CASE WHEN t.rate_max IS NULL OR t.rate_window_secs IS NULL THEN 9223372036854775807 \
+       ELSE t.rate_max - ( \
+         SELECT count(*) FROM cm_co_jobs s INDEXED BY cm_co_jobs_started \
+         WHERE s.job_type = t.job_type \
+           AND s.start_time > strftime('%Y-%m-%d %H:%M:%f', ?7, \
+                                       printf('-%d seconds', t.rate_window_secs))) - ( \
+         SELECT count(*) FROM cm_co_jobs g INDEXED BY cm_co_jobs_running_type \
+         WHERE g.status = 'GO' AND g.job_type = t.job_type AND g.start_time IS NULL) END) END";
+
+/// How many more rows of the CO of `cojobs_co_limits c` may start now: 0
+/// when paused, else its `max_running` minus its `GO` rows.
+const CO_ROOM: &str = "CASE WHEN c.paused_by IS NOT NULL THEN 0 \
+       WHEN c.max_running IS NULL THEN 9223372036854775807 \
+       ELSE c.max_running - (SELECT count(*) FROM cm_co_jobs g INDEXED BY cm_co_jobs_running_co \
+                             WHERE g.status = 'GO' AND g.co_id = c.co_id) END";
+
 /// Order claimed rows as the claim picked them (RETURNING has no order):
-/// by rank within their CO, then due time, then id. Moves the rows; no
-/// row is copied (this runs on every claim).
+/// by rank within their CO (priority, due time, id), then priority, due
+/// time, id. Moves the rows; no row is copied (this runs on every claim).
 fn round_robin(mut jobs: Vec<Job>) -> Vec<Job> {
     fn due(j: &Job) -> &str {
         j.start_after_time
@@ -73,14 +147,16 @@ fn round_robin(mut jobs: Vec<Job>) -> Vec<Job> {
             .or(j.queue_time.as_deref())
             .unwrap_or("")
     }
-    jobs.sort_by(|a, b| (a.co_id, due(a), a.id).cmp(&(b.co_id, due(b), b.id)));
+    jobs.sort_by(|a, b| {
+        (a.co_id, a.priority, due(a), a.id).cmp(&(b.co_id, b.priority, due(b), b.id))
+    });
     let mut prev_co = None;
     let mut rank = 0usize;
     let mut ranked: Vec<(usize, Job)> = jobs
         .into_iter()
         .map(|j| {
             rank = if prev_co == Some(j.co_id) {
-                rank + 1
+                rank.saturating_add(1)
             } else {
                 0
             };
@@ -88,7 +164,9 @@ fn round_robin(mut jobs: Vec<Job>) -> Vec<Job> {
             (rank, j)
         })
         .collect();
-    ranked.sort_by(|(ra, a), (rb, b)| (*ra, due(a), a.id).cmp(&(*rb, due(b), b.id)));
+    ranked.sort_by(|(ra, a), (rb, b)| {
+        (*ra, a.priority, due(a), a.id).cmp(&(*rb, b.priority, due(b), b.id))
+    });
     ranked.into_iter().map(|(_, j)| j).collect()
 }
 
@@ -146,6 +224,7 @@ impl Store {
                 summary,
                 c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
                 start_time,
+                format_time(now),
             ],
             Job::from_row,
         )?;
@@ -155,19 +234,23 @@ impl Store {
 
     /// Claim row `id` if it is queued and due (a `run --once` follow-up:
     /// a retry of a job this run ended), as `c` says (its `max` and
-    /// `due_by` aside).
+    /// `due_by` aside), and if its type and CO have room (limits, pause).
     pub fn claim_one(&mut self, c: &Claim, id: JobId) -> Result<Option<Job>> {
         let now = self.now();
         let (summary, start_time) = claimed_as(c, now);
         let mut stmt = self.conn.prepare_cached(&format!(
-            "UPDATE cm_co_jobs SET status = 'GO', start_time = ?7, runner_id = ?2, \
+            "UPDATE cm_co_jobs SET status = 'GO', start_time = ?6, runner_id = ?2, \
                 lease_expires_at = ?3, start_summary = ?4, percent_complete = 0, \
                 status_line = NULL, complete_time = NULL \
              WHERE id = ?1 AND status = 'Q' \
-               AND coalesce(start_after_time, queue_time, '') <= ?5 \
-               AND (?6 IS NULL OR ?6 > ( \
+               AND coalesce(start_after_time, queue_time, '') <= ?7 \
+               AND (?5 IS NULL OR ?5 > ( \
                  SELECT count(*) FROM cm_co_jobs r INDEXED BY cm_co_jobs_running \
                  WHERE r.status = 'GO' AND r.runner_id = ?2 AND r.co_id = cm_co_jobs.co_id)) \
+               AND coalesce((SELECT {TYPE_ROOM} FROM cojobs_type_limits t \
+                             WHERE t.job_type = cm_co_jobs.job_type), 1) > 0 \
+               AND coalesce((SELECT {CO_ROOM} FROM cojobs_co_limits c \
+                             WHERE c.co_id = cm_co_jobs.co_id), 1) > 0 \
              RETURNING {JOB_COLUMNS}"
         ))?;
         optional(stmt.query_row(
@@ -176,9 +259,9 @@ impl Store {
                 c.runner_id,
                 lease_end(now, c.lease),
                 summary,
-                format_time(now),
                 c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
                 start_time,
+                format_time(now),
             ],
             Job::from_row,
         ))
@@ -695,10 +778,10 @@ fn end_row(
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, status, \
             register_summary, queue_time, start_after_time, fuel_limit, memory_limit_mib, \
-            timeout_secs, queued_by, backoff, backoff_max) \
+            timeout_secs, queued_by, backoff, backoff_max, priority) \
          SELECT co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, \
             max_retry, ?2, id, 'Q', register_summary, ?3, ?4, fuel_limit, memory_limit_mib, \
-            timeout_secs, queued_by, backoff, backoff_max \
+            timeout_secs, queued_by, backoff, backoff_max, priority \
          FROM cm_co_jobs WHERE id = ?1",
     )?
     .execute(params![

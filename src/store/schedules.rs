@@ -60,6 +60,8 @@ pub struct ScheduleRow {
     pub backoff_max: Option<i64>,
     pub created_by: Option<String>,
     pub created: Option<String>,
+    /// The priority of the jobs it queues (1 to 9, 5 unless set).
+    pub priority: i64,
 }
 
 fn ser_catch_up<S: serde::Serializer>(c: &CatchUp, s: S) -> Result<S::Ok, S::Error> {
@@ -80,7 +82,7 @@ pub const DUE_PER_PASS: usize = 100;
 pub(crate) const SCHEDULE_COLUMNS: &str = "id, name, cron, timezone, catch_up, paused, \
     next_tick, co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, \
     max_retry, register_summary, fuel_limit, memory_limit_mib, timeout_secs, created_by, created, \
-    backoff, backoff_max";
+    backoff, backoff_max, priority";
 
 /// A catch-up name read from the database; anything else reads as the
 /// default (a row written by plain SQL cannot stop the pass).
@@ -112,6 +114,7 @@ fn schedule_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRow> {
         created: r.get(19)?,
         backoff: r.get(20)?,
         backoff_max: r.get(21)?,
+        priority: r.get(22)?,
     })
 }
 
@@ -140,10 +143,10 @@ fn insert_tick(tx: &rusqlite::Transaction<'_>, id: i64, tick: &str, now: &str) -
             "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
                 retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
                 start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by, \
-                schedule_name, schedule_tick, backoff, backoff_max) \
+                schedule_name, schedule_tick, backoff, backoff_max, priority) \
              SELECT co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, \
                 max_retry, 0, 'Q', register_summary, ?3, ?2, fuel_limit, memory_limit_mib, \
-                timeout_secs, created_by, name, ?2, backoff, backoff_max \
+                timeout_secs, created_by, name, ?2, backoff, backoff_max, priority \
              FROM cojobs_schedules WHERE id = ?1 \
              ON CONFLICT DO NOTHING",
         )?
@@ -177,9 +180,9 @@ impl Store {
             "INSERT INTO cojobs_schedules (name, cron, timezone, catch_up, paused, next_tick, \
                 co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, \
                 max_retry, register_summary, fuel_limit, memory_limit_mib, timeout_secs, \
-                created_by, created, modified, backoff, backoff_max) \
+                created_by, created, modified, backoff, backoff_max, priority) \
              VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                ?17, ?18, ?18, ?19, ?20)",
+                ?17, ?18, ?18, ?19, ?20, ?21)",
         )?
         .execute(params![
             s.name,
@@ -202,6 +205,7 @@ impl Store {
             format_time(now),
             j.backoff.map(crate::job::Backoff::name),
             j.backoff_max,
+            j.priority.unwrap_or(crate::bounds::DEFAULT_PRIORITY),
         ])?;
         let id = tx.last_insert_rowid();
         tx.commit()?;

@@ -226,6 +226,45 @@ ALTER TABLE cm_co_jobs ADD COLUMN plugin_contract VARCHAR(16);
 CREATE INDEX cm_co_jobs_parent ON cm_co_jobs (parent_co_job_id, id)
     WHERE parent_co_job_id IS NOT NULL;
 "#,
+    // 6: priorities, limits and pause (issue 14,
+    // docs/design.md#limits-and-pause). A row's priority (1 runs first;
+    // a plain-SQL row gets the middle, 5) and the claim index that seeks
+    // each (CO, type, priority) in due order; the limits the claim reads;
+    // the indexes that count running rows per type and per CO and recent
+    // starts per type.
+    r#"
+ALTER TABLE cm_co_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 5
+    CHECK (priority BETWEEN 1 AND 9);
+ALTER TABLE cojobs_schedules ADD COLUMN priority INTEGER NOT NULL DEFAULT 5
+    CHECK (priority BETWEEN 1 AND 9);
+DROP INDEX cm_co_jobs_due_by_co;
+CREATE INDEX cm_co_jobs_claim ON cm_co_jobs
+    (co_id, job_type, priority, coalesce(start_after_time, queue_time, ''), id)
+    WHERE status = 'Q';
+CREATE INDEX cm_co_jobs_running_type ON cm_co_jobs (job_type) WHERE status = 'GO';
+CREATE INDEX cm_co_jobs_running_co ON cm_co_jobs (co_id) WHERE status = 'GO';
+CREATE INDEX cm_co_jobs_started ON cm_co_jobs (job_type, start_time)
+    WHERE start_time IS NOT NULL;
+-- Per job type: the side file's limits (copied by every runner) and
+-- pause (cojobs pause TYPE). NULL = no limit / not paused.
+CREATE TABLE cojobs_type_limits (
+    job_type         VARCHAR(64) PRIMARY KEY,
+    concurrency      INTEGER CHECK (concurrency >= 1),
+    rate_max         INTEGER CHECK (rate_max >= 1),
+    rate_window_secs INTEGER CHECK (rate_window_secs >= 1),
+    paused_by        TEXT,
+    paused_at        TIMESTAMP,
+    modified         TIMESTAMP
+);
+-- Per CO: most running jobs (cojobs co set --max-running) and pause.
+CREATE TABLE cojobs_co_limits (
+    co_id       INTEGER PRIMARY KEY REFERENCES cm_cos (id) ON DELETE CASCADE,
+    max_running INTEGER CHECK (max_running >= 1),
+    paused_by   TEXT,
+    paused_at   TIMESTAMP,
+    modified    TIMESTAMP
+);
+"#,
 ];
 
 /// The schema version of the open database (`user_version`), read

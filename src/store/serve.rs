@@ -338,10 +338,10 @@ impl Store {
 const RETRY_INSERT_SQL: &str = "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, \
         requeue_interval, retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, \
         status, register_summary, queue_time, fuel_limit, memory_limit_mib, timeout_secs, \
-        queued_by, backoff, backoff_max) \
+        queued_by, backoff, backoff_max, priority) \
      SELECT co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, max_retry, \
         min(coalesce(max_retry_count, 0), 1000000) + 1, id, 'Q', register_summary, ?2, \
-        fuel_limit, memory_limit_mib, timeout_secs, ?3, backoff, backoff_max \
+        fuel_limit, memory_limit_mib, timeout_secs, ?3, backoff, backoff_max, priority \
      FROM cm_co_jobs WHERE id = ?1";
 
 const TOKEN_COLUMNS: &str = "id, name, role, co_id, created, revoked";

@@ -692,11 +692,13 @@ fn not_due_rows_wait() {
 }
 
 /// The claim's plan: every access to `cm_co_jobs` is a seek in the partial
-/// index or by primary key (never a scan of the table or of a full index);
-/// the only sorts are over the bounded candidate set (at most n per CO).
+/// claim index (per CO, per (CO, type), per (CO, type, priority) in due
+/// order), in a small index of running rows or recent starts (the limits'
+/// counts), or by primary key: never a scan of the table or of a full
+/// index; the only sorts are over the bounded candidate set.
 #[test]
 fn claim_query_plan_uses_partial_index() {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
     // Many rows not due, many ended: the plan must not care.
     f.sql(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
@@ -704,12 +706,24 @@ fn claim_query_plan_uses_partial_index() {
          SELECT 1, 'later', CASE WHEN i % 2 = 0 THEN 'Q' ELSE 'OK' END, '2030-01-01 00:00:00', \
                 '2031-01-01 00:00:00' FROM n;",
     );
+    // A limit of each kind, so the counts are in the plan.
+    f.store
+        .set_type_limits(
+            "later",
+            &crate::throttle::TypeLimits {
+                concurrency: Some(2),
+                rate: "10/min".parse().ok(),
+            },
+        )
+        .unwrap();
+    f.store.set_co_max_running(1, Some(5)).unwrap();
     let conn = rusqlite::Connection::open(&f.path).unwrap();
     let sql = format!("EXPLAIN QUERY PLAN {}", runner::claim_sql(16));
     let mut stmt = conn.prepare(&sql).unwrap();
+    let now = "2030-01-01 12:00:00.000";
     let rows: Vec<(i64, i64, String)> = stmt
         .query_map(
-            rusqlite::params!["2030-01-01 12:00:00.000", "r", "x", "s", 2, None::<String>],
+            rusqlite::params![now, "r", "x", "s", 2, None::<String>, now],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(3)?)),
         )
         .unwrap()
@@ -736,43 +750,49 @@ fn claim_query_plan_uses_partial_index() {
         .filter(|d| d.contains("cm_co_jobs"))
         .collect();
     assert!(!table_lines.is_empty(), "{plan}");
-    // The only full scans are of the small CTEs, never of a table.
+    // The only full scans are of the small CTEs and the limits tables
+    // (a row per limited type or CO), never of the jobs table.
     for (_, _, d) in &rows {
         if let Some(what) = d.strip_prefix("SCAN ") {
             assert!(
-                what.starts_with("cos")
-                    || what.starts_with("CONSTANT ROW")
+                [
+                    "cos", "types", "prio", "cand", "by_co", "ranked", "tl", "cl", "t", "c"
+                ]
+                .iter()
+                .any(|cte| what == *cte || what.starts_with(&format!("{cte} ")))
+                    || what.contains("CONSTANT ROW")
                     || what.starts_with("(subquery")
-                    || what.starts_with("ranked"),
+                    || what.starts_with("cojobs_type_limits")
+                    || what.starts_with("cojobs_co_limits"),
                 "scan `{d}` in:\n{plan}"
             );
         }
     }
     for line in &table_lines {
         assert!(
-            line.contains("USING INDEX cm_co_jobs_due_by_co")
-                || line.contains("USING COVERING INDEX cm_co_jobs_due_by_co")
-                || line.contains("USING INTEGER PRIMARY KEY")
-                || line.contains("USING COVERING INDEX cm_co_jobs_running (runner_id=?)")
-                || line.contains("USING INDEX cm_co_jobs_running (runner_id=?)"),
-            "line `{line}` of the claim plan neither seeks the partial index nor the primary key:\n{plan}"
+            [
+                "INDEX cm_co_jobs_claim",
+                "USING INTEGER PRIMARY KEY",
+                "INDEX cm_co_jobs_running (runner_id=?)",
+                "INDEX cm_co_jobs_running_type (job_type=?)",
+                "INDEX cm_co_jobs_running_co (co_id=?)",
+                "INDEX cm_co_jobs_started (job_type=? AND start_time>?)",
+            ]
+            .iter()
+            .any(|ok| line.contains(ok)),
+            "line `{line}` of the claim plan seeks none of the expected indexes:\n{plan}"
         );
         assert!(
             !line.starts_with("SCAN cm_co_jobs"),
             "full scan in:\n{plan}"
         );
     }
-    assert!(
-        plan.contains("cm_co_jobs_due_by_co (co_id=? AND <expr><?)"),
-        "{plan}"
-    );
-    // The per-CO candidate subquery reads the index in order: no sort of
-    // its own. Find its node (the one seeking co_id and due) and check no
-    // sibling under the same parent is a temp b-tree.
-    let (id, parent, _) = rows
-        .iter()
-        .find(|(_, _, d)| d.contains("co_id=? AND <expr><?"))
-        .unwrap();
+    let seek = "cm_co_jobs_claim (co_id=? AND job_type=? AND priority=? AND <expr><?)";
+    assert!(plan.contains(seek), "{plan}");
+    // The per-(CO, type, priority) candidate subquery reads the index in
+    // order: no sort of its own. Find its node and check no sibling under
+    // the same parent is a temp b-tree.
+    let (id, parent, _) = rows.iter().find(|(_, _, d)| d.contains(seek)).unwrap();
     let siblings: Vec<&str> = rows
         .iter()
         .filter(|(i, p, _)| p == parent && i != id)

@@ -19,6 +19,7 @@ use cojobs::store::{
     CancelResult, Finish, JobId, JobQuery, ListFilter, NewChild, NewHistoryRecord, NewJob,
     NewSchedule, NewToken, PluginRun, Queued, Role,
 };
+use cojobs::throttle::{PauseTarget, Rate, TypeLimits};
 
 /// What a driver gives the suite.
 #[async_trait]
@@ -71,6 +72,13 @@ macro_rules! conformance_tests {
             an_ok_end_commits_result_children_and_component,
             a_failed_or_lost_end_queues_no_children_and_stores_no_result,
             retry_after_sets_the_retry_delay_within_the_policy,
+            // priorities, limits and pause (issue 14)
+            priority_order_over_two_cos_and_three_priorities,
+            type_concurrency_and_rate_hold_across_stores,
+            type_concurrency_holds_under_racing_claimers,
+            co_max_running_holds_across_stores,
+            pause_and_resume_types_and_cos,
+            limits_refuse_bad_input,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -1752,4 +1760,406 @@ pub async fn retry_after_sets_the_retry_delay_within_the_policy(h: &impl Harness
         .expect("a retry");
     let years = (retry.due - chrono::Utc::now()).num_days() / 365;
     assert!((9..=10).contains(&years), "due in {years} years");
+}
+
+// ---- priorities, limits and pause (issue 14) ----
+
+fn with_priority(co: i64, job_type: &str, priority: i64) -> NewJob {
+    NewJob {
+        priority: Some(priority),
+        ..NewJob::new(co, job_type)
+    }
+}
+
+/// Issue 14: within a CO the highest priority (smallest number) first, then
+/// the oldest; across COs round-robin (the 1st of every CO, then the
+/// 2nd...), a rank's rows by priority. A plain-SQL row is priority 5.
+pub async fn priority_order_over_two_cos_and_three_priorities(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("second", None).await.expect("co");
+    // Queued one at a time, oldest first; two types so that the order is
+    // over types too.
+    let mut ids = Vec::new();
+    for (co, ty, p) in [
+        (1, "hello", 9),
+        (1, "other", 5),
+        (co2, "hello", 5),
+        (1, "hello", 1),
+        (co2, "other", 9),
+        (1, "other", 5),
+        (co2, "hello", 1),
+        (1, "hello", 9),
+    ] {
+        ids.push(s.queue(&with_priority(co, ty, p)).await.expect("queue"));
+    }
+    h.sql("INSERT INTO cm_co_jobs (co_id, job_type, status) VALUES (1, 'plain', 'Q')")
+        .await;
+    let plain = s
+        .list(
+            &ListFilter {
+                job_type: Some("plain".into()),
+                ..ListFilter::default()
+            },
+            None,
+        )
+        .await
+        .expect("list");
+    assert_eq!(plain[0].priority, 5, "a plain-SQL row gets the default");
+    let got = s.claim(&claim("r", 20)).await.expect("claim");
+    let order: Vec<(i64, i64)> = got.iter().map(|j| (j.co_id, j.priority)).collect();
+    // By (priority, due, id) within a CO; the plain row has no queue time,
+    // so it is due first among the 5s. CO 1 = [p1 #4, p5 plain (due ''), p5 #2, p5 #6, p9 #1,
+    // p9 #8]; CO 2 = [p1 #7, p5 #3, p9 #5]. Round-robin by rank, a rank's
+    // rows by priority, due, id.
+    assert_eq!(
+        order,
+        vec![
+            (1, 1),
+            (co2, 1),
+            (1, 5),
+            (co2, 5),
+            (1, 5),
+            (co2, 9),
+            (1, 5),
+            (1, 9),
+            (1, 9),
+        ],
+        "{got:#?}"
+    );
+    let want_ids = vec![
+        ids[3],
+        ids[6],
+        plain[0].id,
+        ids[2],
+        ids[1],
+        ids[4],
+        ids[5],
+        ids[0],
+        ids[7],
+    ];
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), want_ids);
+    // One at a time, the same rule: the best head of any CO.
+    for (co, ty, p) in [(1, "a", 5), (co2, "a", 3), (1, "b", 2)] {
+        s.queue(&with_priority(co, ty, p)).await.expect("queue");
+    }
+    let mut one_by_one = Vec::new();
+    for _ in 0..3 {
+        let got = s.claim(&claim("r", 1)).await.expect("claim");
+        one_by_one.extend(got.into_iter().map(|j| (j.co_id, j.priority)));
+    }
+    assert_eq!(one_by_one, vec![(1, 2), (co2, 3), (1, 5)]);
+    // Successors keep the priority.
+    let id = s
+        .queue(&NewJob {
+            retry_interval: Some(1),
+            ..with_priority(1, "retried", 2)
+        })
+        .await
+        .expect("queue");
+    let got = s.claim(&claim("r", 1)).await.expect("claim");
+    assert_eq!(got[0].id, id);
+    let next = one_finish(&*s, "r", finish(id, failed("boom")))
+        .await
+        .expect("finish")
+        .expect("a retry");
+    assert_eq!(s.get(next.id).await.expect("get").expect("row").priority, 2);
+}
+
+async fn claimed_ids(s: &dyn JobStore, runner: &str, max: usize) -> Vec<JobId> {
+    s.claim(&claim(runner, max))
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
+}
+
+async fn running_of(s: &dyn JobStore, job_type: &str) -> usize {
+    s.list(
+        &ListFilter {
+            status: Some(JobStatus::InProgress),
+            job_type: Some(job_type.into()),
+            ..ListFilter::default()
+        },
+        None,
+    )
+    .await
+    .expect("list")
+    .len()
+}
+
+/// Issue 14: `concurrency` caps the `GO` rows of a type whoever claims
+/// them; `rate` caps starts per window; other types are not held back.
+pub async fn type_concurrency_and_rate_hold_across_stores(h: &impl Harness) {
+    let s = h.store();
+    let other_runner = h.another().await;
+    let limits = TypeLimits {
+        concurrency: Some(2),
+        rate: None,
+    };
+    s.set_type_limits("capped", &limits).await.expect("limits");
+    let jobs: Vec<NewJob> = (0..5).map(|_| NewJob::new(1, "capped")).collect();
+    let capped = s.queue_many(&jobs).await.expect("queue");
+    let free = s.queue(&NewJob::new(1, "free")).await.expect("queue");
+    let a = claimed_ids(&*s, "a", 10).await;
+    assert_eq!(a.len(), 3, "two capped and the free one: {a:?}");
+    assert!(a.contains(&free));
+    assert!(
+        claimed_ids(&*other_runner, "b", 10).await.is_empty(),
+        "at the cap"
+    );
+    assert!(
+        other_runner
+            .claim_one(&claim("b", 1), capped[4])
+            .await
+            .expect("claim one")
+            .is_none(),
+        "claim_one obeys the cap too"
+    );
+    one_finish(&*s, "a", finish(a[0], ok("done")))
+        .await
+        .expect("finish");
+    let b = claimed_ids(&*other_runner, "b", 10).await;
+    assert_eq!(b.len(), 1, "room for one again");
+    assert_eq!(running_of(&*s, "capped").await, 2);
+    // Lifting the limit frees the rest.
+    s.set_type_limits("capped", &TypeLimits::default())
+        .await
+        .expect("limits");
+    assert_eq!(claimed_ids(&*other_runner, "b", 10).await.len(), 2);
+
+    // Rate: 3 starts per minute, ended or not.
+    let rate = TypeLimits {
+        concurrency: None,
+        rate: Some(Rate {
+            max: 3,
+            window_secs: 60,
+        }),
+    };
+    s.set_type_limits("rated", &rate).await.expect("limits");
+    let jobs: Vec<NewJob> = (0..5).map(|_| NewJob::new(1, "rated")).collect();
+    s.queue_many(&jobs).await.expect("queue");
+    // Claimed without starting: each counts as a start already.
+    let first = claimed_ids(&*s, "a", 2).await;
+    assert_eq!(first.len(), 2);
+    let mut starting = claim("b", 10);
+    starting.start = true;
+    let second = other_runner.claim(&starting).await.expect("claim");
+    assert_eq!(second.len(), 1, "3 per minute");
+    started(&*s, "a", &first).await;
+    for id in &first {
+        one_finish(&*s, "a", finish(*id, ok("done")))
+            .await
+            .expect("finish");
+    }
+    one_finish(&*other_runner, "b", finish(second[0].id, ok("done")))
+        .await
+        .expect("finish");
+    assert!(
+        claimed_ids(&*s, "a", 10).await.is_empty(),
+        "ended runs still count within the window"
+    );
+    let t = s.throttles().await.expect("throttles");
+    let rated = t
+        .types
+        .iter()
+        .find(|t| t.job_type == "rated")
+        .expect("rated");
+    assert_eq!(rated.rate.as_deref(), Some("3/min"));
+    let capped = t
+        .types
+        .iter()
+        .find(|t| t.job_type == "capped")
+        .expect("capped");
+    assert_eq!((capped.concurrency, capped.rate.as_deref()), (None, None));
+}
+
+/// Issue 14: eight claimers racing on separate connections never hold more
+/// than `concurrency` rows of a type between them.
+pub async fn type_concurrency_holds_under_racing_claimers(h: &impl Harness) {
+    const CAP: usize = 3;
+    let s = h.store();
+    s.set_type_limits(
+        "capped",
+        &TypeLimits {
+            concurrency: Some(CAP as i64),
+            rate: None,
+        },
+    )
+    .await
+    .expect("limits");
+    let jobs: Vec<NewJob> = (0..60).map(|_| NewJob::new(1, "capped")).collect();
+    s.queue_many(&jobs).await.expect("queue");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let store = h.another().await;
+        tasks.spawn(async move {
+            let runner = format!("runner-{n}");
+            let (mut done, mut most) = (0, 0);
+            // Claim, look how many run, end them; until every row has run.
+            for _ in 0..2000 {
+                let got = store.claim(&claim(&runner, 4)).await.expect("claim");
+                if !got.is_empty() {
+                    most = most.max(running_of(&*store, "capped").await);
+                }
+                for j in got {
+                    one_finish(&*store, &runner, finish(j.id, ok("done")))
+                        .await
+                        .expect("finish");
+                    done += 1;
+                }
+                let left = store
+                    .counts_by_status()
+                    .await
+                    .expect("counts")
+                    .into_iter()
+                    .any(|(st, n)| st == JobStatus::Queued && n > 0);
+                if !left {
+                    break;
+                }
+            }
+            (done, most)
+        });
+    }
+    let (mut total, mut most) = (0, 0);
+    let mut claimers_with_rows = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (done, m) = r.expect("task");
+        total += done;
+        most = most.max(m);
+        claimers_with_rows += usize::from(done > 0);
+    }
+    assert_eq!(total, 60, "every row ran once");
+    assert!(most <= CAP, "{most} running at once, cap {CAP}");
+    assert!(claimers_with_rows > 1, "the claimers ran side by side");
+}
+
+/// Issue 14: `max_running` caps the `GO` rows of a CO over all runners.
+pub async fn co_max_running_holds_across_stores(h: &impl Harness) {
+    let s = h.store();
+    let b = h.another().await;
+    let co2 = s.add_co("second", None).await.expect("co");
+    s.set_co_max_running(co2, Some(2)).await.expect("set");
+    let mut jobs: Vec<NewJob> = (0..4).map(|_| NewJob::new(co2, "hello")).collect();
+    jobs.extend((0..3).map(|_| NewJob::new(1, "hello")));
+    s.queue_many(&jobs).await.expect("queue");
+    // CO 2's rows are older (lower ids, same queue time): first in a rank.
+    let got = s.claim(&claim("a", 2)).await.expect("claim");
+    let cos: Vec<i64> = got.iter().map(|j| j.co_id).collect();
+    assert_eq!(cos, vec![co2, 1], "round-robin");
+    let more = b.claim(&claim("b", 10)).await.expect("claim");
+    assert_eq!(more.len(), 3, "{more:#?}");
+    assert_eq!(
+        more.iter().filter(|j| j.co_id == co2).count(),
+        1,
+        "CO {co2} had room for one more"
+    );
+    assert!(b.claim(&claim("b", 10)).await.expect("claim").is_empty());
+    s.set_co_max_running(co2, None).await.expect("clear");
+    assert_eq!(b.claim(&claim("b", 10)).await.expect("claim").len(), 2);
+    let t = s.throttles().await.expect("throttles");
+    assert_eq!(t.cos.len(), 1);
+    assert_eq!(t.cos[0].max_running, None);
+}
+
+/// Issue 14: a paused type or CO keeps its queued rows out of claims
+/// (claim and claim_one), running rows end normally, resume frees them.
+pub async fn pause_and_resume_types_and_cos(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("second", None).await.expect("co");
+    let running = s.queue(&NewJob::new(1, "paused")).await.expect("queue");
+    assert_eq!(claimed_ids(&*s, "r", 1).await, vec![running]);
+    let t = PauseTarget::Type("paused".into());
+    assert!(s.pause(&t, "ada").await.expect("pause"));
+    assert!(
+        !s.pause(&t, "bob").await.expect("pause again"),
+        "already paused"
+    );
+    // Many paused rows ahead of another type: it is not held back.
+    let jobs: Vec<NewJob> = (0..50).map(|_| NewJob::new(1, "paused")).collect();
+    let paused_ids = s.queue_many(&jobs).await.expect("queue");
+    let other = s.queue(&NewJob::new(1, "other")).await.expect("queue");
+    assert_eq!(claimed_ids(&*s, "r", 10).await, vec![other]);
+    assert!(
+        s.claim_one(&claim("r", 1), paused_ids[0])
+            .await
+            .expect("one")
+            .is_none()
+    );
+    // The running row of the paused type ends as usual.
+    one_finish(&*s, "r", finish(running, ok("done")))
+        .await
+        .expect("finish");
+    let throttles = s.throttles().await.expect("throttles");
+    assert_eq!(throttles.paused_types(), vec!["paused"]);
+    assert_eq!(throttles.types[0].paused_by.as_deref(), Some("ada"));
+    assert_eq!(
+        throttles.paused_line().as_deref(),
+        Some("paused: job types paused")
+    );
+    // A paused CO.
+    let c = PauseTarget::Co(co2);
+    assert!(s.pause(&c, "ada").await.expect("pause co"));
+    s.queue(&NewJob::new(co2, "other")).await.expect("queue");
+    assert!(claimed_ids(&*s, "r", 10).await.is_empty());
+    assert_eq!(
+        s.throttles()
+            .await
+            .expect("throttles")
+            .paused_line()
+            .as_deref(),
+        Some(format!("paused: job types paused; COs {co2}").as_str())
+    );
+    assert!(s.resume(&c).await.expect("resume"));
+    assert!(!s.resume(&c).await.expect("resume again"), "not paused");
+    assert_eq!(claimed_ids(&*s, "r", 10).await.len(), 1);
+    assert!(s.resume(&t).await.expect("resume"));
+    assert_eq!(claimed_ids(&*s, "r", 100).await.len(), 50);
+    assert_eq!(s.throttles().await.expect("throttles").paused_line(), None);
+}
+
+/// Issue 14: bad input to the limit operations is [`ErrorKind::Input`]
+/// and writes nothing.
+pub async fn limits_refuse_bad_input(h: &impl Harness) {
+    fn kind<T: std::fmt::Debug>(r: Result<T, cojobs::store::driver::Error>) -> ErrorKind {
+        r.expect_err("refused").kind()
+    }
+    let s = h.store();
+    assert_eq!(
+        kind(s.set_co_max_running(99, Some(2)).await),
+        ErrorKind::Input
+    );
+    assert_eq!(
+        kind(s.set_co_max_running(1, Some(0)).await),
+        ErrorKind::Input
+    );
+    assert_eq!(
+        kind(s.pause(&PauseTarget::Co(99), "x").await),
+        ErrorKind::Input
+    );
+    assert_eq!(kind(s.resume(&PauseTarget::Co(99)).await), ErrorKind::Input);
+    assert_eq!(
+        kind(s.pause(&PauseTarget::Type("../x".into()), "x").await),
+        ErrorKind::Input
+    );
+    assert_eq!(
+        kind(s.set_type_limits("a b", &TypeLimits::default()).await),
+        ErrorKind::Input
+    );
+    assert_eq!(
+        kind(s.queue(&with_priority(1, "hello", 0)).await),
+        ErrorKind::Input
+    );
+    assert_eq!(
+        kind(s.queue(&with_priority(1, "hello", 10)).await),
+        ErrorKind::Input
+    );
+    assert_eq!(s.throttles().await.expect("throttles"), Default::default());
+    assert!(
+        s.list(&ListFilter::default(), None)
+            .await
+            .expect("list")
+            .is_empty(),
+        "nothing queued"
+    );
 }

@@ -25,14 +25,14 @@ fn insert_sql() -> String {
         "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
             retry_interval, max_retry, max_retry_count, status, register_summary, queue_time, \
             start_after_time, fuel_limit, memory_limit_mib, timeout_secs, queued_by, backoff, \
-            backoff_max) \
+            backoff_max, priority) \
          SELECT co, typ, mode, params, requeue, retry, max_retry, 0, 'Q', summary, {NOW}, \
-            start_after, fuel, mem, timeout, queued_by, backoff, backoff_max \
+            start_after, fuel, mem, timeout, queued_by, backoff, backoff_max, prio \
          FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
                      $7::int8[], $8::text[], $9::timestamp[], $10::int8[], $11::int8[], \
-                     $12::int8[], $13::text[], $14::text[], $15::int8[]) \
+                     $12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[]) \
            AS n(co, typ, mode, params, requeue, retry, max_retry, summary, start_after, fuel, \
-                mem, timeout, queued_by, backoff, backoff_max) \
+                mem, timeout, queued_by, backoff, backoff_max, prio) \
          RETURNING id::int8"
     )
 }
@@ -80,6 +80,10 @@ async fn insert_rows(
                 &queued_by,
                 &backoffs,
                 &col(|j| j.backoff_max),
+                &jobs
+                    .iter()
+                    .map(|(j, _)| j.priority.unwrap_or(crate::bounds::DEFAULT_PRIORITY))
+                    .collect::<Vec<i64>>(),
             ],
         )
         .await

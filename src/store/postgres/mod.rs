@@ -15,6 +15,7 @@
 
 mod group;
 mod jobs;
+mod limits;
 mod notify;
 mod runner;
 mod schedules;
@@ -37,10 +38,11 @@ use super::driver::{
 };
 use super::{
     CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
-    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Token,
-    format_time,
+    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Throttles,
+    Token, format_time,
 };
 use crate::job::JobStatus;
+use crate::throttle::{PauseTarget, TypeLimits};
 
 pub use tls::{ConnectOptions, SslMode, is_postgres_url};
 
@@ -266,7 +268,7 @@ fn connect_error(target: &str, e: &tokio_postgres::Error) -> Error {
 
 /// How many columns [`job_columns`] selects: a statement that returns more
 /// after them reads the next one at this index.
-pub(crate) const JOB_COLUMN_COUNT: usize = 40;
+pub(crate) const JOB_COLUMN_COUNT: usize = 41;
 
 /// The `cm_co_jobs` columns [`job_from_row`] reads, in its order, each
 /// qualified by `alias` and cast to the type the row struct holds (the
@@ -313,6 +315,7 @@ pub(crate) fn job_columns(alias: &str) -> String {
         ("parent_co_job_id", "::int8"),
         ("plugin_sha256", "::text"),
         ("plugin_contract", "::text"),
+        ("priority", "::int8"),
     ];
     COLS.iter()
         .map(|(c, cast)| format!("{alias}.{c}{cast}"))
@@ -375,6 +378,7 @@ pub(crate) fn job_from_row(row: &Row) -> Result<Job> {
         parent_co_job_id: row.try_get::<_, Option<i64>>(37).map_err(g)?.map(JobId),
         plugin_sha256: row.try_get(38).map_err(g)?,
         plugin_contract: row.try_get(39).map_err(g)?,
+        priority: row.try_get(40).map_err(g)?,
     })
 }
 
@@ -393,11 +397,11 @@ impl JobStore for PgStore {
     }
 
     async fn claim(&self, c: &Claim) -> Result<Vec<Job>> {
-        runner::claim(&self.client().await?, c).await
+        runner::claim(&mut self.client().await?, c).await
     }
 
     async fn claim_one(&self, c: &Claim, id: JobId) -> Result<Option<Job>> {
-        runner::claim_one(&self.client().await?, c, id).await
+        runner::claim_one(&mut self.client().await?, c, id).await
     }
 
     async fn start(
@@ -599,5 +603,30 @@ impl JobStore for PgStore {
             self.notify.job_queued().await;
         }
         Ok(ids)
+    }
+
+    async fn set_type_limits(&self, job_type: &str, limits: &TypeLimits) -> Result<()> {
+        limits::set_type_limits(&self.client().await?, job_type, limits).await
+    }
+
+    async fn set_co_max_running(&self, co_id: i64, max: Option<i64>) -> Result<()> {
+        limits::set_co_max_running(&self.client().await?, co_id, max).await
+    }
+
+    async fn pause(&self, target: &PauseTarget, who: &str) -> Result<bool> {
+        limits::pause(&self.client().await?, target, who).await
+    }
+
+    async fn resume(&self, target: &PauseTarget) -> Result<bool> {
+        let resumed = limits::resume(&self.client().await?, target).await?;
+        if resumed {
+            // Its queued rows are claimable again: wake idle runners.
+            self.notify.job_queued().await;
+        }
+        Ok(resumed)
+    }
+
+    async fn throttles(&self) -> Result<Throttles> {
+        limits::throttles(&self.client().await?).await
     }
 }

@@ -14,45 +14,87 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_postgres::GenericClient;
 
+use super::limits::{CLAIM_LOCK, LOCK_IF_LIMITED};
 use super::{DUE, JOB_COLUMN_COUNT, NOW, interval_secs, job_columns, job_from_row, map_err};
+use crate::bounds;
 use crate::job::{self, JobStatus, Outcome};
 use crate::store::driver::{Claim, Error, Progress, Released, Rescued, Result, Successor};
 use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, StoreError};
 
-/// The claim: one statement. For every CO with queued rows (found by a
-/// loose index scan of `cojobs_jobs_due_by_co`, one seek per CO), lock its
-/// earliest due rows with `FOR UPDATE SKIP LOCKED` (rows another claimer
-/// holds are skipped, never waited for), rank them within their CO, keep
-/// the best `$2` by rank (round-robin across COs) under the per-CO cap
-/// (`$4`, NULL = none, minus the rows of that CO this runner holds), due
-/// by now and by `$7` (NULL = no limit: `run --once`), and
-/// mark them `GO` in the same statement (started now when `$6`). Cost grows with the number of COs
-/// and `$2`, never with the number of rows.
+/// The claim: one statement, fair between COs, highest priority first
+/// within a CO, under the limits (docs/design.md#limits-and-pause).
+///
+/// - `tl` / `cl`: the room each limited job type / CO has (how many more
+///   rows may start; 0 when paused), counted now. When any limit that
+///   counts is set, [`claim`] runs this after taking an advisory lock, so
+///   no other claim commits between the count and the update.
+/// - `cos`: every CO with queued rows (a loose index scan of
+///   `cojobs_jobs_claim`, one seek per CO), minus COs without room;
+///   `types`: within each, every job type with queued rows (one seek per
+///   pair), minus types without room.
+/// - `cand`: for each (CO, type) and priority level, its earliest due rows
+///   locked with `FOR UPDATE SKIP LOCKED` (rows another claimer holds are
+///   skipped, never waited for), due by now and by `$7` (NULL = no limit:
+///   `run --once`), ranked within their CO by (priority, due, id); `typed`
+///   ranks them within their type by the fair order.
+/// - `picked`: the best `$2` by (CO rank, priority, due, id) under the
+///   per-runner cap (`$4`, NULL = none, minus the rows of that CO this
+///   runner holds) and the rooms, marked `GO` in the same statement
+///   (started now when `$6`).
+///
+/// Cost grows with the number of COs and types and `$2`, never with the
+/// number of rows.
 fn claim_sql() -> String {
+    let (lo, hi) = (bounds::PRIORITY.min, bounds::PRIORITY.max);
     format!(
-        "WITH RECURSIVE cos(co) AS ( \
+        "WITH RECURSIVE \
+         tl AS MATERIALIZED (SELECT t.job_type, {TYPE_ROOM} AS room FROM cojobs_type_limits t), \
+         cl AS MATERIALIZED (SELECT c.co_id, {CO_ROOM} AS room FROM cojobs_co_limits c), \
+         cos(co) AS ( \
            (SELECT co_id FROM cm_co_jobs WHERE status = 'Q' ORDER BY co_id LIMIT 1) \
            UNION ALL \
            SELECT (SELECT q.co_id FROM cm_co_jobs q WHERE q.status = 'Q' AND q.co_id > cos.co \
                    ORDER BY q.co_id LIMIT 1) \
            FROM cos WHERE cos.co IS NOT NULL), \
+         types(co, t) AS ( \
+           SELECT cos.co, (SELECT q.job_type FROM cm_co_jobs q \
+                           WHERE q.status = 'Q' AND q.co_id = cos.co \
+                           ORDER BY q.job_type LIMIT 1) \
+           FROM cos WHERE cos.co IS NOT NULL \
+             AND coalesce((SELECT room FROM cl WHERE cl.co_id = cos.co), 1) > 0 \
+           UNION ALL \
+           SELECT types.co, (SELECT q.job_type FROM cm_co_jobs q \
+                             WHERE q.status = 'Q' AND q.co_id = types.co AND q.job_type > types.t \
+                             ORDER BY q.job_type LIMIT 1) \
+           FROM types WHERE types.t IS NOT NULL), \
          cand AS ( \
-           SELECT c.id, c.co_id, c.due, \
-                  row_number() OVER (PARTITION BY c.co_id ORDER BY c.due, c.id) AS rn \
-           FROM cos CROSS JOIN LATERAL ( \
-             SELECT j.id, j.co_id, {DUE} AS due FROM cm_co_jobs j \
-             WHERE j.status = 'Q' AND j.co_id = cos.co \
+           SELECT c.id, c.co_id, c.job_type, c.priority, c.due, \
+                  row_number() OVER (PARTITION BY c.co_id ORDER BY c.priority, c.due, c.id) AS rn \
+           FROM types CROSS JOIN generate_series({lo}, {hi}) AS p(p) CROSS JOIN LATERAL ( \
+             SELECT j.id, j.co_id, j.job_type, j.priority, {DUE} AS due FROM cm_co_jobs j \
+             WHERE j.status = 'Q' AND j.co_id = types.co AND j.job_type = types.t \
+               AND j.priority = p.p \
                AND {DUE} <= least({NOW}, coalesce($7::timestamp, 'infinity')) \
              ORDER BY {DUE}, j.id LIMIT $2 \
              FOR UPDATE SKIP LOCKED) c \
-           WHERE cos.co IS NOT NULL), \
+           WHERE types.t IS NOT NULL \
+             AND coalesce((SELECT room FROM tl WHERE tl.job_type = types.t), 1) > 0), \
+         typed AS ( \
+           SELECT cand.*, row_number() OVER (PARTITION BY cand.job_type \
+                                             ORDER BY cand.rn, cand.priority, cand.due, cand.id) AS tn \
+           FROM cand), \
          held AS ( \
            SELECT co_id, count(*) AS n FROM cm_co_jobs \
            WHERE status = 'GO' AND runner_id = $1 AND $4::int8 IS NOT NULL GROUP BY co_id), \
          picked AS ( \
-           SELECT cand.id, cand.rn, cand.due FROM cand LEFT JOIN held ON held.co_id = cand.co_id \
-           WHERE $4::int8 IS NULL OR cand.rn <= $4::int8 - coalesce(held.n, 0) \
-           ORDER BY cand.rn, cand.due, cand.id LIMIT $2) \
+           SELECT typed.id, typed.rn FROM typed \
+           LEFT JOIN held ON held.co_id = typed.co_id \
+           LEFT JOIN tl ON tl.job_type = typed.job_type \
+           LEFT JOIN cl ON cl.co_id = typed.co_id \
+           WHERE ($4::int8 IS NULL OR typed.rn <= $4::int8 - coalesce(held.n, 0)) \
+             AND typed.tn <= coalesce(tl.room, {NO_LIMIT}) \
+             AND typed.rn <= coalesce(cl.room, {NO_LIMIT}) \
+           ORDER BY typed.rn, typed.priority, typed.due, typed.id LIMIT $2) \
          UPDATE cm_co_jobs j SET status = 'GO', \
              start_time = CASE WHEN $6::bool THEN {NOW} END, runner_id = $1, \
              lease_expires_at = {NOW} + make_interval(secs => $3::float8), \
@@ -62,6 +104,29 @@ fn claim_sql() -> String {
         job_columns("j")
     )
 }
+
+/// "No limit" in the claim's room arithmetic (`i64::MAX`).
+const NO_LIMIT: &str = "9223372036854775807";
+
+/// How many more rows of the job type of `cojobs_type_limits t` may start
+/// now: 0 when paused, else the least of its concurrency minus its `GO`
+/// rows and its rate minus its starts in the window (rows claimed but not
+/// started yet count as starts).
+const TYPE_ROOM: &str = "CASE WHEN t.paused_by IS NOT NULL THEN 0::int8 ELSE least( \
+       CASE WHEN t.concurrency IS NULL THEN 9223372036854775807 ELSE t.concurrency::int8 - ( \
+         SELECT count(*) FROM cm_co_jobs g WHERE g.status = 'GO' AND g.job_type = t.job_type) END, \
+       CASE WHEN t.rate_max IS NULL OR t.rate_window_secs IS NULL THEN 9223372036854775807 \
+       ELSE t.rate_max::int8 - ( \
+         SELECT count(*) FROM cm_co_jobs s WHERE s.job_type = t.job_type \
+           AND s.start_time > (now() AT TIME ZONE 'UTC') - make_interval(secs => t.rate_window_secs)) - ( \
+         SELECT count(*) FROM cm_co_jobs g \
+         WHERE g.status = 'GO' AND g.job_type = t.job_type AND g.start_time IS NULL) END) END";
+
+/// How many more rows of the CO of `cojobs_co_limits c` may start now.
+const CO_ROOM: &str = "CASE WHEN c.paused_by IS NOT NULL THEN 0::int8 \
+       WHEN c.max_running IS NULL THEN 9223372036854775807 \
+       ELSE c.max_running::int8 - (SELECT count(*) FROM cm_co_jobs g \
+                                   WHERE g.status = 'GO' AND g.co_id = c.co_id) END";
 
 /// `start_summary` of a row whose run began.
 fn started_summary(runner_id: &str) -> String {
@@ -81,32 +146,37 @@ fn claimed_summary(c: &Claim) -> String {
     }
 }
 
-pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Result<Vec<Job>> {
+pub(super) async fn claim(client: &mut deadpool_postgres::Client, c: &Claim) -> Result<Vec<Job>> {
     if c.max == 0 || c.per_co == Some(0) {
         return Ok(Vec::new());
     }
     let max = i64::try_from(c.max).unwrap_or(i64::MAX);
     let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let summary = claimed_summary(c);
-    let stmt = client.prepare_cached(&claim_sql()).await.map_err(map_err)?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &c.runner_id,
-                &max,
-                &interval_secs(c.lease),
-                &per_co,
-                &summary,
-                &c.start,
-                &c.due_by.map(|d| d.naive_utc()),
-            ],
-        )
-        .await
+    // The lock (taken only while a counting limit is set) and the claim in
+    // one transaction: the claim's snapshot is taken after the lock, so it
+    // sees every row the previous holder's claim made GO.
+    // The two statements are pipelined (sent together, run in order).
+    let tx = client.transaction().await.map_err(map_err)?;
+    let lock = tx.prepare_cached(LOCK_IF_LIMITED).await.map_err(map_err)?;
+    let stmt = tx.prepare_cached(&claim_sql()).await.map_err(map_err)?;
+    let due_by = c.due_by.map(|d| d.naive_utc());
+    let lease = interval_secs(c.lease);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &c.runner_id,
+        &max,
+        &lease,
+        &per_co,
+        &summary,
+        &c.start,
+        &due_by,
+    ];
+    let (_, rows) = tokio::try_join!(tx.execute(&lock, &[&CLAIM_LOCK]), tx.query(&stmt, &params))
         .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
     // RETURNING has no order: put the rows in the claim's fair order (by
-    // rank in their CO, then due time, then id). Due times compare as the
-    // stored text; a row with neither time ("" here) is due first.
+    // rank in their CO, then priority, due time, id). Due times compare as
+    // the stored text; a row with neither time ("" here) is due first.
     fn due(j: &Job) -> &str {
         j.start_after_time
             .as_deref()
@@ -122,14 +192,16 @@ pub(super) async fn claim(client: &deadpool_postgres::Client, c: &Claim) -> Resu
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    ranked.sort_by(|(ra, a), (rb, b)| (*ra, due(a), a.id).cmp(&(*rb, due(b), b.id)));
+    ranked.sort_by(|(ra, a), (rb, b)| {
+        (*ra, a.priority, due(a), a.id).cmp(&(*rb, b.priority, due(b), b.id))
+    });
     Ok(ranked.into_iter().map(|(_, j)| j).collect())
 }
 
 /// Claim row `id` alone if it is queued and due, under `c`'s lease and
 /// per-CO cap (rows of its CO this runner holds count).
 pub(super) async fn claim_one(
-    client: &deadpool_postgres::Client,
+    client: &mut deadpool_postgres::Client,
     c: &Claim,
     id: JobId,
 ) -> Result<Option<Job>> {
@@ -138,7 +210,10 @@ pub(super) async fn claim_one(
     }
     let per_co = c.per_co.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let summary = claimed_summary(c);
-    let stmt = client
+    let tx = client.transaction().await.map_err(map_err)?;
+    let lock = tx.prepare_cached(LOCK_IF_LIMITED).await.map_err(map_err)?;
+    tx.execute(&lock, &[&CLAIM_LOCK]).await.map_err(map_err)?;
+    let stmt = tx
         .prepare_cached(&format!(
             "UPDATE cm_co_jobs j SET status = 'GO', runner_id = $2, \
                  start_time = CASE WHEN $6::bool THEN {NOW} END, \
@@ -149,12 +224,16 @@ pub(super) async fn claim_one(
                AND ($4::int8 IS NULL OR $4::int8 > ( \
                  SELECT count(*) FROM cm_co_jobs r \
                  WHERE r.status = 'GO' AND r.runner_id = $2 AND r.co_id = j.co_id)) \
+               AND coalesce((SELECT {TYPE_ROOM} FROM cojobs_type_limits t \
+                             WHERE t.job_type = j.job_type), 1) > 0 \
+               AND coalesce((SELECT {CO_ROOM} FROM cojobs_co_limits c \
+                             WHERE c.co_id = j.co_id), 1) > 0 \
              RETURNING {}",
             job_columns("j")
         ))
         .await
         .map_err(map_err)?;
-    let row = client
+    let row = tx
         .query_opt(
             &stmt,
             &[
@@ -168,6 +247,7 @@ pub(super) async fn claim_one(
         )
         .await
         .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
     row.as_ref().map(job_from_row).transpose()
 }
 
@@ -352,11 +432,11 @@ async fn insert_successors(
             "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, requeue_interval, \
                 retry_interval, max_retry, max_retry_count, requeued_from_co_job_id, status, \
                 register_summary, queue_time, start_after_time, fuel_limit, memory_limit_mib, \
-                timeout_secs, queued_by, backoff, backoff_max) \
+                timeout_secs, queued_by, backoff, backoff_max, priority) \
              SELECT p.co_id, p.job_type, p.job_mode, p.job_params, p.requeue_interval, \
                 p.retry_interval, p.max_retry, s.cnt, p.id, 'Q', p.register_summary, {NOW}, \
                 {NOW} + make_interval(secs => s.delay), p.fuel_limit, p.memory_limit_mib, \
-                p.timeout_secs, p.queued_by, p.backoff, p.backoff_max \
+                p.timeout_secs, p.queued_by, p.backoff, p.backoff_max, p.priority \
              FROM unnest($1::int8[], $2::int8[], $3::float8[]) AS s(parent, cnt, delay) \
              JOIN cm_co_jobs p ON p.id = s.parent \
              RETURNING id::int8, requeued_from_co_job_id::int8, start_after_time"

@@ -21,7 +21,7 @@ const COLUMNS: &str = "id::int8, name::text, cron, timezone, catch_up::text, pau
     co_id::int8, job_type::text, job_mode::text, job_params, requeue_interval::int8, \
     retry_interval::int8, max_retry::int8, register_summary::text, fuel_limit::int8, \
     memory_limit_mib::int8, timeout_secs::int8, created_by, created, backoff::text, \
-    backoff_max::int8";
+    backoff_max::int8, priority::int8";
 
 fn text_time(t: Option<NaiveDateTime>) -> Option<String> {
     t.map(|t| format_time(t.and_utc()))
@@ -52,6 +52,7 @@ fn row_to_schedule(r: &Row) -> Result<ScheduleRow> {
         created: text_time(r.try_get(19).map_err(g)?),
         backoff: r.try_get(20).map_err(g)?,
         backoff_max: r.try_get(21).map_err(g)?,
+        priority: r.try_get(22).map_err(g)?,
     })
 }
 
@@ -81,9 +82,9 @@ pub(super) async fn add(client: &mut deadpool_postgres::Client, s: &NewSchedule)
             "INSERT INTO cojobs_schedules (name, cron, timezone, catch_up, paused, next_tick, \
                 co_id, job_type, job_mode, job_params, requeue_interval, retry_interval, \
                 max_retry, register_summary, fuel_limit, memory_limit_mib, timeout_secs, \
-                created_by, created, modified, backoff, backoff_max) \
+                created_by, created, modified, backoff, backoff_max, priority) \
              VALUES ($1, $2, $3, $4, false, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                $16, $17, $18, $18, $19, $20) \
+                $16, $17, $18, $18, $19, $20, $21::int8) \
              ON CONFLICT (name) DO NOTHING RETURNING id::int8",
             &[
                 &s.name,
@@ -106,6 +107,7 @@ pub(super) async fn add(client: &mut deadpool_postgres::Client, s: &NewSchedule)
                 &now.naive_utc(),
                 &j.backoff.map(crate::job::Backoff::name),
                 &j.backoff_max,
+                &j.priority.unwrap_or(crate::bounds::DEFAULT_PRIORITY),
             ],
         )
         .await
@@ -251,11 +253,11 @@ pub(super) async fn enqueue_due_ticks(
                     requeue_interval, retry_interval, max_retry, max_retry_count, status, \
                     register_summary, queue_time, start_after_time, fuel_limit, \
                     memory_limit_mib, timeout_secs, queued_by, schedule_name, schedule_tick, \
-                    backoff, backoff_max) \
+                    backoff, backoff_max, priority) \
                  SELECT s.co_id, s.job_type, s.job_mode, s.job_params, s.requeue_interval, \
                     s.retry_interval, s.max_retry, 0, 'Q', s.register_summary, $3, t.tick, \
                     s.fuel_limit, s.memory_limit_mib, s.timeout_secs, s.created_by, s.name, \
-                    t.tick, s.backoff, s.backoff_max \
+                    t.tick, s.backoff, s.backoff_max, s.priority \
                  FROM cojobs_schedules s, unnest($2::timestamp[]) WITH ORDINALITY AS t(tick, n) \
                  WHERE s.id = $1 ORDER BY t.n \
                  ON CONFLICT DO NOTHING RETURNING id::int8",

@@ -226,6 +226,44 @@ CREATE INDEX IF NOT EXISTS cojobs_jobs_parent ON cm_co_jobs (parent_co_job_id, i
     WHERE parent_co_job_id IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 5,
+        name: "priorities, per-type and per-CO limits, pause",
+        sql: r#"
+ALTER TABLE cm_co_jobs ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 5
+    CONSTRAINT cojobs_jobs_priority_range CHECK (priority BETWEEN 1 AND 9);
+ALTER TABLE cojobs_schedules ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 5
+    CONSTRAINT cojobs_schedules_priority_range CHECK (priority BETWEEN 1 AND 9);
+-- Claims seek each (CO, type, priority) in due order
+-- (docs/design.md#limits-and-pause); this replaces the index by CO.
+DROP INDEX IF EXISTS cojobs_jobs_due_by_co;
+CREATE INDEX IF NOT EXISTS cojobs_jobs_claim ON cm_co_jobs
+    (co_id, job_type, priority, (coalesce(start_after_time, queue_time, '-infinity'::timestamp)), id)
+    WHERE status = 'Q';
+-- Running rows per type and per CO, and recent starts per type: what the
+-- limits count.
+CREATE INDEX IF NOT EXISTS cojobs_jobs_running_type ON cm_co_jobs (job_type) WHERE status = 'GO';
+CREATE INDEX IF NOT EXISTS cojobs_jobs_running_co ON cm_co_jobs (co_id) WHERE status = 'GO';
+CREATE INDEX IF NOT EXISTS cojobs_jobs_started ON cm_co_jobs (job_type, start_time)
+    WHERE start_time IS NOT NULL;
+CREATE TABLE IF NOT EXISTS cojobs_type_limits (
+    job_type         varchar(64) PRIMARY KEY,
+    concurrency      bigint CHECK (concurrency >= 1),
+    rate_max         bigint CHECK (rate_max >= 1),
+    rate_window_secs bigint CHECK (rate_window_secs >= 1),
+    paused_by        text,
+    paused_at        timestamp without time zone,
+    modified         timestamp without time zone
+);
+CREATE TABLE IF NOT EXISTS cojobs_co_limits (
+    co_id       bigint PRIMARY KEY REFERENCES cm_cos (id) ON DELETE CASCADE,
+    max_running bigint CHECK (max_running >= 1),
+    paused_by   text,
+    paused_at   timestamp without time zone,
+    modified    timestamp without time zone
+);
+"#,
+    },
 ];
 
 /// The newest version this cojobs knows.

@@ -130,11 +130,11 @@ pub(super) async fn retry_now(
                 "INSERT INTO cm_co_jobs (co_id, job_type, job_mode, job_params, \
                     requeue_interval, retry_interval, max_retry, max_retry_count, \
                     requeued_from_co_job_id, status, register_summary, queue_time, fuel_limit, \
-                    memory_limit_mib, timeout_secs, queued_by, backoff, backoff_max) \
+                    memory_limit_mib, timeout_secs, queued_by, backoff, backoff_max, priority) \
                  SELECT co_id, job_type, job_mode, job_params, requeue_interval, \
                     retry_interval, max_retry, least(coalesce(max_retry_count, 0), 1000000) + 1, \
                     id, 'Q', register_summary, {NOW}, fuel_limit, memory_limit_mib, \
-                    timeout_secs, $2, backoff, backoff_max \
+                    timeout_secs, $2, backoff, backoff_max, priority \
                  FROM cm_co_jobs WHERE id = $1::int8 RETURNING id::int8"
             ),
             &[&id.0, &who],

@@ -25,9 +25,10 @@ use super::driver::{
 use super::{
     Access, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
     JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
-    ScheduleRow, Store, StoreError, Token,
+    ScheduleRow, Store, StoreError, Throttles, Token,
 };
 use crate::job::JobStatus;
+use crate::throttle::{PauseTarget, TypeLimits};
 pub use writer::Patience;
 use writer::{Msg, patiently};
 
@@ -537,6 +538,36 @@ impl JobStore for SqliteStore {
 
     async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>> {
         self.call("queue due schedule ticks", |st| st.enqueue_due_ticks())
+            .await
+    }
+
+    async fn set_type_limits(&self, job_type: &str, limits: &TypeLimits) -> Result<()> {
+        let (job_type, limits) = (job_type.to_string(), *limits);
+        self.call("record a job type's limits", move |st| {
+            st.set_type_limits(&job_type, &limits)
+        })
+        .await
+    }
+
+    async fn set_co_max_running(&self, co_id: i64, max: Option<i64>) -> Result<()> {
+        self.call("set a CO's most running jobs", move |st| {
+            st.set_co_max_running(co_id, max)
+        })
+        .await
+    }
+
+    async fn pause(&self, target: &PauseTarget, who: &str) -> Result<bool> {
+        let (target, who) = (target.clone(), who.to_string());
+        self.call("pause", move |st| st.pause(&target, &who)).await
+    }
+
+    async fn resume(&self, target: &PauseTarget) -> Result<bool> {
+        let target = target.clone();
+        self.call("resume", move |st| st.resume(&target)).await
+    }
+
+    async fn throttles(&self) -> Result<Throttles> {
+        self.call("read limits and pauses", |st| st.throttles())
             .await
     }
 }
