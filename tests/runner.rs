@@ -1014,3 +1014,39 @@ fn results_children_and_retry_after_are_stored_and_shown() {
         "nothing stored"
     );
 }
+
+/// Issue 13: which component runs a row is on the row while it runs (the
+/// run's first progress write carries it), not only once it ends.
+#[test]
+fn the_component_is_recorded_while_the_job_runs() {
+    let s = Setup::new(&["cancellable"]);
+    let id = s.queue(&["cancellable", "--params", r#"{"seconds": 30}"#]);
+    let mut d = s.daemon(&["--poll-interval", "0.2"]);
+    d.wait_for(&s, "the running job has its component's SHA-256", || {
+        s.status(id) == "GO"
+            && s.text(&format!(
+                "SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {id}"
+            ))
+            .is_some_and(|h| h.len() == 64)
+    });
+    use sha2::{Digest, Sha256};
+    let file = std::fs::read(s.plugins.path().join("cancellable.wasm")).expect("read");
+    let sha: String = Sha256::digest(file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let recorded = |col: &str| s.text(&format!("SELECT {col} FROM cm_co_jobs WHERE id = {id}"));
+    assert_eq!(recorded("plugin_sha256"), Some(sha));
+    let contract = recorded("plugin_contract").expect("contract recorded");
+    assert!(
+        ["0.1.0", "0.2.0"].contains(&contract.as_str()),
+        "{contract}"
+    );
+    s.cojobs(&["cancel", &id.to_string()]).ok();
+    d.wait_for(&s, "the job ends CX", || s.status(id) == "CX");
+    d.wait_for(&s, "the runner started", || {
+        d.log().contains("runner started")
+    });
+    d.terminate();
+    d.wait_ok();
+}

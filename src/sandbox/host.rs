@@ -266,30 +266,7 @@ impl HostState {
         if self.children.len() >= MAX_CHILDREN {
             return Err(format!("more than {MAX_CHILDREN} child jobs in one run"));
         }
-        crate::job::validate_job_type(&child.job_type).map_err(|e| e.to_string())?;
-        match serde_json::from_str::<serde_json::Value>(&child.params) {
-            Ok(serde_json::Value::Object(_)) => {}
-            Ok(_) => return Err("child params must be a JSON object".into()),
-            Err(e) => return Err(format!("child params are not JSON: {e}")),
-        }
-        if let Some(m) = &child.mode {
-            if m.chars().count() > 16 {
-                return Err("child mode is longer than 16 characters".into());
-            }
-            if m.chars().any(char::is_control) {
-                return Err("child mode holds a control character".into());
-            }
-        }
-        let bounded = [
-            (bounds::DELAY, child.delay_secs),
-            (bounds::MAX_RETRY, child.max_retry),
-            (bounds::RETRY_INTERVAL, child.retry_interval),
-        ];
-        for (bound, value) in bounded {
-            bound
-                .check_opt(value.map(i64::from))
-                .map_err(|e| format!("child {e}"))?;
-        }
+        check_child(&child)?;
         let child = ChildJob {
             params: self.secrets.redact(&child.params),
             ..child
@@ -297,6 +274,38 @@ impl HostState {
         self.children.push(child);
         u32::try_from(self.children.len()).map_err(|e| e.to_string())
     }
+}
+
+/// Why `child` cannot be queued, if it cannot: what `cojobs queue` would
+/// refuse (type, params, mode, delay and policy ranges), and a mode with
+/// control characters (a database may refuse them at commit, failing the
+/// parent's end with it).
+fn check_child(child: &ChildJob) -> Result<(), String> {
+    crate::job::validate_job_type(&child.job_type).map_err(|e| e.to_string())?;
+    match serde_json::from_str::<serde_json::Value>(&child.params) {
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => return Err("child params must be a JSON object".into()),
+        Err(e) => return Err(format!("child params are not JSON: {e}")),
+    }
+    if let Some(m) = &child.mode {
+        if m.chars().count() > 16 {
+            return Err("child mode is longer than 16 characters".into());
+        }
+        if m.chars().any(char::is_control) {
+            return Err("child mode holds a control character".into());
+        }
+    }
+    let bounded = [
+        (bounds::DELAY, child.delay_secs),
+        (bounds::MAX_RETRY, child.max_retry),
+        (bounds::RETRY_INTERVAL, child.retry_interval),
+    ];
+    for (bound, value) in bounded {
+        bound
+            .check_opt(value.map(i64::from))
+            .map_err(|e| format!("child {e}"))?;
+    }
+    Ok(())
 }
 
 /// The `Host` traits of one contract version, delegating to the calls
@@ -427,5 +436,87 @@ impl v2::jobs::Host for HostState {
                 retry_interval: o.retry_interval,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child() -> ChildJob {
+        ChildJob {
+            job_type: "hello".into(),
+            params: r#"{"name":"x"}"#.into(),
+            mode: Some("fast".into()),
+            delay_secs: Some(60),
+            max_retry: Some(3),
+            retry_interval: Some(30),
+        }
+    }
+
+    /// A plugin's `queue-job` is refused what `cojobs queue` would refuse.
+    #[test]
+    fn child_jobs_are_checked_as_queue_checks_jobs() {
+        assert_eq!(check_child(&child()), Ok(()));
+        let refused = |c: ChildJob, why: &str| {
+            let e = check_child(&c).expect_err(why);
+            assert!(e.contains(why), "{e}");
+        };
+        refused(
+            ChildJob {
+                job_type: "../x".into(),
+                ..child()
+            },
+            "invalid job type",
+        );
+        refused(
+            ChildJob {
+                params: "[1]".into(),
+                ..child()
+            },
+            "a JSON object",
+        );
+        refused(
+            ChildJob {
+                params: "{".into(),
+                ..child()
+            },
+            "not JSON",
+        );
+        refused(
+            ChildJob {
+                mode: Some("m".repeat(17)),
+                ..child()
+            },
+            "16 characters",
+        );
+        refused(
+            ChildJob {
+                mode: Some("a\0b".into()),
+                ..child()
+            },
+            "control character",
+        );
+        refused(
+            ChildJob {
+                delay_secs: Some(u32::MAX),
+                ..child()
+            },
+            "child delay",
+        );
+        refused(
+            ChildJob {
+                max_retry: Some(2_000_000),
+                ..child()
+            },
+            "child max_retry",
+        );
+        refused(
+            ChildJob {
+                retry_interval: Some(u32::MAX),
+                ..child()
+            },
+            "child retry_interval",
+        );
     }
 }
