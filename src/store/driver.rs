@@ -26,9 +26,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
-    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
-    ScheduleRow, StoreError, Token,
+    Activity, CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount,
+    HistoryRecord, Job, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule,
+    NewToken, Queued, RunnerRecord, RunnerRow, ScheduleRow, StoreError, Token,
 };
 use crate::job::JobStatus;
 
@@ -469,4 +469,22 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// and move its `next_tick` on, in one transaction. Each tick is queued
     /// once however many runners call this at once. Returns the new ids.
     async fn enqueue_due_ticks(&self) -> Result<Vec<JobId>>;
+
+    // ---- runners and recent activity (issue 12) ----
+
+    /// Insert or update runner `r.id`'s row with a heartbeat now (on the
+    /// database's clock), keeping its start time; rows whose heartbeat is
+    /// older than [`super::activity::FORGET_RUNNER_AFTER`] are deleted.
+    async fn record_runner(&self, r: &RunnerRecord) -> Result<()>;
+
+    /// Delete runner `id`'s row (its clean exit); no row is no error.
+    async fn remove_runner(&self, id: &str) -> Result<()>;
+
+    /// Every recorded runner, oldest start first, each with the age of its
+    /// heartbeat on the database's clock.
+    async fn list_runners(&self) -> Result<Vec<RunnerRow>>;
+
+    /// Jobs of CO `co_id` (or all) that ended in each of the last
+    /// `minutes` minutes (at most a day), and their queue latencies.
+    async fn activity(&self, co_id: Option<i64>, minutes: i64) -> Result<Activity>;
 }

@@ -13,6 +13,7 @@
 //! which compares as text with each other and with SQLite's
 //! `datetime('now')`.
 
+pub mod activity;
 pub mod driver;
 mod jobs;
 pub mod postgres;
@@ -40,6 +41,7 @@ pub use jobs::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
     NewHistoryRecord, NewJob, Queued,
 };
+pub use activity::{Activity, MinuteCount, RunnerRecord, RunnerRow};
 pub use runner::Finish;
 pub use schedules::{NewSchedule, ScheduleRow};
 pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};

@@ -13,6 +13,7 @@
 //! - Time: every "now" is the database's (`now()` in UTC), never a
 //!   runner's, so runners on hosts with skewed clocks agree on leases.
 
+mod activity;
 mod jobs;
 mod notify;
 mod runner;
@@ -35,8 +36,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
-    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Token,
+    Activity, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId,
+    JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, RunnerRecord,
+    RunnerRow, ScheduleRow, Token,
     format_time,
 };
 use crate::job::JobStatus;
@@ -581,5 +583,23 @@ impl JobStore for PgStore {
             self.notify.job_queued().await;
         }
         Ok(ids)
+    }
+
+    // ---- runners and recent activity ----
+
+    async fn record_runner(&self, r: &RunnerRecord) -> Result<()> {
+        activity::record_runner(&mut self.client().await?, r).await
+    }
+
+    async fn remove_runner(&self, id: &str) -> Result<()> {
+        activity::remove_runner(&self.client().await?, id).await
+    }
+
+    async fn list_runners(&self) -> Result<Vec<RunnerRow>> {
+        activity::list_runners(&self.client().await?).await
+    }
+
+    async fn activity(&self, co_id: Option<i64>, minutes: i64) -> Result<Activity> {
+        activity::activity(&self.client().await?, co_id, minutes).await
     }
 }

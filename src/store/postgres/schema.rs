@@ -213,6 +213,22 @@ CREATE UNIQUE INDEX IF NOT EXISTS cojobs_jobs_schedule_tick ON cm_co_jobs
     (schedule_name, schedule_tick) WHERE schedule_name IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "serve: live runners",
+        sql: r#"
+CREATE TABLE IF NOT EXISTS cojobs_runners (
+    id         text PRIMARY KEY,
+    host       text NOT NULL,
+    pid        bigint NOT NULL,
+    workers    bigint NOT NULL,
+    running    bigint NOT NULL,
+    lease_secs bigint NOT NULL,
+    started    timestamp without time zone NOT NULL,
+    heartbeat  timestamp without time zone NOT NULL
+);
+"#,
+    },
 ];
 
 /// The newest version this cojobs knows.
