@@ -103,7 +103,10 @@ impl Histogram {
                 .bounds
                 .get(i)
                 .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
         }
         let braces = if labels.is_empty() {
             String::new()
@@ -134,13 +137,25 @@ mod tests {
         h.observe(Duration::MAX);
         let mut out = String::new();
         h.render(&mut out, "x_seconds", "type=\"t\"");
-        assert!(out.contains("x_seconds_bucket{type=\"t\",le=\"0.01\"} 1\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{type=\"t\",le=\"1\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{type=\"t\",le=\"+Inf\"} 4\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{type=\"t\",le=\"0.01\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{type=\"t\",le=\"1\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{type=\"t\",le=\"+Inf\"} 4\n"),
+            "{out}"
+        );
         assert!(out.contains("x_seconds_count{type=\"t\"} 4\n"), "{out}");
         assert_eq!(h.count(), 4);
         let mut bare = String::new();
         Histogram::new(&[1.0]).render(&mut bare, "y", "");
-        assert!(bare.contains("y_bucket{le=\"1\"} 0\n") && bare.contains("y_sum 0\n"), "{bare}");
+        assert!(
+            bare.contains("y_bucket{le=\"1\"} 0\n") && bare.contains("y_sum 0\n"),
+            "{bare}"
+        );
     }
 }

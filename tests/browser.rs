@@ -145,7 +145,10 @@ fn progress_moves_bulk_cancel_and_runners() {
         if p > first {
             break p;
         }
-        assert!(std::time::Instant::now() < deadline, "progress stayed at {first}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "progress stayed at {first}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert!(moved > first);
@@ -162,7 +165,11 @@ fn progress_moves_bulk_cancel_and_runners() {
         if b.text(&row).contains(&me) && running.as_deref() == Some("1") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "runner not shown: {}", b.source());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runner not shown: {}",
+            b.source()
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     b.wait_for_text("tr[data-runner] td.state", "alive");
@@ -175,7 +182,11 @@ fn progress_moves_bulk_cancel_and_runners() {
     }
     b.click("#bulk-cancel");
     b.wait_for_text("main h1", "Confirm: cancel 2 job(s)");
-    assert_eq!(setup.status(later[0]), "Q", "nothing before the confirmation");
+    assert_eq!(
+        setup.status(later[0]),
+        "Q",
+        "nothing before the confirmation"
+    );
     b.click("#confirm");
     b.wait_for_text("main h1", "Done: cancel 2 job(s)");
     for id in &later {

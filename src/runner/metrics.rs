@@ -213,21 +213,52 @@ impl RunStats {
         let mut out = String::new();
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let gauges: [(&str, &str, u64); 2] = [
-            ("cojobs_runner_workers", "Jobs this runner runs at once.", workers as u64),
-            ("cojobs_runner_workers_busy", "Workers running a plugin now.", g(&self.busy)),
+            (
+                "cojobs_runner_workers",
+                "Jobs this runner runs at once.",
+                workers as u64,
+            ),
+            (
+                "cojobs_runner_workers_busy",
+                "Workers running a plugin now.",
+                g(&self.busy),
+            ),
         ];
         prom::header(&mut out, "cojobs_runner_info", "gauge", "This runner's id.");
-        out.push_str(&format!("cojobs_runner_info{{runner=\"{}\"}} 1\n", label(runner_id)));
+        out.push_str(&format!(
+            "cojobs_runner_info{{runner=\"{}\"}} 1\n",
+            label(runner_id)
+        ));
         for (name, help, v) in gauges {
             prom::header(&mut out, name, "gauge", help);
             out.push_str(&format!("{name} {v}\n"));
         }
         let counters: [(&str, &str, u64); 5] = [
-            ("cojobs_claims_total", "Claim statements run.", g(&self.claims)),
-            ("cojobs_jobs_claimed_total", "Rows claimed.", g(&self.claimed)),
-            ("cojobs_jobs_rescued_total", "Rows of dead runners rescued by this runner.", g(&self.rescued)),
-            ("cojobs_jobs_returned_total", "Rows put back to the queue (shutdown, no worker free).", g(&self.released)),
-            ("cojobs_jobs_lost_total", "Results dropped: the row was no longer this runner's.", g(&self.lost)),
+            (
+                "cojobs_claims_total",
+                "Claim statements run.",
+                g(&self.claims),
+            ),
+            (
+                "cojobs_jobs_claimed_total",
+                "Rows claimed.",
+                g(&self.claimed),
+            ),
+            (
+                "cojobs_jobs_rescued_total",
+                "Rows of dead runners rescued by this runner.",
+                g(&self.rescued),
+            ),
+            (
+                "cojobs_jobs_returned_total",
+                "Rows put back to the queue (shutdown, no worker free).",
+                g(&self.released),
+            ),
+            (
+                "cojobs_jobs_lost_total",
+                "Results dropped: the row was no longer this runner's.",
+                g(&self.lost),
+            ),
         ];
         for (name, help, v) in counters {
             prom::header(&mut out, name, "counter", help);
@@ -239,7 +270,12 @@ impl RunStats {
 
     fn render_types(&self, out: &mut String) {
         let types = self.each_type();
-        prom::header(out, "cojobs_jobs_started_total", "counter", "Runs begun, by job type.");
+        prom::header(
+            out,
+            "cojobs_jobs_started_total",
+            "counter",
+            "Runs begun, by job type.",
+        );
         for (name, t) in &types {
             out.push_str(&format!(
                 "cojobs_jobs_started_total{{type=\"{}\"}} {}\n",
@@ -247,7 +283,12 @@ impl RunStats {
                 t.started.load(Ordering::Relaxed)
             ));
         }
-        prom::header(out, "cojobs_jobs_finished_total", "counter", "Rows ended, by job type and outcome.");
+        prom::header(
+            out,
+            "cojobs_jobs_finished_total",
+            "counter",
+            "Rows ended, by job type and outcome.",
+        );
         for (name, t) in &types {
             for (i, (_, outcome)) in OUTCOMES.iter().enumerate() {
                 out.push_str(&format!(
@@ -257,7 +298,12 @@ impl RunStats {
                 ));
             }
         }
-        prom::header(out, "cojobs_fuel_used_total", "counter", "Fuel the plugins consumed, by job type.");
+        prom::header(
+            out,
+            "cojobs_fuel_used_total",
+            "counter",
+            "Fuel the plugins consumed, by job type.",
+        );
         for (name, t) in &types {
             out.push_str(&format!(
                 "cojobs_fuel_used_total{{type=\"{}\"}} {}\n",
@@ -265,9 +311,18 @@ impl RunStats {
                 t.fuel.load(Ordering::Relaxed)
             ));
         }
-        prom::header(out, "cojobs_job_run_seconds", "histogram", "Plugin run times, by job type.");
+        prom::header(
+            out,
+            "cojobs_job_run_seconds",
+            "histogram",
+            "Plugin run times, by job type.",
+        );
         for (name, t) in &types {
-            t.run_time.render(out, "cojobs_job_run_seconds", &format!("type=\"{}\"", label(name)));
+            t.run_time.render(
+                out,
+                "cojobs_job_run_seconds",
+                &format!("type=\"{}\"", label(name)),
+            );
         }
         prom::header(
             out,
@@ -276,7 +331,11 @@ impl RunStats {
             "From when a job was due to when its run began, by job type.",
         );
         for (name, t) in &types {
-            t.queue_latency.render(out, "cojobs_job_queue_latency_seconds", &format!("type=\"{}\"", label(name)));
+            t.queue_latency.render(
+                out,
+                "cojobs_job_queue_latency_seconds",
+                &format!("type=\"{}\"", label(name)),
+            );
         }
     }
 }
@@ -315,7 +374,9 @@ fn text(runner: &Runner) -> Response {
         .stats
         .render(&runner.config.runner_id, runner.config.workers)
         .into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(prom::CONTENT_TYPE));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prom::CONTENT_TYPE),
+    );
     r
 }

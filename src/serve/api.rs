@@ -18,8 +18,8 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
 use crate::job::JobStatus;
-use crate::sandbox::{LimitOverrides, PluginDescription};
 use crate::sandbox::LoadedPlugin;
+use crate::sandbox::{LimitOverrides, PluginDescription};
 use crate::store::{
     CancelResult, Co, HistoryRecord, Job, JobId, JobQuery, MinuteCount, Queued, Role, RunnerRow,
 };

@@ -8,9 +8,9 @@
 
 use std::collections::HashSet;
 
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use axum::extract::State;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -175,7 +175,9 @@ async fn by_filter(
         }
         None => action.statuses().to_vec(),
     };
-    q.limit = i64::try_from(MAX_BULK).unwrap_or(i64::MAX).saturating_add(1);
+    q.limit = i64::try_from(MAX_BULK)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
     let mut out = Vec::new();
     for s in statuses {
         q.status = Some(s);

@@ -67,7 +67,10 @@ mod tests {
         let svg = chart(&minutes).into_string();
         assert!(svg.contains("data-total=\"6\""), "{svg}");
         // The busiest minute fills the height; the other is a quarter each.
-        assert!(svg.contains("y=\"0\" width=\"299\" height=\"120\""), "{svg}");
+        assert!(
+            svg.contains("y=\"0\" width=\"299\" height=\"120\""),
+            "{svg}"
+        );
         assert!(svg.contains("height=\"30\" fill=\"#c62828\""), "{svg}");
         let empty = chart(&[]).into_string();
         assert!(empty.contains("data-total=\"0\""), "{empty}");

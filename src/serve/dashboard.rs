@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::api::{self, IdPath, ListParams};
+use super::auth::{self, COOKIE, Principal};
 use super::bulk::{self, BulkAction};
 use super::chart::chart;
-use super::auth::{self, COOKIE, Principal};
 use super::error::ApiError;
 use crate::job::JobStatus;
 use crate::store::{JOB_COLUMN_NAMES, Job, JobId, Role};
@@ -55,7 +55,12 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// A page: the header (who is logged in), the body, the script.
-pub(super) fn layout(title: &str, p: Option<&Principal>, job: Option<JobId>, body: Markup) -> Markup {
+pub(super) fn layout(
+    title: &str,
+    p: Option<&Principal>,
+    job: Option<JobId>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -411,19 +416,31 @@ impl BulkForm {
         };
         let mut ids = Vec::new();
         for (_, v) in fields.iter().filter(|(n, _)| n == "id") {
-            let id = v
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("'{}' is not a job id", v.chars().take(32).collect::<String>())))?;
+            let id = v.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "'{}' is not a job id",
+                    v.chars().take(32).collect::<String>()
+                ))
+            })?;
             ids.push(id);
         }
         if ids.is_empty() {
-            return Err(ApiError::bad_request("no jobs selected: tick the jobs to act on"));
+            return Err(ApiError::bad_request(
+                "no jobs selected: tick the jobs to act on",
+            ));
         }
         let expected = match field("expected") {
             None => None,
-            Some(e) => Some(e.parse::<i64>().map_err(|_| ApiError::bad_request("expected is not a count"))?),
+            Some(e) => Some(
+                e.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request("expected is not a count"))?,
+            ),
         };
-        Ok(BulkForm { action, ids, expected })
+        Ok(BulkForm {
+            action,
+            ids,
+            expected,
+        })
     }
 }
 
@@ -440,7 +457,10 @@ pub async fn bulk(
         Ok(Form(f)) => f,
         Err(_) => Vec::new(),
     };
-    let csrf = fields.iter().find(|(n, _)| n == "csrf").map(|(_, v)| v.as_str());
+    let csrf = fields
+        .iter()
+        .find(|(n, _)| n == "csrf")
+        .map(|(_, v)| v.as_str());
     if !csrf.is_some_and(|c| p.csrf_ok(&state.secret, c)) {
         return forged(&p);
     }
@@ -449,7 +469,8 @@ pub async fn bulk(
         let f = BulkForm::read(&fields)?;
         match f.expected {
             None => {
-                let jobs = bulk::matching(&state, &p, f.action, None, Some(f.ids.as_slice())).await?;
+                let jobs =
+                    bulk::matching(&state, &p, f.action, None, Some(f.ids.as_slice())).await?;
                 Ok(bulk_confirm(&state, &p, f.action, &jobs))
             }
             Some(expected) => {

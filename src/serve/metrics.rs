@@ -33,7 +33,12 @@ pub struct Scrape<'a> {
 pub fn render(s: &Scrape<'_>) -> String {
     let mut out = String::new();
     let mut by_status: BTreeMap<&str, i64> = JobStatus::ALL.iter().map(|s| (s.code(), 0)).collect();
-    prom::header(&mut out, "cojobs_jobs", "gauge", "Jobs in the store, by CO, job type and status.");
+    prom::header(
+        &mut out,
+        "cojobs_jobs",
+        "gauge",
+        "Jobs in the store, by CO, job type and status.",
+    );
     for g in s.groups {
         let _ = writeln!(
             out,
@@ -47,7 +52,12 @@ pub fn render(s: &Scrape<'_>) -> String {
             *n = n.saturating_add(g.count);
         }
     }
-    prom::header(&mut out, "cojobs_jobs_by_status", "gauge", "Jobs in the store, by status.");
+    prom::header(
+        &mut out,
+        "cojobs_jobs_by_status",
+        "gauge",
+        "Jobs in the store, by status.",
+    );
     for (status, n) in by_status {
         let _ = writeln!(out, "cojobs_jobs_by_status{{status=\"{status}\"}} {n}");
     }
@@ -57,7 +67,8 @@ pub fn render(s: &Scrape<'_>) -> String {
 
 /// The last hour's ends, queue latency and runners.
 fn render_activity(out: &mut String, s: &Scrape<'_>) {
-    let sum = |f: fn(&MinuteCount) -> i64| s.per_minute.iter().map(f).fold(0i64, i64::saturating_add);
+    let sum =
+        |f: fn(&MinuteCount) -> i64| s.per_minute.iter().map(f).fold(0i64, i64::saturating_add);
     prom::header(
         out,
         "cojobs_jobs_finished_last_hour",
@@ -69,7 +80,10 @@ fn render_activity(out: &mut String, s: &Scrape<'_>) {
         ("failed", sum(|m| m.failed)),
         ("canceled", sum(|m| m.canceled)),
     ] {
-        let _ = writeln!(out, "cojobs_jobs_finished_last_hour{{outcome=\"{outcome}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "cojobs_jobs_finished_last_hour{{outcome=\"{outcome}\"}} {n}"
+        );
     }
     prom::header(
         out,
@@ -79,10 +93,18 @@ fn render_activity(out: &mut String, s: &Scrape<'_>) {
     );
     for (q, v) in [("0.5", s.latency.p50), ("0.99", s.latency.p99)] {
         if let Some(v) = v {
-            let _ = writeln!(out, "cojobs_queue_latency_last_hour_seconds{{quantile=\"{q}\"}} {v}");
+            let _ = writeln!(
+                out,
+                "cojobs_queue_latency_last_hour_seconds{{quantile=\"{q}\"}} {v}"
+            );
         }
     }
-    prom::header(out, "cojobs_runners_alive", "gauge", "Runners whose heartbeat is within their lease.");
+    prom::header(
+        out,
+        "cojobs_runners_alive",
+        "gauge",
+        "Runners whose heartbeat is within their lease.",
+    );
     let alive = s.runners.iter().filter(|r| r.alive).count();
     let _ = writeln!(out, "cojobs_runners_alive {alive}");
 }
@@ -102,8 +124,10 @@ pub async fn metrics(
         runners: &runners,
     });
     let mut r = text.into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(prom::CONTENT_TYPE));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(prom::CONTENT_TYPE),
+    );
     Ok(r)
 }
 
@@ -155,8 +179,14 @@ mod tests {
         assert!(text.contains(r#"cojobs_jobs{co="1",type="a\"b\\\n",status="Q"} 2"#));
         assert!(text.contains("cojobs_jobs_by_status{status=\"Q\"} 5"));
         assert!(text.contains("cojobs_jobs_by_status{status=\"OK\"} 0"));
-        assert!(text.contains("cojobs_jobs_finished_last_hour{outcome=\"ok\"} 5\n"), "{text}");
-        assert!(text.contains("cojobs_queue_latency_last_hour_seconds{quantile=\"0.5\"} 0.25\n"), "{text}");
+        assert!(
+            text.contains("cojobs_jobs_finished_last_hour{outcome=\"ok\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cojobs_queue_latency_last_hour_seconds{quantile=\"0.5\"} 0.25\n"),
+            "{text}"
+        );
         assert!(!text.contains("quantile=\"0.99\""), "{text}");
         assert!(text.contains("cojobs_runners_alive 0\n"), "{text}");
     }

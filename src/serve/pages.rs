@@ -24,8 +24,16 @@ fn page(p: &Principal, title: &str, body: Result<Markup, ApiError>) -> Response 
 }
 
 /// `GET /runners`.
-pub async fn runners_page(State(state): State<AppState>, Extension(p): Extension<Principal>) -> Response {
-    let body = state.store.list_runners().await.map(|r| runners(&r)).map_err(Into::into);
+pub async fn runners_page(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    let body = state
+        .store
+        .list_runners()
+        .await
+        .map(|r| runners(&r))
+        .map_err(Into::into);
     page(&p, "runners", body)
 }
 
@@ -55,7 +63,10 @@ fn runners(runners: &[RunnerRow]) -> Markup {
 }
 
 /// `GET /plugins`.
-pub async fn plugins_page(State(state): State<AppState>, Extension(p): Extension<Principal>) -> Response {
+pub async fn plugins_page(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
     let body = api::plugin_infos(&state).await.map(|infos| plugins(&infos));
     page(&p, "plugins", body)
 }
@@ -110,7 +121,10 @@ fn plugins(infos: &[PluginInfo]) -> Markup {
 }
 
 /// `GET /cos`: the COs the principal may see, with their jobs by status.
-pub async fn cos_page(State(state): State<AppState>, Extension(p): Extension<Principal>) -> Response {
+pub async fn cos_page(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Response {
     let body = async {
         let cos = api::cos_for(&state, &p).await?;
         let stats = api::stats_for(&state, &p).await?;

@@ -114,7 +114,12 @@ impl Activity {
 
     /// The `q` quantile (0 to 1) of the latencies, by nearest rank.
     pub fn latency_quantile(&self, q: f64) -> Option<f64> {
-        let mut v: Vec<f64> = self.latencies.iter().copied().filter(|x| x.is_finite()).collect();
+        let mut v: Vec<f64> = self
+            .latencies
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -206,7 +211,9 @@ impl Store {
              GROUP BY 1, 2",
         )?;
         let groups = stmt
-            .query_map(params![since, co_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map(params![since, co_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
             .collect::<rusqlite::Result<Vec<(String, String, i64)>>>()?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT (julianday(start_time) - julianday(coalesce(start_after_time, queue_time))) \
@@ -242,7 +249,10 @@ mod tests {
         ];
         let a = Activity::from_groups(now, 3, &groups, (1..=100).map(f64::from).collect());
         let minutes: Vec<_> = a.per_minute.iter().map(|m| m.minute.as_str()).collect();
-        assert_eq!(minutes, ["2026-11-29 17:03", "2026-11-29 17:04", "2026-11-29 17:05"]);
+        assert_eq!(
+            minutes,
+            ["2026-11-29 17:03", "2026-11-29 17:04", "2026-11-29 17:05"]
+        );
         assert_eq!((a.per_minute[0].failed, a.per_minute[2].ok), (2, 3));
         assert_eq!(a.latency_quantile(0.5), Some(50.0));
         assert_eq!(a.latency_quantile(0.99), Some(99.0));

@@ -37,11 +37,11 @@ use serde::Serialize;
 
 use crate::job::{self, JobStatus};
 
+pub use activity::{Activity, MinuteCount, RunnerRecord, RunnerRow};
 pub use jobs::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
     NewHistoryRecord, NewJob, Queued,
 };
-pub use activity::{Activity, MinuteCount, RunnerRecord, RunnerRow};
 pub use runner::Finish;
 pub use schedules::{NewSchedule, ScheduleRow};
 pub use serve::{GroupCount, JobQuery, NewToken, Role, Token, check_token_name};

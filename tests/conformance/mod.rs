@@ -1492,6 +1492,7 @@ pub async fn exponential_backoff_chain_stays_within_bounds(h: &impl Harness) {
             .expect("finish"),
         None
     );
+}
 
 fn runner_record(id: &str) -> RunnerRecord {
     RunnerRecord {
@@ -1517,7 +1518,14 @@ pub async fn runners_recorded_listed_and_removed(h: &impl Harness) {
     assert_eq!(first.len(), 1, "{first:?}");
     let one = &first[0];
     assert_eq!(
-        (one.id.as_str(), one.host.as_str(), one.pid, one.workers, one.running, one.lease_secs),
+        (
+            one.id.as_str(),
+            one.host.as_str(),
+            one.pid,
+            one.workers,
+            one.running,
+            one.lease_secs
+        ),
         ("box-1", "box", 42, 4, 0, 30)
     );
     assert!(one.alive && one.heartbeat_age_secs <= 5, "{one:?}");
@@ -1557,7 +1565,9 @@ pub async fn runners_recorded_listed_and_removed(h: &impl Harness) {
         .collect();
     assert_eq!(left, vec!["box-1".to_string()]);
     s.remove_runner("box-1").await.expect("remove");
-    s.remove_runner("box-1").await.expect("removing twice is no error");
+    s.remove_runner("box-1")
+        .await
+        .expect("removing twice is no error");
     assert!(s.list_runners().await.expect("list").is_empty());
 }
 
@@ -1628,5 +1638,11 @@ pub async fn activity_counts_recent_ends_and_latencies(h: &impl Harness) {
     .await;
     let old = s.activity(Some(co2), 60).await.expect("activity");
     assert_eq!((ends(&old), old.latencies.len()), ((0, 0, 0), 0));
-    assert!(s.activity(None, 0).await.expect("activity").per_minute.is_empty());
+    assert!(
+        s.activity(None, 0)
+            .await
+            .expect("activity")
+            .per_minute
+            .is_empty()
+    );
 }

@@ -24,12 +24,21 @@ pub(super) async fn record_runner(
                 workers = excluded.workers, running = excluded.running, \
                 lease_secs = excluded.lease_secs, heartbeat = excluded.heartbeat"
         ),
-        &[&r.id, &r.host, &r.pid, &r.workers, &r.running, &r.lease_secs],
+        &[
+            &r.id,
+            &r.host,
+            &r.pid,
+            &r.workers,
+            &r.running,
+            &r.lease_secs,
+        ],
     )
     .await
     .map_err(map_err)?;
     tx.execute(
-        &format!("DELETE FROM cojobs_runners WHERE heartbeat < {NOW} - make_interval(secs => $1::int8)"),
+        &format!(
+            "DELETE FROM cojobs_runners WHERE heartbeat < {NOW} - make_interval(secs => $1::int8)"
+        ),
         &[&forget],
     )
     .await
@@ -122,5 +131,10 @@ pub(super) async fn activity(
         .filter_map(|r| r.get::<_, Option<f64>>(0))
         .map(|x| x.max(0.0))
         .collect();
-    Ok(Activity::from_groups(now.and_utc(), minutes, &groups, latencies))
+    Ok(Activity::from_groups(
+        now.and_utc(),
+        minutes,
+        &groups,
+        latencies,
+    ))
 }

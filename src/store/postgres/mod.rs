@@ -36,10 +36,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    Activity, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId,
-    JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, RunnerRecord,
-    RunnerRow, ScheduleRow, Token,
-    format_time,
+    Activity, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
+    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, RunnerRecord, RunnerRow,
+    ScheduleRow, Token, format_time,
 };
 use crate::job::JobStatus;
 

@@ -23,9 +23,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    Access, Activity, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount,
-    HistoryRecord, Job, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule,
-    NewToken, Queued, RunnerRecord, RunnerRow, ScheduleRow, Store, StoreError, Token,
+    Access, Activity, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord,
+    Job, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
+    RunnerRecord, RunnerRow, ScheduleRow, Store, StoreError, Token,
 };
 use crate::job::JobStatus;
 pub use writer::Patience;
