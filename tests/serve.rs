@@ -643,15 +643,21 @@ fn bulk_cancel_and_retry_need_the_count() {
             Some("root")
         );
     }
-    // Done once: the same request now matches nothing and does nothing.
-    server
+    // A count that was true before the retries is stale now: the three
+    // new rows are queued, so a cancel expecting none does nothing.
+    let detail = server
         .post(
-            "/api/v1/jobs/retry",
+            "/api/v1/jobs/cancel",
             Some(&admin),
-            r#"{"filter": {"co": 1}, "expected": 3}"#,
+            r#"{"filter": {"co": 1}, "expected": 0}"#,
         )
         .error(409, "count_mismatch");
+    assert!(detail.contains("3 job(s) match now"), "{detail}");
     assert_eq!(setup.int("SELECT count(*) FROM cm_co_jobs"), 8);
+    assert_eq!(
+        setup.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'Q'"),
+        3
+    );
 }
 
 /// The address a runner's log says its metrics are on.
