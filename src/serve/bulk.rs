@@ -134,10 +134,11 @@ async fn by_ids(
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
     for id in sorted {
-        if let Some(job) = state.store.get(JobId(id)).await? {
-            if p.sees(job.co_id) && action.statuses().contains(&job.status) {
-                out.push(job);
-            }
+        if let Some(job) = state.store.get(JobId(id)).await?
+            && p.sees(job.co_id)
+            && action.statuses().contains(&job.status)
+        {
+            out.push(job);
         }
     }
     Ok(out)
@@ -186,7 +187,7 @@ async fn by_filter(
             break;
         }
     }
-    out.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    out.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
     Ok(out)
 }
 
