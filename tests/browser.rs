@@ -4,8 +4,8 @@
 //! `chromium` and `chromium-driver` when missing; without them this test
 //! fails saying so (it never skips).
 //!
-//! Screenshots of the overview and a job page are saved under
-//! `target/tmp/` (`docs/img/` holds copies).
+//! Screenshots of the overview, a job page and the runners page are saved
+//! under `target/tmp/` (`docs/img/` holds copies).
 
 #[path = "util/http.rs"]
 mod http;
