@@ -23,11 +23,14 @@
 //!   `POST /api/v1/jobs` body) and its checks, shared by `cli` and `serve`.
 //! - [`serve`]: `cojobs serve`: the HTTP API, the dashboard, metrics and
 //!   access tokens, on the store interface.
+//! - [`prom`]: the Prometheus text format, shared by `serve`'s `/metrics`
+//!   and the runner's own (`cojobs run --metrics`).
 //! - [`cli`]: the command line.
 
 pub mod bounds;
 pub mod cli;
 pub mod job;
+pub mod prom;
 pub mod runner;
 pub mod sandbox;
 pub mod schedule;

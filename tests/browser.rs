@@ -4,8 +4,8 @@
 //! `chromium` and `chromium-driver` when missing; without them this test
 //! fails saying so (it never skips).
 //!
-//! Screenshots of the overview and a job page are saved under
-//! `target/tmp/` (`docs/img/` holds copies).
+//! Screenshots of the overview, a job page and the runners page are saved
+//! under `target/tmp/` (`docs/img/` holds copies).
 
 #[path = "util/http.rs"]
 mod http;
@@ -99,4 +99,105 @@ fn log_in_see_cancel_retry_and_escape() {
     assert!(b.find(&format!("a[href='/jobs/{other}']")).is_none());
     b.goto(&format!("{base}/jobs/{other}"));
     b.wait_for_text("main p.error", &format!("no job {other}"));
+}
+
+/// The progress bar's value on the open job page.
+fn progress_of(b: &webdriver::Session) -> i64 {
+    b.execute("return document.getElementById('progress').value;")
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+/// Issue 12: a running job's progress moves on its page without a
+/// reload; jobs ticked in the table are canceled in bulk after a
+/// confirmation of their count; the runners page shows the runner and its
+/// running job.
+#[test]
+fn progress_moves_bulk_cancel_and_runners() {
+    let setup = Setup::new(&["cancellable", "hello"]);
+    let later: Vec<i64> = (0..2)
+        .map(|_| setup.queue(&["hello", "--delay", "3600", "--summary", "bulk me"]))
+        .collect();
+    let kept = setup.queue(&["hello", "--delay", "3600", "--summary", "keep me"]);
+    let slow = setup.queue(&["cancellable", "--params", r#"{"seconds": 40}"#]);
+    let mut runner = setup.daemon(&["--workers", "2", "--lease", "3"]);
+    let server = Server::start(&setup, &[]);
+    let base = format!("http://{}", server.addr);
+    let driver = Driver::start();
+    let b = driver.session();
+
+    // The running job's page: the bar and the status line follow the
+    // plugin's progress through the event stream.
+    runner.wait_for(&setup, "the slow job runs", || setup.status(slow) == "GO");
+    b.goto(&format!("{base}/jobs/{slow}"));
+    b.wait_for_text("#status", "GO");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = loop {
+        let p = progress_of(&b);
+        if p > 0 {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress shown");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let moved = loop {
+        let p = progress_of(&b);
+        if p > first {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "progress stayed at {first}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(moved > first);
+    let line = b.wait_for("#status-line");
+    assert!(b.text(&line).starts_with("waiting, "), "{}", b.text(&line));
+
+    // The runners page: this runner, alive, running the slow job.
+    let me = format!("-{}", runner.pid());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        b.goto(&format!("{base}/runners"));
+        let row = b.wait_for("tr[data-runner]");
+        let running = b.find("tr[data-runner] td.running").map(|e| b.text(&e));
+        if b.text(&row).contains(&me) && running.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runner not shown: {}",
+            b.source()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    b.wait_for_text("tr[data-runner] td.state", "alive");
+    save("runners.png", &b.screenshot());
+
+    // Tick two queued jobs, cancel them in bulk, confirming their count.
+    b.goto(&format!("{base}/?status=Q"));
+    for id in &later {
+        b.click(&format!("input[name='id'][value='{id}']"));
+    }
+    b.click("#bulk-cancel");
+    b.wait_for_text("main h1", "Confirm: cancel 2 job(s)");
+    assert_eq!(
+        setup.status(later[0]),
+        "Q",
+        "nothing before the confirmation"
+    );
+    b.click("#confirm");
+    b.wait_for_text("main h1", "Done: cancel 2 job(s)");
+    for id in &later {
+        assert_eq!(setup.status(*id), "CX");
+    }
+    assert_eq!(setup.status(kept), "Q");
+    b.goto(&format!("{base}/?status=CX"));
+    for id in &later {
+        b.wait_for(&format!("a[href='/jobs/{id}']"));
+    }
+    b.wait_for("#chart");
+    runner.terminate();
+    runner.wait_ok();
 }

@@ -422,3 +422,402 @@ fn dashboard_escapes_plugin_text_and_checks_csrf() {
     assert_eq!(r.status, 303, "{r:#?}");
     assert_eq!(setup.status(queued), "CX");
 }
+
+/// The ids of a bulk answer's results with `result`.
+fn bulk_ids(v: &serde_json::Value, result: &str) -> Vec<i64> {
+    v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|i| i["result"] == result)
+        .map(|i| i["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// Every job's (id, status), to check that a refusal wrote nothing.
+fn statuses(setup: &Setup) -> String {
+    let conn = setup.conn();
+    let mut stmt = conn
+        .prepare("SELECT id || ':' || status FROM cm_co_jobs ORDER BY id")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect::<Vec<_>>().join(" ")
+}
+
+/// Issue 12: bulk cancel and retry act only when the caller's count is
+/// what matches now, within the token's CO, and every refusal writes
+/// nothing.
+#[test]
+fn bulk_cancel_and_retry_need_the_count() {
+    let setup = Setup::new(&["hello"]);
+    let co2 = setup.cojobs(&["co", "add", "two"]).ok().trim().to_string();
+    let admin = token(&setup, "root", &["--role", "admin"]);
+    let viewer = token(&setup, "watcher", &["--role", "viewer"]);
+    let scoped = token(&setup, "co2-ops", &["--role", "operator", "--co", &co2]);
+    let mine: Vec<i64> = (0..3)
+        .map(|_| setup.queue(&["hello", "--co", "1"]))
+        .collect();
+    let theirs: Vec<i64> = (0..2)
+        .map(|_| setup.queue(&["hello", "--co", &co2]))
+        .collect();
+    let server = Server::start(&setup, &[]);
+    let before = statuses(&setup);
+
+    // Refusals, none of which writes anything.
+    let refusals: [(&str, Option<&str>, &str, u16, &str); 9] = [
+        (
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"filter": {"status": "Q"}, "expected": 4}"#,
+            409,
+            "count_mismatch",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"filter": {"status": "OK"}, "expected": 0}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"filter": {}, "ids": [1], "expected": 1}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"expected": 1}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"ids": [], "expected": 0}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"filter": {"status": "Q"}}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/jobs/retry",
+            Some(&admin),
+            r#"{"filter": {"nope": 1}, "expected": 0}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            Some(&viewer),
+            r#"{"filter": {}, "expected": 5}"#,
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/jobs/cancel",
+            None,
+            r#"{"filter": {}, "expected": 5}"#,
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (path, tok, body, status, code) in refusals {
+        let detail = server.post(path, tok, body).error(status, code);
+        if status == 409 {
+            assert!(detail.contains("5 job(s) match now, not the 4"), "{detail}");
+        }
+    }
+    let many = format!(
+        r#"{{"ids": {:?}, "expected": 1001}}"#,
+        (1..=1001).collect::<Vec<i64>>()
+    );
+    server
+        .post("/api/v1/jobs/cancel", Some(&admin), &many)
+        .error(400, "bad_request");
+    let r = server.request(
+        "POST",
+        "/api/v1/jobs/cancel",
+        &[
+            &format!("Authorization: Bearer {admin}"),
+            "Content-Type: text/plain",
+        ],
+        Some(r#"{"filter": {}, "expected": 5}"#),
+    );
+    r.error(415, "unsupported_media_type");
+    // The dashboard's bulk form without this session's CSRF token.
+    let r = server.request(
+        "POST",
+        "/jobs/bulk",
+        &[
+            &format!("Authorization: Bearer {admin}"),
+            "Content-Type: application/x-www-form-urlencoded",
+        ],
+        Some(&format!(
+            "csrf=forged&action=cancel&id={}&expected=1",
+            mine[0]
+        )),
+    );
+    assert_eq!(r.status, 403, "{r:#?}");
+    assert_eq!(statuses(&setup), before, "nothing was written");
+
+    // A CO-scoped token counts and acts on its CO only.
+    let v = server
+        .post(
+            "/api/v1/jobs/cancel",
+            Some(&scoped),
+            r#"{"filter": {"co": 1}, "expected": 0}"#,
+        )
+        .json();
+    assert_eq!(v["matched"], 0, "{v}");
+    let ids = format!(r#"{{"ids": [{}, {}], "expected": 1}}"#, mine[0], theirs[0]);
+    let v = server
+        .post("/api/v1/jobs/cancel", Some(&scoped), &ids)
+        .json();
+    assert_eq!(bulk_ids(&v, "canceled"), vec![theirs[0]], "{v}");
+    let v = server
+        .post(
+            "/api/v1/jobs/cancel",
+            Some(&scoped),
+            r#"{"filter": {}, "expected": 1}"#,
+        )
+        .json();
+    assert_eq!(bulk_ids(&v, "canceled"), vec![theirs[1]], "{v}");
+    assert_eq!(setup.status(mine[0]), "Q", "CO 1's jobs untouched");
+
+    // The admin cancels CO 1's three with the count it saw, then retries them.
+    let v = server
+        .post(
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"filter": {"co": 1, "status": "Q"}, "expected": 3}"#,
+        )
+        .json();
+    let mut canceled = bulk_ids(&v, "canceled");
+    canceled.sort_unstable();
+    assert_eq!(canceled, mine, "{v}");
+    for id in &mine {
+        assert_eq!(setup.status(*id), "CX");
+        let summary = setup.text(&format!(
+            "SELECT finish_summary FROM cm_co_jobs WHERE id = {id}"
+        ));
+        assert_eq!(summary.as_deref(), Some("canceled by root"));
+    }
+    let v = server
+        .post(
+            "/api/v1/jobs/retry",
+            Some(&admin),
+            r#"{"filter": {"co": 1}, "expected": 3}"#,
+        )
+        .json();
+    assert_eq!(v["action"], "retry", "{v}");
+    let retried = bulk_ids(&v, "retried");
+    assert_eq!(retried.len(), 3, "{v}");
+    for item in v["results"].as_array().expect("results") {
+        let (old, new) = (
+            item["id"].as_i64().expect("id"),
+            item["new_id"].as_i64().expect("new"),
+        );
+        assert_eq!(setup.status(new), "Q");
+        assert_eq!(
+            setup.int(&format!(
+                "SELECT requeued_from_co_job_id FROM cm_co_jobs WHERE id = {new}"
+            )),
+            old
+        );
+        assert_eq!(
+            setup
+                .text(&format!(
+                    "SELECT retried_by FROM cm_co_jobs WHERE id = {old}"
+                ))
+                .as_deref(),
+            Some("root")
+        );
+    }
+    // A count that was true before the retries is stale now: the three
+    // new rows are queued, so a cancel expecting none does nothing.
+    let detail = server
+        .post(
+            "/api/v1/jobs/cancel",
+            Some(&admin),
+            r#"{"filter": {"co": 1}, "expected": 0}"#,
+        )
+        .error(409, "count_mismatch");
+    assert!(detail.contains("3 job(s) match now"), "{detail}");
+    assert_eq!(setup.int("SELECT count(*) FROM cm_co_jobs"), 8);
+    assert_eq!(
+        setup.int("SELECT count(*) FROM cm_co_jobs WHERE status = 'Q'"),
+        3
+    );
+}
+
+/// The address a runner's log says its metrics are on.
+fn metrics_addr(log: &str) -> Option<String> {
+    let at = log.find("metrics on http://")?;
+    let rest = &log[at + "metrics on http://".len()..];
+    rest.split("/metrics").next().map(str::to_string)
+}
+
+/// The value of the sample line `series` (name and labels) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Issue 12: `cojobs run --metrics` serves the runner's own counters,
+/// which say what it ran; the runner records itself in the store while it
+/// runs and removes its row when it exits; `serve` lists it, and shows
+/// the last hour's ends and latencies.
+#[test]
+fn runner_metrics_runners_and_activity() {
+    let setup = Setup::new(&["hello", "discard"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = taken.local_addr().expect("addr").to_string();
+    setup
+        .cojobs(&["run", "--metrics", &taken])
+        .fails(2, "cannot listen");
+    setup.cojobs(&["run", "--metrics", "nowhere"]).fails(2, "");
+    let hello: Vec<i64> = (0..3).map(|_| setup.queue(&["hello"])).collect();
+    let bad = setup.queue(&["discard"]);
+    let mut d = setup.daemon(&["--metrics", "127.0.0.1:0", "--workers", "2", "--lease", "3"]);
+    d.wait_for(&setup, "all ended", || {
+        setup.int("SELECT count(*) FROM cm_co_jobs WHERE status IN ('Q', 'GO')") == 0
+    });
+    assert_eq!(setup.status(bad), "X");
+    let addr = metrics_addr(&d.log()).unwrap_or_else(|| panic!("no metrics address: {}", d.log()));
+    let r = http::request_at(&addr, "GET", "/metrics", &[], None);
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let t = &r.body;
+    let fuel = setup.int("SELECT sum(fuel_used) FROM cm_co_jobs WHERE job_type = 'hello'");
+    for (series, want) in [
+        (r#"cojobs_jobs_started_total{type="hello"}"#, 3.0),
+        (
+            r#"cojobs_jobs_finished_total{type="hello",outcome="ok"}"#,
+            3.0,
+        ),
+        (
+            r#"cojobs_jobs_finished_total{type="hello",outcome="failed"}"#,
+            0.0,
+        ),
+        (
+            r#"cojobs_jobs_finished_total{type="discard",outcome="failed"}"#,
+            1.0,
+        ),
+        (r#"cojobs_job_run_seconds_count{type="hello"}"#, 3.0),
+        (
+            r#"cojobs_job_queue_latency_seconds_count{type="hello"}"#,
+            3.0,
+        ),
+        (
+            r#"cojobs_job_run_seconds_bucket{type="discard",le="+Inf"}"#,
+            1.0,
+        ),
+        (r#"cojobs_fuel_used_total{type="hello"}"#, fuel as f64),
+        ("cojobs_jobs_claimed_total", 4.0),
+        ("cojobs_jobs_rescued_total", 0.0),
+        ("cojobs_runner_workers", 2.0),
+        ("cojobs_runner_workers_busy", 0.0),
+    ] {
+        assert_eq!(sample(t, series), Some(want), "{series} in:\n{t}");
+    }
+    assert!(fuel > 0, "hello uses fuel");
+    assert!(
+        sample(t, "cojobs_claims_total").is_some_and(|n| n >= 1.0),
+        "{t}"
+    );
+    assert_eq!(
+        http::request_at(&addr, "GET", "/other", &[], None).status,
+        404
+    );
+
+    // The runner's row, as `serve` lists it; the last hour's activity.
+    let me = format!("-{}", d.pid());
+    let server = Server::start(&setup, &[]);
+    let runners = server.get("/api/v1/runners", None).json();
+    let list = runners.as_array().expect("runners");
+    assert_eq!(list.len(), 1, "{runners}");
+    assert!(
+        list[0]["id"].as_str().is_some_and(|id| id.ends_with(&me)),
+        "{runners}"
+    );
+    assert_eq!(
+        (list[0]["pid"].as_i64(), list[0]["workers"].as_i64()),
+        (Some(i64::from(d.pid())), Some(2))
+    );
+    assert_eq!(list[0]["alive"], true, "{runners}");
+    let page = server.get("/runners", None);
+    assert!(
+        page.body.contains(&me) && page.body.contains("alive"),
+        "{}",
+        page.body
+    );
+    let stats = server.get("/api/v1/stats", None).json();
+    let minutes = stats["finished_per_minute"].as_array().expect("minutes");
+    assert_eq!(minutes.len(), 60);
+    let sum = |k: &str| {
+        minutes
+            .iter()
+            .map(|m| m[k].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    };
+    assert_eq!(
+        (sum("ok"), sum("failed"), sum("canceled")),
+        (3, 1, 0),
+        "{stats}"
+    );
+    assert_eq!(stats["queue_latency"]["jobs"], 4, "{stats}");
+    assert!(
+        stats["queue_latency"]["p99"]
+            .as_f64()
+            .is_some_and(|p| p >= 0.0),
+        "{stats}"
+    );
+    let m = server.get("/metrics", None).body;
+    assert_eq!(sample(&m, "cojobs_runners_alive"), Some(1.0), "{m}");
+    assert_eq!(
+        sample(&m, r#"cojobs_jobs_finished_last_hour{outcome="ok"}"#),
+        Some(3.0),
+        "{m}"
+    );
+    let overview = server.get("/", None).body;
+    assert!(
+        overview.contains("id=\"chart\"") && overview.contains("data-total=\"4\""),
+        "{overview}"
+    );
+    let plugins = server.get("/api/v1/plugins", None).json();
+    assert!(
+        plugins
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .all(|p| p["grants"]["http_hosts"] == serde_json::json!([])),
+        "{plugins}"
+    );
+    for (path, text) in [("/plugins", "discard"), ("/cos", "default")] {
+        let r = server.get(path, None);
+        assert!(r.status == 200 && r.body.contains(text), "{path}: {r:#?}");
+    }
+
+    // A clean exit removes the row.
+    d.terminate();
+    d.wait_ok();
+    assert_eq!(setup.int("SELECT count(*) FROM cojobs_runners"), 0);
+    assert_eq!(
+        server.get("/api/v1/runners", None).json(),
+        serde_json::json!([])
+    );
+    assert_eq!(hello.len(), 3);
+}

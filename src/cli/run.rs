@@ -2,6 +2,7 @@
 //! until SIGINT/SIGTERM (or, with `--once`, until nothing is due).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,9 @@ use super::{Error, Global};
 use crate::bounds::{self, Bound};
 use crate::runner::{Runner, RunnerConfig};
 use crate::sandbox::{LimitOverrides, Sandbox, SandboxConfig};
+
+/// Where `--metrics` alone serves: loopback only.
+const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,6 +49,15 @@ pub struct Args {
     /// At most this many jobs of one CO run at once in this process.
     #[arg(long, value_name = "N")]
     per_co: Option<usize>,
+    /// Serve this runner's Prometheus metrics at http://ADDR/metrics
+    /// (`--metrics` alone: 127.0.0.1:9464; port 0: any free port, logged).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_METRICS
+    )]
+    metrics: Option<SocketAddr>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -142,6 +155,12 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
         // Signal handlers first: "runner started" means a SIGTERM from now on
         // is a graceful shutdown.
         let signals = forward_signals()?;
+        // Bound before the runner starts: a taken port is an error now,
+        // not a log line later.
+        let metrics = match args.metrics {
+            Some(addr) => Some(bind_metrics(addr).await?),
+            None => None,
+        };
         let store = g.runner_store().await?;
         tracing::info!(
             runner = %config.runner_id,
@@ -152,9 +171,32 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
             "runner started"
         );
         let runner = Runner::new(config, store, sandbox);
-        runner.run(signals).await?;
+        let served = metrics.map(|listener| {
+            tokio::spawn(crate::runner::metrics::serve(listener, Arc::clone(&runner)))
+        });
+        let result = runner.run(signals).await;
+        if let Some(task) = served {
+            task.abort();
+        }
+        result?;
         Ok(())
     })
+}
+
+/// The listener of `--metrics ADDR`, logged with the address it bound.
+async fn bind_metrics(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Input(format!("--metrics: cannot listen on {addr}: {e}")))?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            "metrics on {bound}, not loopback: anyone who reaches it reads this runner's job \
+             types and counts"
+        );
+    }
+    tracing::info!("metrics on http://{bound}/metrics");
+    Ok(listener)
 }
 
 /// SIGINT and SIGTERM, each as one message.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::metrics::{TypeStats, queue_latency};
 use super::{CANCEL_PREFIX, LEASE_LOST, Runner, Running, SHUTDOWN, persist};
 use crate::job::{self, Outcome, RecordStatus, Retry, SuccessorKind};
 use crate::sandbox::{
@@ -117,9 +118,14 @@ impl HostEvents for Events {
 /// starts while the database thread records this one. A panic anywhere in
 /// here ends the row `X`, "internal error: <the panic>", retried per its
 /// policy; the runner goes on.
-pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphorePermit) {
+pub(super) async fn execute(
+    runner: Arc<Runner>,
+    job: Job,
+    stats: Arc<TypeStats>,
+    permit: OwnedSemaphorePermit,
+) {
     let began = Instant::now();
-    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, permit)));
+    let task = CatchPanic(Box::pin(execute_phases(&runner, &job, &stats, permit)));
     if let Err(what) = task.await {
         runner.running().remove(&job.id);
         tracing::error!(job = job.id.0, "internal error in the job's task: {what}");
@@ -128,12 +134,18 @@ pub(super) async fn execute(runner: Arc<Runner>, job: Job, permit: OwnedSemaphor
             retry: Retry::Policy,
         };
         let item = Finish::new(job.id, outcome);
-        finish(&runner, &job, item, began.elapsed()).await;
+        finish(&runner, &job, &stats, item, began.elapsed()).await;
     }
 }
 
-async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit) {
-    runner.stats.started.fetch_add(1, Ordering::Relaxed);
+async fn execute_phases(
+    runner: &Runner,
+    job: &Job,
+    stats: &TypeStats,
+    permit: OwnedSemaphorePermit,
+) {
+    let busy = runner.stats.busy();
+    stats.started(queue_latency(job));
     tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
@@ -150,8 +162,8 @@ async fn execute_phases(runner: &Runner, job: &Job, permit: OwnedSemaphorePermit
     let ran = run_job(runner, job, &shared, &interrupt).await;
     runner.running().remove(&job.id);
     runner.note_run_time(started.elapsed());
-    drop(permit);
-    record(runner, job, &shared, ran, started.elapsed()).await;
+    drop((permit, busy));
+    record(runner, (job, stats), &shared, ran, started.elapsed()).await;
 }
 
 /// What a run left for its row.
@@ -283,9 +295,15 @@ fn after(runner: &Runner, shared: &Shared, end: RunEnd, retry_after: Option<u32>
 }
 
 /// Write what the run's end means for the row.
-async fn record(runner: &Runner, job: &Job, shared: &Shared, ran: Ran, elapsed: Duration) {
+async fn record(
+    runner: &Runner,
+    (job, stats): (&Job, &TypeStats),
+    shared: &Shared,
+    ran: Ran,
+    elapsed: Duration,
+) {
     match after(runner, shared, ran.end.clone(), ran.retry_after) {
-        After::Release(summary) => runner.release(job, summary).await,
+        After::Release(summary) => runner.release(job, stats, summary).await,
         After::Drop => {
             runner.stats.lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -301,25 +319,21 @@ async fn record(runner: &Runner, job: &Job, shared: &Shared, ran: Ran, elapsed: 
                     .unwrap_or_else(PoisonError::into_inner),
             );
             let item = ran.finish(job.id, outcome, history);
-            finish(runner, job, item, elapsed).await;
+            finish(runner, job, stats, item, elapsed).await;
         }
     }
 }
 
 /// Write a row's end (and its successor); count and log it.
-async fn finish(runner: &Runner, job: &Job, item: Finish, elapsed: Duration) {
+async fn finish(runner: &Runner, job: &Job, stats: &TypeStats, item: Finish, elapsed: Duration) {
     let (id, status, fuel) = (item.id, item.outcome.status(), item.fuel_used);
     let next = job::successor(&job.policy(), &item.outcome);
     let summary = item.outcome.summary().to_string();
     match finish_with_retries(runner, item).await {
         Ok(successor) => {
             let successor = successor.map(|s| s.id);
-            let counter = match status {
-                job::JobStatus::Complete => &runner.stats.ok,
-                job::JobStatus::Canceled => &runner.stats.canceled,
-                _ => &runner.stats.failed,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            let fuel_used = fuel.and_then(|f| u64::try_from(f).ok()).unwrap_or(0);
+            stats.finished(status, elapsed, fuel_used);
             if let (Some(s), Some(next)) = (successor, next) {
                 let delay = Duration::from_secs(u64::try_from(next.delay_secs).unwrap_or(0));
                 runner.note_successor(id, s, next.kind == SuccessorKind::Retry, delay);

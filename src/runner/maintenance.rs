@@ -8,9 +8,10 @@
 //! this runner's leases, stop at once any run whose row is no longer this
 //! runner's (a runner stalled past its lease, SIGSTOP or swap, finds its
 //! rows rescued and retried elsewhere: its copy must not run on beside the
-//! retry), and rescue rows whose runner stopped responding. Every tick
-//! too, the schedule pass: queue the due ticks of cron schedules (every
-//! runner makes it; the store queues each tick once,
+//! retry), rescue rows whose runner stopped responding, and refresh this
+//! runner's row in the store (what `cojobs serve` lists as runners). Every
+//! tick too, the schedule pass: queue the due ticks of cron schedules
+//! (every runner makes it; the store queues each tick once,
 //! `docs/design.md#schedules`). Every [`LIMITS_EVERY`]: copy the side
 //! files' `concurrency` and `rate` to the database when they changed
 //! (`docs/design.md#limits-and-pause`).
@@ -55,6 +56,7 @@ pub(super) async fn run(runner: Arc<Runner>, mut stop: watch::Receiver<bool>) {
         if last_lease.elapsed() >= lease_every {
             last_lease = Instant::now();
             heartbeat(&runner).await;
+            runner.record_self().await;
             match runner.store.rescue().await {
                 Ok(rescued) if !rescued.is_empty() => {
                     runner.note_rescued(&rescued);

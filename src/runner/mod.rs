@@ -15,6 +15,11 @@
 //!   whose row is no longer this runner's), rescues rows whose runner died,
 //!   writes coalesced progress, and turns cancel requests into a
 //!   cooperative stop, then an interrupt.
+//! - [`metrics`] counts what the runner does (atomics only on the job
+//!   path) and serves it as Prometheus text (`cojobs run --metrics`).
+//! - The runner records itself in the store (`JobStore::record_runner`)
+//!   when it starts and at every heartbeat, and removes its row at a clean
+//!   exit, so `cojobs serve` can list the live runners.
 //! - The store is an `Arc<dyn JobStore>` and nothing else: what is
 //!   database-specific (SQLite's connection thread and group commit, its
 //!   busy-database rule, PostgreSQL's pool and listener) is the driver's.
@@ -34,6 +39,7 @@
 
 mod executor;
 mod maintenance;
+pub mod metrics;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,8 +52,10 @@ use tokio::task::JoinSet;
 
 use crate::sandbox::{Interrupt, Sandbox};
 use crate::store::driver::{self, Claim, ErrorKind, JobStore, Released, Rescued};
-use crate::store::{Job, JobId};
+use crate::store::{Job, JobId, RunnerRecord};
 use crate::throttle::TypeLimits;
+pub use metrics::RunStats;
+use metrics::TypeStats;
 
 /// Most jobs claimed in one statement.
 pub const CLAIM_BATCH: usize = 64;
@@ -107,43 +115,16 @@ impl RunnerConfig {
 
 /// `<host>-<pid>`: unique among live runners, readable in `start_summary`.
 pub fn default_runner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}", hostname(), std::process::id())
+}
+
+/// This machine's name (`localhost` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}-{}", std::process::id())
-}
-
-/// What a runner did, for its closing log line and for tests.
-#[derive(Debug, Default)]
-pub struct RunStats {
-    pub started: AtomicU64,
-    pub ok: AtomicU64,
-    pub failed: AtomicU64,
-    pub canceled: AtomicU64,
-    /// Put back to `Q` at shutdown.
-    pub released: AtomicU64,
-    /// Rows of dead runners this runner rescued.
-    pub rescued: AtomicU64,
-    /// Results dropped because the row was no longer ours.
-    pub lost: AtomicU64,
-}
-
-impl RunStats {
-    pub fn line(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "{} started, {} ok, {} failed, {} canceled, {} returned to the queue, {} rescued, {} lost",
-            g(&self.started),
-            g(&self.ok),
-            g(&self.failed),
-            g(&self.canceled),
-            g(&self.released),
-            g(&self.rescued),
-            g(&self.lost)
-        )
-    }
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Why the runner stopped other than by a signal.
@@ -201,6 +182,8 @@ pub struct Runner {
     /// changes ([`maintenance::sync_type_limits`]). Held for map
     /// operations only, never across an await.
     type_limits: Mutex<HashMap<String, TypeLimits>>,
+    /// This machine's name, for the runner's row.
+    host: String,
     pub stats: RunStats,
 }
 
@@ -218,8 +201,8 @@ struct Loop {
     /// The job tasks; "all done" at shutdown is this set empty.
     tasks: JoinSet<()>,
     /// Claimed (and started) jobs waiting for a worker, in claim order,
-    /// with when.
-    ready: VecDeque<(Job, Instant)>,
+    /// with their type's counters and when they were claimed.
+    ready: VecDeque<(Job, Arc<TypeStats>, Instant)>,
     signals: mpsc::UnboundedReceiver<()>,
     signals_open: bool,
     /// A shutdown signal arrived.
@@ -236,13 +219,13 @@ impl Loop {
     }
 
     /// Every claimed job not handed to a worker, in claim order.
-    fn take_waiting(&mut self) -> Vec<Job> {
-        self.ready.drain(..).map(|(j, _)| j).collect()
+    fn take_waiting(&mut self) -> Vec<(Job, Arc<TypeStats>)> {
+        self.ready.drain(..).map(|(j, t, _)| (j, t)).collect()
     }
 
     /// When the job that has waited longest for a worker was claimed.
     fn oldest_claim(&self) -> Option<Instant> {
-        self.ready.front().map(|(_, at)| *at)
+        self.ready.front().map(|(_, _, at)| *at)
     }
 }
 
@@ -317,6 +300,7 @@ impl Runner {
             once,
             fatal: Mutex::new(None),
             type_limits: Mutex::new(HashMap::new()),
+            host: hostname(),
             stats: RunStats::default(),
         })
     }
@@ -331,6 +315,23 @@ impl Runner {
             due_by: self.once().map(|o| o.due_by),
             start: true,
             ..Claim::new(&self.config.runner_id, max, self.config.lease)
+        }
+    }
+
+    /// Write this runner's row (at start and every heartbeat), for `cojobs
+    /// serve`'s list of runners. Advisory: a failure is logged, never
+    /// fatal.
+    async fn record_self(&self) {
+        let record = RunnerRecord {
+            id: self.config.runner_id.clone(),
+            host: self.host.clone(),
+            pid: i64::from(std::process::id()),
+            workers: i64::try_from(self.config.workers).unwrap_or(i64::MAX),
+            running: i64::try_from(self.running().len()).unwrap_or(i64::MAX),
+            lease_secs: i64::try_from(self.config.lease.as_secs()).unwrap_or(i64::MAX),
+        };
+        if let Err(e) = self.store.record_runner(&record).await {
+            tracing::warn!("cannot record this runner in the store: {e}");
         }
     }
 
@@ -365,6 +366,7 @@ impl Runner {
         if let Ok(rescued) = self.store.rescue().await {
             self.note_rescued(&rescued);
         }
+        self.record_self().await;
         let mut lp = Loop {
             slots: Arc::new(Semaphore::new(self.config.workers)),
             tasks: JoinSet::new(),
@@ -378,6 +380,9 @@ impl Runner {
         self.shut_down(&mut lp).await;
         let _ = stop_tx.send(true);
         let _ = maintenance.await;
+        if let Err(e) = self.store.remove_runner(&self.config.runner_id).await {
+            tracing::warn!("cannot remove this runner's row from the store: {e}");
+        }
         tracing::info!(
             "runner {} stopped: {}",
             self.config.runner_id,
@@ -454,9 +459,17 @@ impl Runner {
             tracing::info!("database reachable again: claiming jobs");
         }
         let exhausted = jobs.len() < want;
+        let mut all = follow_ups;
+        all.extend(jobs);
+        self.stats.claims.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .claimed
+            .fetch_add(all.len() as u64, Ordering::Relaxed);
+        // One lookup of the types' counters for the batch, none per job.
+        let stats = self.stats.for_jobs(&all);
         let now = Instant::now();
         lp.ready
-            .extend(follow_ups.into_iter().chain(jobs).map(|j| (j, now)));
+            .extend(all.into_iter().zip(stats).map(|(j, t)| (j, t, now)));
         Ok(exhausted)
     }
 
@@ -510,9 +523,9 @@ impl Runner {
 
     /// Hand the next waiting job to the worker of `permit`.
     fn spawn_next(self: &Arc<Self>, lp: &mut Loop, permit: OwnedSemaphorePermit) {
-        if let Some((job, _)) = lp.ready.pop_front() {
+        if let Some((job, stats, _)) = lp.ready.pop_front() {
             lp.tasks
-                .spawn(executor::execute(Arc::clone(self), job, permit));
+                .spawn(executor::execute(Arc::clone(self), job, stats, permit));
         }
     }
 
@@ -544,8 +557,8 @@ impl Runner {
                     "returned to the queue: runner {} had no worker free to start it",
                     self.config.runner_id
                 );
-                for job in lp.take_waiting() {
-                    self.release(&job, summary.clone()).await;
+                for (job, stats) in lp.take_waiting() {
+                    self.release(&job, &stats, summary.clone()).await;
                 }
             }
         }
@@ -596,12 +609,12 @@ impl Runner {
                 self.config.grace
             );
         }
-        for job in lp.take_waiting() {
+        for (job, stats) in lp.take_waiting() {
             let summary = format!(
                 "returned to the queue: runner {} stopped before the job started",
                 self.config.runner_id
             );
-            self.release(&job, summary).await;
+            self.release(&job, &stats, summary).await;
         }
         if lp.signaled {
             self.drain(&mut lp.tasks, &mut lp.signals).await;
@@ -611,14 +624,14 @@ impl Runner {
     }
 
     /// Put a row of ours back to `Q` (or `CX`, if a cancel was requested).
-    async fn release(&self, job: &Job, summary: String) {
+    async fn release(&self, job: &Job, stats: &TypeStats, summary: String) {
         let released = persist("return a job to the queue", || {
             self.store.release(&self.config.runner_id, job.id, &summary)
         })
         .await;
         match released {
             Ok(Released::Canceled) => {
-                self.stats.canceled.fetch_add(1, Ordering::Relaxed);
+                stats.canceled_unrun();
                 tracing::info!(job = job.id.0, job_type = %job.job_type, "canceled at shutdown (a cancel was requested)");
             }
             Ok(_) => {

@@ -21,7 +21,7 @@ pub enum ParamKind {
 }
 
 impl ParamKind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ParamKind::Text => "text",
             ParamKind::Integer => "integer",

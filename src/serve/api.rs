@@ -18,8 +18,11 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
 use crate::job::JobStatus;
+use crate::sandbox::LoadedPlugin;
 use crate::sandbox::{LimitOverrides, PluginDescription};
-use crate::store::{CancelResult, Co, HistoryRecord, Job, JobId, JobQuery, Queued, Role};
+use crate::store::{
+    CancelResult, Co, HistoryRecord, Job, JobId, JobQuery, MinuteCount, Queued, Role, RunnerRow,
+};
 use crate::submit::{CheckError, JobSpec, check_against_plugins};
 
 /// Rows per page unless `limit` says otherwise, and the most it may say.
@@ -286,7 +289,7 @@ pub struct QueueParams {
 
 /// Refuse a state-changing API request that is not JSON (415): a
 /// cross-site form cannot send `application/json`.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -402,13 +405,62 @@ pub async fn retry_job(
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
-/// One installed plugin: its `describe` and limits, or why it failed.
+/// One installed plugin: its `describe`, limits and grants, or why it
+/// failed.
 #[derive(Debug, Serialize)]
 pub struct PluginInfo {
     pub plugin: String,
     pub description: Option<PluginDescription>,
     pub limits: Option<PluginLimits>,
+    pub grants: Option<PluginGrants>,
     pub error: Option<String>,
+}
+
+/// What a plugin's side file grants beyond the defaults (nothing by
+/// default): names only, never a secret's value nor a host path.
+#[derive(Debug, Serialize)]
+pub struct PluginGrants {
+    /// `allowed_hosts` entries (`scheme://host:port` patterns).
+    pub http_hosts: Vec<String>,
+    pub max_http_requests: u32,
+    pub max_response_bytes: u64,
+    /// Directories, as the plugin sees them.
+    pub dirs: Vec<DirInfo>,
+    /// A per-job `/scratch` directory.
+    pub scratch: bool,
+    /// `[config]` names.
+    pub config: Vec<String>,
+    /// `[secrets]` names.
+    pub secrets: Vec<String>,
+}
+
+/// A granted directory as the plugin sees it.
+#[derive(Debug, Serialize)]
+pub struct DirInfo {
+    pub guest: String,
+    pub writable: bool,
+}
+
+impl PluginGrants {
+    fn of(plugin: &LoadedPlugin) -> PluginGrants {
+        let c = &plugin.config;
+        PluginGrants {
+            http_hosts: c.http.allowed.iter().map(ToString::to_string).collect(),
+            max_http_requests: c.http.max_requests,
+            max_response_bytes: c.http.max_response_bytes,
+            dirs: c
+                .dirs
+                .iter()
+                .map(|d| DirInfo {
+                    guest: d.guest.clone(),
+                    writable: d.writable,
+                })
+                .collect(),
+            scratch: c.scratch,
+            config: c.values.keys().cloned().collect(),
+            secrets: c.secrets.names().map(str::to_string).collect(),
+        }
+    }
 }
 
 /// A plugin's limits (its side file's, else the defaults).
@@ -421,6 +473,11 @@ pub struct PluginLimits {
 
 /// `GET /api/v1/plugins`.
 pub async fn plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginInfo>>, ApiError> {
+    Ok(Json(plugin_infos(&state).await?))
+}
+
+/// Every installed plugin, described (shared with the dashboard).
+pub async fn plugin_infos(state: &AppState) -> Result<Vec<PluginInfo>, ApiError> {
     let names = state.sandbox.plugin_names().map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -449,6 +506,7 @@ pub async fn plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginInf
                         memory_mib: l.memory_mib,
                         timeout_secs: l.timeout.as_secs(),
                     }),
+                    grants: Some(PluginGrants::of(&plugin)),
                     error: None,
                 }
             }
@@ -456,11 +514,12 @@ pub async fn plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginInf
                 plugin: name,
                 description: None,
                 limits: None,
+                grants: None,
                 error: Some(e.to_string()),
             },
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// `GET /api/v1/cos`: the COs the principal may see.
@@ -468,9 +527,25 @@ pub async fn cos(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Vec<Co>>, ApiError> {
-    let cos = state.store.list_cos().await?;
-    Ok(Json(cos.into_iter().filter(|c| p.sees(c.id)).collect()))
+    Ok(Json(cos_for(&state, &p).await?))
 }
+
+/// The COs `p` may see (shared with the dashboard).
+pub async fn cos_for(state: &AppState, p: &Principal) -> Result<Vec<Co>, ApiError> {
+    let cos = state.store.list_cos().await?;
+    Ok(cos.into_iter().filter(|c| p.sees(c.id)).collect())
+}
+
+/// `GET /api/v1/runners`: the runners recorded in the store, live ones
+/// (heartbeat younger than their lease) and those that stopped answering
+/// within the last hour (`alive` false). Runners serve every CO, so a
+/// CO-scoped token sees them too.
+pub async fn runners(State(state): State<AppState>) -> Result<Json<Vec<RunnerRow>>, ApiError> {
+    Ok(Json(state.store.list_runners().await?))
+}
+
+/// How many minutes of activity the stats cover.
+pub const ACTIVITY_MINUTES: i64 = 60;
 
 /// Counts of the jobs the principal may see.
 #[derive(Debug, Serialize)]
@@ -481,9 +556,38 @@ pub struct Stats {
     pub by_type: BTreeMap<String, BTreeMap<String, i64>>,
     /// Per CO id, per status.
     pub by_co: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Jobs ended in each of the last 60 minutes, oldest first.
+    pub finished_per_minute: Vec<MinuteCount>,
+    /// Queue latency of the jobs that ended in the last hour.
+    pub queue_latency: Latency,
 }
 
-/// The counts `p` may see.
+/// Seconds from when jobs were due to when they started: quantiles over
+/// the jobs that ended in the last hour (at most the 10,000 newest).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    /// Jobs measured.
+    pub jobs: usize,
+}
+
+/// The last hour's activity `p` may see.
+pub async fn activity_for(
+    state: &AppState,
+    p: &Principal,
+) -> Result<(Vec<MinuteCount>, Latency), ApiError> {
+    let a = state.store.activity(p.co, ACTIVITY_MINUTES).await?;
+    let latency = Latency {
+        p50: a.latency_quantile(0.5),
+        p99: a.latency_quantile(0.99),
+        jobs: a.latencies.len(),
+    };
+    Ok((a.per_minute, latency))
+}
+
+/// The counts `p` may see (without the activity: the event streams
+/// read these every second).
 pub async fn stats_for(state: &AppState, p: &Principal) -> Result<Stats, ApiError> {
     let groups = state.store.count_groups(p.co).await?;
     let mut s = Stats {
@@ -493,6 +597,12 @@ pub async fn stats_for(state: &AppState, p: &Principal) -> Result<Stats, ApiErro
             .collect(),
         by_type: BTreeMap::new(),
         by_co: BTreeMap::new(),
+        finished_per_minute: Vec::new(),
+        queue_latency: Latency {
+            p50: None,
+            p99: None,
+            jobs: 0,
+        },
     };
     for g in groups {
         let code = g.status.code().to_string();
@@ -507,10 +617,12 @@ pub async fn stats_for(state: &AppState, p: &Principal) -> Result<Stats, ApiErro
     Ok(s)
 }
 
-/// `GET /api/v1/stats`.
+/// `GET /api/v1/stats`: counts, and the last hour's activity.
 pub async fn stats(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(stats_for(&state, &p).await?))
+    let mut s = stats_for(&state, &p).await?;
+    (s.finished_per_minute, s.queue_latency) = activity_for(&state, &p).await?;
+    Ok(Json(s))
 }

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::api::{self, IdPath, ListParams};
 use super::auth::{self, COOKIE, Principal};
+use super::bulk::{self, BulkAction};
+use super::chart::chart;
 use super::error::ApiError;
 use crate::job::JobStatus;
 use crate::store::{JOB_COLUMN_NAMES, Job, JobId, Role};
@@ -53,7 +55,12 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// A page: the header (who is logged in), the body, the script.
-fn layout(title: &str, p: Option<&Principal>, job: Option<JobId>, body: Markup) -> Markup {
+pub(super) fn layout(
+    title: &str,
+    p: Option<&Principal>,
+    job: Option<JobId>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -66,6 +73,14 @@ fn layout(title: &str, p: Option<&Principal>, job: Option<JobId>, body: Markup) 
             body data-job=[job.map(|j| j.to_string())] {
                 header {
                     a.brand href="/" { "cojobs" }
+                    @if p.is_some() {
+                        nav {
+                            a href="/" { "Jobs" }
+                            a href="/runners" { "Runners" }
+                            a href="/plugins" { "Plugins" }
+                            a href="/cos" { "COs" }
+                        }
+                    }
                     @if let Some(p) = p {
                         span.who {
                             (p.name) " · " (p.role)
@@ -83,7 +98,7 @@ fn layout(title: &str, p: Option<&Principal>, job: Option<JobId>, body: Markup) 
 }
 
 /// An error as a page.
-fn error_page(p: Option<&Principal>, e: ApiError) -> Response {
+pub(super) fn error_page(p: Option<&Principal>, e: ApiError) -> Response {
     let body = html! {
         h1 { "Error" }
         p.error { (e.detail) }
@@ -93,7 +108,7 @@ fn error_page(p: Option<&Principal>, e: ApiError) -> Response {
 }
 
 /// The text of a nullable cell.
-fn cell(v: Option<&str>) -> &str {
+pub(super) fn cell(v: Option<&str>) -> &str {
     v.unwrap_or("–")
 }
 
@@ -131,13 +146,16 @@ pub async fn overview(
         let q = params.to_query(&p)?;
         let page = api::page(&state, q).await?;
         let stats = api::stats_for(&state, &p).await?;
-        Ok::<_, ApiError>((page, stats))
+        let activity = api::activity_for(&state, &p).await?;
+        let runners = state.store.list_runners().await?;
+        Ok::<_, ApiError>((page, stats, activity, runners))
     }
     .await;
-    let (page, stats) = match result {
+    let (page, stats, (per_minute, latency), runners) = match result {
         Ok(x) => x,
         Err(e) => return error_page(Some(&p), e),
     };
+    let alive = runners.iter().filter(|r| r.alive).count();
     let filters = [
         ("status", params.status.clone().unwrap_or_default()),
         ("type", params.job_type.clone().unwrap_or_default()),
@@ -158,6 +176,23 @@ pub async fn overview(
                 }
             }
         }
+        section.activity {
+            div {
+                h2 { "Ended per minute, last hour" }
+                (chart(&per_minute))
+                p.latency {
+                    "Queue latency p50 " span id="p50" { (seconds(latency.p50)) }
+                    " · p99 " span id="p99" { (seconds(latency.p99)) }
+                    " (" (latency.jobs) " jobs)"
+                }
+            }
+            div {
+                h2 { "Failing most" }
+                (failing_most(&stats))
+                h2 { "Runners" }
+                p { a href="/runners" id="runners-alive" { (alive) " alive" } }
+            }
+        }
         form.filters method="get" action="/" {
             label { "Status "
                 select name="status" {
@@ -172,7 +207,7 @@ pub async fn overview(
             label { "Search " input type="search" name="q" value=[params.q.as_deref()]; }
             button type="submit" { "Filter" }
         }
-        (jobs_table(&page.jobs))
+        (jobs_table(&page.jobs, (p.role >= Role::Operator).then(|| p.csrf(&state.secret)).as_deref()))
         @if let Some(href) = &older {
             p.pager { a id="older" href=(href) { "Older jobs →" } }
         }
@@ -180,14 +215,28 @@ pub async fn overview(
     Html(layout("jobs", Some(&p), None, body).into_string()).into_response()
 }
 
-/// The jobs table of the overview.
-fn jobs_table(jobs: &[Job]) -> Markup {
+/// The jobs table of the overview; with a CSRF token (an operator), a
+/// box per row and the bulk buttons, which lead to a confirmation page.
+fn jobs_table(jobs: &[Job], csrf: Option<&str>) -> Markup {
     html! {
+        @if let Some(csrf) = csrf {
+            form.bulk id="bulk" method="post" action="/jobs/bulk" {
+                input type="hidden" name="csrf" value=(csrf);
+                button id="bulk-cancel" type="submit" name="action" value="cancel" { "Cancel selected" }
+                button id="bulk-retry" type="submit" name="action" value="retry" { "Retry selected" }
+            }
+        }
         table.jobs {
-            thead { tr { th { "id" } th { "CO" } th { "type" } th { "status" } th { "queued" } th { "ended" } th { "summary" } } }
+            thead { tr {
+                @if csrf.is_some() { th { "" } }
+                th { "id" } th { "CO" } th { "type" } th { "status" } th { "queued" } th { "ended" } th { "summary" }
+            } }
             tbody {
                 @for j in jobs {
                     tr data-status=(j.status.code()) {
+                        @if csrf.is_some() {
+                            td { input type="checkbox" name="id" value=(j.id) form="bulk" aria-label={"select job " (j.id)}; }
+                        }
                         td { a href={"/jobs/" (j.id)} { (j.id) } }
                         td { (j.co_id) }
                         td { (j.job_type) }
@@ -197,7 +246,7 @@ fn jobs_table(jobs: &[Job]) -> Markup {
                         td.summary { (cell(j.finish_summary.as_deref().or(j.status_line.as_deref()).or(j.register_summary.as_deref()))) }
                     }
                 }
-                @if jobs.is_empty() { tr { td colspan="7" { "No jobs." } } }
+                @if jobs.is_empty() { tr { td colspan="8" { "No jobs." } } }
             }
         }
     }
@@ -345,6 +394,173 @@ pub async fn retry(
     match result {
         Ok(job) => Redirect::to(&format!("/jobs/{}", job.id)).into_response(),
         Err(e) => error_page(Some(&p), e),
+    }
+}
+
+/// The fields of the bulk form: `csrf`, `action`, `id` (repeated), and
+/// `expected` once confirmed.
+struct BulkForm {
+    action: BulkAction,
+    ids: Vec<i64>,
+    expected: Option<i64>,
+}
+
+impl BulkForm {
+    /// Read the fields (the CSRF token was checked by the caller).
+    fn read(fields: &[(String, String)]) -> Result<BulkForm, ApiError> {
+        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let action = match field("action") {
+            Some("cancel") => BulkAction::Cancel,
+            Some("retry") => BulkAction::Retry,
+            _ => return Err(ApiError::bad_request("say what to do: cancel or retry")),
+        };
+        let mut ids = Vec::new();
+        for (_, v) in fields.iter().filter(|(n, _)| n == "id") {
+            let id = v.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "'{}' is not a job id",
+                    v.chars().take(32).collect::<String>()
+                ))
+            })?;
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            return Err(ApiError::bad_request(
+                "no jobs selected: tick the jobs to act on",
+            ));
+        }
+        let expected = match field("expected") {
+            None => None,
+            Some(e) => Some(
+                e.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request("expected is not a count"))?,
+            ),
+        };
+        Ok(BulkForm {
+            action,
+            ids,
+            expected,
+        })
+    }
+}
+
+/// `POST /jobs/bulk`: the jobs ticked in the table and an action. Without
+/// `expected`, a page saying how many of them the action applies to now,
+/// with a button to confirm that count; with it, the action (refused if
+/// the count changed meanwhile), then a page of what became of each job.
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let fields = match form {
+        Ok(Form(f)) => f,
+        Err(_) => Vec::new(),
+    };
+    let csrf = fields
+        .iter()
+        .find(|(n, _)| n == "csrf")
+        .map(|(_, v)| v.as_str());
+    if !csrf.is_some_and(|c| p.csrf_ok(&state.secret, c)) {
+        return forged(&p);
+    }
+    let result = async {
+        p.require(Role::Operator)?;
+        let f = BulkForm::read(&fields)?;
+        match f.expected {
+            None => {
+                let jobs =
+                    bulk::matching(&state, &p, f.action, None, Some(f.ids.as_slice())).await?;
+                Ok(bulk_confirm(&state, &p, f.action, &jobs))
+            }
+            Some(expected) => {
+                let req = bulk::BulkRequest {
+                    filter: None,
+                    ids: Some(f.ids),
+                    expected,
+                };
+                let done = bulk::run(&state, &p, f.action, &req).await?;
+                Ok(bulk_done(&done))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(body) => Html(layout("bulk", Some(&p), None, body).into_string()).into_response(),
+        Err(e) => error_page(Some(&p), e),
+    }
+}
+
+/// The confirmation of a bulk action: the jobs it applies to now.
+fn bulk_confirm(state: &AppState, p: &Principal, action: BulkAction, jobs: &[Job]) -> Markup {
+    let verb = action.verb();
+    html! {
+        h1 { "Confirm: " (verb) " " (jobs.len()) " job(s)" }
+        @if jobs.is_empty() {
+            p { "None of the selected jobs can be " (if action == BulkAction::Cancel { "canceled" } else { "retried" }) " now." }
+        } @else {
+            p { "Of the jobs selected, these " (jobs.len()) " can be " (if action == BulkAction::Cancel { "canceled" } else { "retried" }) " now:" }
+            ul.bulk-jobs { @for j in jobs { li { a href={"/jobs/" (j.id)} { (j.id) } " " (j.job_type) " " (j.status.code()) } } }
+            form method="post" action="/jobs/bulk" {
+                input type="hidden" name="csrf" value=(p.csrf(&state.secret));
+                input type="hidden" name="action" value=(verb);
+                input type="hidden" name="expected" value=(jobs.len());
+                @for j in jobs { input type="hidden" name="id" value=(j.id); }
+                button id="confirm" type="submit" { (if action == BulkAction::Cancel { "Cancel " } else { "Retry " }) (jobs.len()) " job(s)" }
+            }
+        }
+        p { a href="/" { "Back to the jobs" } }
+    }
+}
+
+/// What a bulk action did to each job.
+fn bulk_done(done: &bulk::BulkResult) -> Markup {
+    html! {
+        h1 { "Done: " (done.action.verb()) " " (done.matched) " job(s)" }
+        table.bulk-results {
+            thead { tr { th { "job" } th { "result" } th { "new job" } th { "detail" } } }
+            tbody {
+                @for i in &done.results {
+                    tr {
+                        td { a href={"/jobs/" (i.id)} { (i.id) } }
+                        td.result { (i.result) }
+                        td { @if let Some(n) = i.new_id { a href={"/jobs/" (n)} { (n) } } }
+                        td { (cell(i.detail.as_deref())) }
+                    }
+                }
+            }
+        }
+        p { a id="back" href="/" { "Back to the jobs" } }
+    }
+}
+
+/// A number of seconds for a person, `–` when there is none.
+fn seconds(v: Option<f64>) -> String {
+    match v {
+        None => "–".to_string(),
+        Some(s) if s < 1.0 => format!("{:.0} ms", s * 1000.0),
+        Some(s) => format!("{s:.1} s"),
+    }
+}
+
+/// The job types with the most failed (`X`) rows, at most five.
+fn failing_most(stats: &api::Stats) -> Markup {
+    let mut failing: Vec<(&String, i64)> = stats
+        .by_type
+        .iter()
+        .map(|(t, by)| (t, by.get("X").copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    failing.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    html! {
+        @if failing.is_empty() { p { "No failed jobs." } }
+        @else {
+            ol.failing {
+                @for (t, n) in failing.iter().take(5) {
+                    li { a href={"/?" (query_string(&[("status", "X".to_string()), ("type", (*t).clone())]))} { (t) } " " (n) }
+                }
+            }
+        }
     }
 }
 
@@ -565,7 +781,7 @@ mod tests {
             plugin_contract: None,
             priority: 5,
         };
-        let html = jobs_table(&[job]).into_string();
+        let html = jobs_table(&[job], Some("t")).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
     }

@@ -1,6 +1,9 @@
 //! `GET /metrics`: the Prometheus text format (version 0.0.4), derived
 //! from the store at each scrape: jobs by CO, type and status (a gauge),
-//! and their sum by status. A CO-scoped token sees its CO's only.
+//! their sum by status, the jobs ended in the last hour by outcome, the
+//! queue latency of those jobs (p50, p99), and the live runners. A
+//! CO-scoped token sees its CO's jobs only. (The runner's own counters are
+//! `cojobs run --metrics`: `crate::runner::metrics`.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -11,33 +14,32 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::api::{self, Latency};
 use super::auth::Principal;
 use super::error::ApiError;
 use crate::job::JobStatus;
-use crate::store::GroupCount;
+use crate::prom::{self, label};
+use crate::store::{GroupCount, MinuteCount, RunnerRow};
 
-/// A label value as the text format wants it: `\`, `"` and newlines
-/// escaped (a job type written by plain SQL may hold anything).
-fn label(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
+/// What a scrape shows.
+pub struct Scrape<'a> {
+    pub groups: &'a [GroupCount],
+    pub per_minute: &'a [MinuteCount],
+    pub latency: &'a Latency,
+    pub runners: &'a [RunnerRow],
 }
 
-/// The metrics text of `groups`.
-pub fn render(groups: &[GroupCount]) -> String {
+/// The metrics text of `s`.
+pub fn render(s: &Scrape<'_>) -> String {
     let mut out = String::new();
     let mut by_status: BTreeMap<&str, i64> = JobStatus::ALL.iter().map(|s| (s.code(), 0)).collect();
-    out.push_str("# HELP cojobs_jobs Jobs in the store, by CO, job type and status.\n");
-    out.push_str("# TYPE cojobs_jobs gauge\n");
-    for g in groups {
+    prom::header(
+        &mut out,
+        "cojobs_jobs",
+        "gauge",
+        "Jobs in the store, by CO, job type and status.",
+    );
+    for g in s.groups {
         let _ = writeln!(
             out,
             "cojobs_jobs{{co=\"{}\",type=\"{}\",status=\"{}\"}} {}",
@@ -50,12 +52,61 @@ pub fn render(groups: &[GroupCount]) -> String {
             *n = n.saturating_add(g.count);
         }
     }
-    out.push_str("# HELP cojobs_jobs_by_status Jobs in the store, by status.\n");
-    out.push_str("# TYPE cojobs_jobs_by_status gauge\n");
+    prom::header(
+        &mut out,
+        "cojobs_jobs_by_status",
+        "gauge",
+        "Jobs in the store, by status.",
+    );
     for (status, n) in by_status {
         let _ = writeln!(out, "cojobs_jobs_by_status{{status=\"{status}\"}} {n}");
     }
+    render_activity(&mut out, s);
     out
+}
+
+/// The last hour's ends, queue latency and runners.
+fn render_activity(out: &mut String, s: &Scrape<'_>) {
+    let sum =
+        |f: fn(&MinuteCount) -> i64| s.per_minute.iter().map(f).fold(0i64, i64::saturating_add);
+    prom::header(
+        out,
+        "cojobs_jobs_finished_last_hour",
+        "gauge",
+        "Jobs that ended in the last 60 minutes, by outcome.",
+    );
+    for (outcome, n) in [
+        ("ok", sum(|m| m.ok)),
+        ("failed", sum(|m| m.failed)),
+        ("canceled", sum(|m| m.canceled)),
+    ] {
+        let _ = writeln!(
+            out,
+            "cojobs_jobs_finished_last_hour{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    prom::header(
+        out,
+        "cojobs_queue_latency_last_hour_seconds",
+        "gauge",
+        "From due to start, of the jobs that ended in the last 60 minutes (at most the 10000 newest), by quantile.",
+    );
+    for (q, v) in [("0.5", s.latency.p50), ("0.99", s.latency.p99)] {
+        if let Some(v) = v {
+            let _ = writeln!(
+                out,
+                "cojobs_queue_latency_last_hour_seconds{{quantile=\"{q}\"}} {v}"
+            );
+        }
+    }
+    prom::header(
+        out,
+        "cojobs_runners_alive",
+        "gauge",
+        "Runners whose heartbeat is within their lease.",
+    );
+    let alive = s.runners.iter().filter(|r| r.alive).count();
+    let _ = writeln!(out, "cojobs_runners_alive {alive}");
 }
 
 /// `GET /metrics`.
@@ -64,10 +115,18 @@ pub async fn metrics(
     Extension(p): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     let groups = state.store.count_groups(p.co).await?;
-    let mut r = render(&groups).into_response();
+    let (per_minute, latency) = api::activity_for(&state, &p).await?;
+    let runners = state.store.list_runners().await?;
+    let text = render(&Scrape {
+        groups: &groups,
+        per_minute: &per_minute,
+        latency: &latency,
+        runners: &runners,
+    });
+    let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(prom::CONTENT_TYPE),
     );
     Ok(r)
 }
@@ -92,9 +151,43 @@ mod tests {
                 count: 3,
             },
         ];
-        let text = render(&groups);
+        let per_minute = vec![
+            MinuteCount {
+                minute: "2026-11-29 17:00".into(),
+                ok: 2,
+                failed: 1,
+                canceled: 0,
+            },
+            MinuteCount {
+                minute: "2026-11-29 17:01".into(),
+                ok: 3,
+                failed: 0,
+                canceled: 0,
+            },
+        ];
+        let latency = Latency {
+            p50: Some(0.25),
+            p99: None,
+            jobs: 6,
+        };
+        let text = render(&Scrape {
+            groups: &groups,
+            per_minute: &per_minute,
+            latency: &latency,
+            runners: &[],
+        });
         assert!(text.contains(r#"cojobs_jobs{co="1",type="a\"b\\\n",status="Q"} 2"#));
         assert!(text.contains("cojobs_jobs_by_status{status=\"Q\"} 5"));
         assert!(text.contains("cojobs_jobs_by_status{status=\"OK\"} 0"));
+        assert!(
+            text.contains("cojobs_jobs_finished_last_hour{outcome=\"ok\"} 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cojobs_queue_latency_last_hour_seconds{quantile=\"0.5\"} 0.25\n"),
+            "{text}"
+        );
+        assert!(!text.contains("quantile=\"0.99\""), "{text}");
+        assert!(text.contains("cojobs_runners_alive 0\n"), "{text}");
     }
 }

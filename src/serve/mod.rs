@@ -7,8 +7,11 @@
 //! - [`auth`]: tokens (the secret, its hash), who a request is
 //!   ([`auth::Principal`]), the CSRF token of the dashboard's forms, the
 //!   loopback rule of the open mode.
-//! - [`api`]: the JSON handlers; [`error`]: `{error, detail}` answers.
-//! - [`dashboard`]: server-rendered pages (maud) and the event stream.
+//! - [`api`]: the JSON handlers; [`bulk`]: cancel or retry the jobs of a
+//!   filter, with a count confirmation; [`error`]: `{error, detail}` answers.
+//! - [`dashboard`]: server-rendered pages (maud) and the event stream;
+//!   [`pages`]: the runners, plugins and COs pages; [`chart`]: the
+//!   overview's SVG chart.
 //! - [`metrics`]: the Prometheus text.
 //!
 //! The design (modes, roles, CO scope, CSRF, CSP) is in
@@ -16,9 +19,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod bulk;
+pub mod chart;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
+pub mod pages;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +92,8 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     vec![
         ("/api/v1/jobs", Method::GET, get(api::list_jobs)),
         ("/api/v1/jobs", Method::POST, post(api::queue_job)),
+        ("/api/v1/jobs/cancel", Method::POST, post(bulk::cancel_jobs)),
+        ("/api/v1/jobs/retry", Method::POST, post(bulk::retry_jobs)),
         ("/api/v1/jobs/{id}", Method::GET, get(api::get_job)),
         ("/api/v1/jobs/{id}/chain", Method::GET, get(api::job_chain)),
         (
@@ -100,6 +108,7 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ),
         ("/api/v1/plugins", Method::GET, get(api::plugins)),
         ("/api/v1/cos", Method::GET, get(api::cos)),
+        ("/api/v1/runners", Method::GET, get(api::runners)),
         ("/api/v1/stats", Method::GET, get(api::stats)),
         (OPENAPI_PATH, Method::GET, get(openapi)),
     ]
@@ -126,6 +135,10 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(dashboard::job_page))
         .route("/jobs/{id}/cancel", post(dashboard::cancel))
         .route("/jobs/{id}/retry", post(dashboard::retry))
+        .route("/jobs/bulk", post(dashboard::bulk))
+        .route("/runners", get(pages::runners_page))
+        .route("/plugins", get(pages::plugins_page))
+        .route("/cos", get(pages::cos_page))
         .route("/events", get(dashboard::events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
-    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, PluginRun,
-    Queued, ScheduleRow, StoreError, Throttles, Token,
+    Activity, CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, Finish, GroupCount,
+    HistoryRecord, Job, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule,
+    NewToken, PluginRun, Queued, RunnerRecord, RunnerRow, ScheduleRow, StoreError, Throttles,
+    Token,
 };
 use crate::job::JobStatus;
 use crate::throttle::{PauseTarget, TypeLimits};
@@ -504,4 +505,22 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// Every limit and pause recorded.
     async fn throttles(&self) -> Result<Throttles>;
+
+    // ---- runners and recent activity (issue 12) ----
+
+    /// Insert or update runner `r.id`'s row with a heartbeat now (on the
+    /// database's clock), keeping its start time; rows whose heartbeat is
+    /// older than [`super::activity::FORGET_RUNNER_AFTER`] are deleted.
+    async fn record_runner(&self, r: &RunnerRecord) -> Result<()>;
+
+    /// Delete runner `id`'s row (its clean exit); no row is no error.
+    async fn remove_runner(&self, id: &str) -> Result<()>;
+
+    /// Every recorded runner, oldest start first, each with the age of its
+    /// heartbeat on the database's clock.
+    async fn list_runners(&self) -> Result<Vec<RunnerRow>>;
+
+    /// Jobs of CO `co_id` (or all) that ended in each of the last
+    /// `minutes` minutes (at most a day), and their queue latencies.
+    async fn activity(&self, co_id: Option<i64>, minutes: i64) -> Result<Activity>;
 }

@@ -13,6 +13,7 @@
 //! which compares as text with each other and with SQLite's
 //! `datetime('now')`.
 
+pub mod activity;
 pub mod driver;
 mod jobs;
 mod limits;
@@ -37,6 +38,7 @@ use serde::Serialize;
 
 use crate::job::{self, JobStatus};
 
+pub use activity::{Activity, MinuteCount, RunnerRecord, RunnerRow};
 pub use jobs::{
     CHAIN_WINDOW, CancelResult, ChainEntry, ChainPage, Co, HistoryRecord, ListFilter,
     NewHistoryRecord, NewJob, Queued,

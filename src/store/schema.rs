@@ -265,6 +265,20 @@ CREATE TABLE cojobs_co_limits (
     modified    TIMESTAMP
 );
 "#,
+    // 7: live runners (issue 12): a row each runner writes at start and at
+    // every heartbeat, and deletes at a clean exit (`store/activity.rs`).
+    r#"
+CREATE TABLE cojobs_runners (
+    id         TEXT PRIMARY KEY,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    workers    INTEGER NOT NULL,
+    running    INTEGER NOT NULL,
+    lease_secs INTEGER NOT NULL,
+    started    TIMESTAMP NOT NULL,
+    heartbeat  TIMESTAMP NOT NULL
+);
+"#,
 ];
 
 /// The schema version of the open database (`user_version`), read

@@ -16,8 +16,8 @@ use cojobs::job::{JobStatus, Outcome, RecordStatus, Retry};
 use cojobs::schedule::CatchUp;
 use cojobs::store::driver::{Claim, ErrorKind, JobStore, Progress, Released, Rescued, Wake};
 use cojobs::store::{
-    CancelResult, Finish, JobId, JobQuery, ListFilter, NewChild, NewHistoryRecord, NewJob,
-    NewSchedule, NewToken, PluginRun, Queued, Role,
+    Activity, CancelResult, Finish, JobId, JobQuery, ListFilter, NewChild, NewHistoryRecord,
+    NewJob, NewSchedule, NewToken, PluginRun, Queued, Role, RunnerRecord,
 };
 use cojobs::throttle::{PauseTarget, Rate, TypeLimits};
 
@@ -79,6 +79,9 @@ macro_rules! conformance_tests {
             co_max_running_holds_across_stores,
             pause_and_resume_types_and_cos,
             limits_refuse_bad_input,
+            // runners and activity (issue 12)
+            runners_recorded_listed_and_removed,
+            activity_counts_recent_ends_and_latencies,
         );
     };
     (@each $make:path, $($name:ident),* $(,)?) => {
@@ -2161,5 +2164,158 @@ pub async fn limits_refuse_bad_input(h: &impl Harness) {
             .expect("list")
             .is_empty(),
         "nothing queued"
+    );
+}
+
+fn runner_record(id: &str) -> RunnerRecord {
+    RunnerRecord {
+        id: id.to_string(),
+        host: "box".to_string(),
+        pid: 42,
+        workers: 4,
+        running: 0,
+        lease_secs: 30,
+    }
+}
+
+/// Issue 12: a runner's row is written at start, refreshed at each
+/// heartbeat (its start kept), listed with the age of its heartbeat on the
+/// database's clock, taken for dead past its lease, forgotten after an
+/// hour, and removed at a clean exit.
+pub async fn runners_recorded_listed_and_removed(h: &impl Harness) {
+    let s = h.store();
+    assert!(s.list_runners().await.expect("list").is_empty());
+    let mut r = runner_record("box-1");
+    s.record_runner(&r).await.expect("record");
+    let first = s.list_runners().await.expect("list");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let one = &first[0];
+    assert_eq!(
+        (
+            one.id.as_str(),
+            one.host.as_str(),
+            one.pid,
+            one.workers,
+            one.running,
+            one.lease_secs
+        ),
+        ("box-1", "box", 42, 4, 0, 30)
+    );
+    assert!(one.alive && one.heartbeat_age_secs <= 5, "{one:?}");
+    assert_eq!(one.started, one.heartbeat);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    r.running = 3;
+    s.record_runner(&r).await.expect("heartbeat");
+    let again = s.list_runners().await.expect("list");
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!((again[0].running, &again[0].started), (3, &one.started));
+    assert!(again[0].heartbeat > one.heartbeat, "{again:?}");
+
+    // Another process's runner, whose lease (0 s) its heartbeat outlives.
+    let other = h.another().await;
+    other
+        .record_runner(&RunnerRecord {
+            lease_secs: 0,
+            ..runner_record("box-2")
+        })
+        .await
+        .expect("record another");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let both = s.list_runners().await.expect("list");
+    let states: Vec<(&str, bool)> = both.iter().map(|r| (r.id.as_str(), r.alive)).collect();
+    assert_eq!(states, vec![("box-1", true), ("box-2", false)]);
+
+    // Silent for over an hour: forgotten at the next runner's record.
+    h.sql("UPDATE cojobs_runners SET heartbeat = '2000-01-01 00:00:00' WHERE id = 'box-2'")
+        .await;
+    s.record_runner(&r).await.expect("heartbeat");
+    let left: Vec<String> = s
+        .list_runners()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, vec!["box-1".to_string()]);
+    s.remove_runner("box-1").await.expect("remove");
+    s.remove_runner("box-1")
+        .await
+        .expect("removing twice is no error");
+    assert!(s.list_runners().await.expect("list").is_empty());
+}
+
+/// (ok, failed, canceled) over the window.
+fn ends(a: &Activity) -> (i64, i64, i64) {
+    a.per_minute.iter().fold((0, 0, 0), |(o, f, c), m| {
+        (o + m.ok, f + m.failed, c + m.canceled)
+    })
+}
+
+/// Issue 12: the last hour's ends per minute and queue latencies, of one
+/// CO or all, on the database's clock; older ends and live rows are not
+/// counted.
+pub async fn activity_counts_recent_ends_and_latencies(h: &impl Harness) {
+    let s = h.store();
+    let co2 = s.add_co("two", None).await.expect("co");
+    let empty = s.activity(None, 60).await.expect("activity");
+    assert_eq!(empty.per_minute.len(), 60);
+    assert_eq!((ends(&empty), empty.latencies.len()), ((0, 0, 0), 0));
+    s.queue_many(&[
+        NewJob::new(1, "a"),
+        NewJob::new(1, "a"),
+        NewJob::new(1, "a"),
+        NewJob::new(co2, "a"),
+        NewJob::new(1, "still-queued"),
+    ])
+    .await
+    .expect("queue");
+    let spec = Claim {
+        start: true,
+        ..claim("r1", 4)
+    };
+    let claimed = s.claim(&spec).await.expect("claim");
+    assert_eq!(claimed.len(), 4);
+    let outcomes: Vec<Outcome> = claimed
+        .iter()
+        .map(|j| match j.co_id {
+            1 if j.id == claimed[0].id => failed("boom"),
+            1 => ok("fine"),
+            _ => Outcome::Canceled {
+                summary: "canceled by ada".into(),
+            },
+        })
+        .collect();
+    let items: Vec<Finish> = claimed
+        .iter()
+        .zip(outcomes)
+        .map(|(j, o)| finish(j.id, o))
+        .collect();
+    for r in s.finish("r1", &items).await.expect("finish") {
+        r.expect("each finish");
+    }
+    let a = s.activity(None, 60).await.expect("activity");
+    assert_eq!(a.per_minute.len(), 60);
+    let co1_failed = i64::from(claimed[0].co_id == 1);
+    assert_eq!(ends(&a), (3 - co1_failed, co1_failed, 1), "{a:?}");
+    assert_eq!(a.latencies.len(), 4, "{a:?}");
+    assert!(a.latencies.iter().all(|l| (0.0..60.0).contains(l)), "{a:?}");
+    let last = a.per_minute.last().expect("a minute");
+    assert_eq!(last.minute, cojobs::store::activity::minute_of(a.now));
+
+    let two = s.activity(Some(co2), 60).await.expect("activity");
+    assert_eq!((ends(&two), two.latencies.len()), ((0, 0, 1), 1));
+    // An end older than the window is not counted.
+    h.sql(&format!(
+        "UPDATE cm_co_jobs SET complete_time = '2000-01-01 00:00:00' WHERE co_id = {co2}"
+    ))
+    .await;
+    let old = s.activity(Some(co2), 60).await.expect("activity");
+    assert_eq!((ends(&old), old.latencies.len()), ((0, 0, 0), 0));
+    assert!(
+        s.activity(None, 0)
+            .await
+            .expect("activity")
+            .per_minute
+            .is_empty()
     );
 }

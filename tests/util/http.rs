@@ -100,31 +100,7 @@ impl Server {
 
     /// Send a request; `headers` as `Name: value` lines.
     pub fn request(&self, method: &str, path: &str, headers: &[&str], body: Option<&str>) -> Resp {
-        let mut s = TcpStream::connect(&self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
-        let mut req = format!("{method} {path} HTTP/1.0\r\n");
-        if !headers
-            .iter()
-            .any(|h| h.to_ascii_lowercase().starts_with("host:"))
-        {
-            req.push_str(&format!("Host: {}\r\n", self.addr));
-        }
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        if let Some(b) = body {
-            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
-        }
-        req.push_str("\r\n");
-        if let Some(b) = body {
-            req.push_str(b);
-        }
-        s.write_all(req.as_bytes()).expect("send");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("read the answer");
-        parse(&raw)
+        request_at(&self.addr, method, path, headers, body)
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
@@ -147,6 +123,42 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Send a request to `addr` (`host:port`), any server (a runner's
+/// `--metrics` too); `headers` as `Name: value` lines.
+pub fn request_at(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.0\r\n");
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    parse(&raw)
 }
 
 fn parse(raw: &[u8]) -> Resp {

@@ -13,6 +13,7 @@
 //! - Time: every "now" is the database's (`now()` in UTC), never a
 //!   runner's, so runners on hosts with skewed clocks agree on leases.
 
+mod activity;
 mod group;
 mod jobs;
 mod limits;
@@ -37,9 +38,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
-    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, ScheduleRow, Throttles,
-    Token, format_time,
+    Activity, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job, JobId, JobQuery,
+    ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued, RunnerRecord, RunnerRow,
+    ScheduleRow, Throttles, Token, format_time,
 };
 use crate::job::JobStatus;
 use crate::throttle::{PauseTarget, TypeLimits};
@@ -628,5 +629,23 @@ impl JobStore for PgStore {
 
     async fn throttles(&self) -> Result<Throttles> {
         limits::throttles(&self.client().await?).await
+    }
+
+    // ---- runners and recent activity ----
+
+    async fn record_runner(&self, r: &RunnerRecord) -> Result<()> {
+        activity::record_runner(&mut self.client().await?, r).await
+    }
+
+    async fn remove_runner(&self, id: &str) -> Result<()> {
+        activity::remove_runner(&self.client().await?, id).await
+    }
+
+    async fn list_runners(&self) -> Result<Vec<RunnerRow>> {
+        activity::list_runners(&self.client().await?).await
+    }
+
+    async fn activity(&self, co_id: Option<i64>, minutes: i64) -> Result<Activity> {
+        activity::activity(&self.client().await?, co_id, minutes).await
     }
 }

@@ -264,6 +264,22 @@ CREATE TABLE IF NOT EXISTS cojobs_co_limits (
 );
 "#,
     },
+    Migration {
+        version: 6,
+        name: "serve: live runners",
+        sql: r#"
+CREATE TABLE IF NOT EXISTS cojobs_runners (
+    id         text PRIMARY KEY,
+    host       text NOT NULL,
+    pid        bigint NOT NULL,
+    workers    bigint NOT NULL,
+    running    bigint NOT NULL,
+    lease_secs bigint NOT NULL,
+    started    timestamp without time zone NOT NULL,
+    heartbeat  timestamp without time zone NOT NULL
+);
+"#,
+    },
 ];
 
 /// The newest version this cojobs knows.

@@ -23,9 +23,9 @@ use super::driver::{
     Successor, Wake,
 };
 use super::{
-    Access, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord, Job,
-    JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
-    ScheduleRow, Store, StoreError, Throttles, Token,
+    Access, Activity, BUSY_TIMEOUT, CancelResult, ChainPage, Co, Finish, GroupCount, HistoryRecord,
+    Job, JobId, JobQuery, ListFilter, NewHistoryRecord, NewJob, NewSchedule, NewToken, Queued,
+    RunnerRecord, RunnerRow, ScheduleRow, Store, StoreError, Throttles, Token,
 };
 use crate::job::JobStatus;
 use crate::throttle::{PauseTarget, TypeLimits};
@@ -568,6 +568,29 @@ impl JobStore for SqliteStore {
 
     async fn throttles(&self) -> Result<Throttles> {
         self.call("read limits and pauses", |st| st.throttles())
+            .await
+    }
+
+    // ---- runners and recent activity ----
+
+    async fn record_runner(&self, r: &RunnerRecord) -> Result<()> {
+        let r = r.clone();
+        self.call("record this runner", move |s| s.record_runner(&r))
+            .await
+    }
+
+    async fn remove_runner(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.call("remove this runner's row", move |s| s.remove_runner(&id))
+            .await
+    }
+
+    async fn list_runners(&self) -> Result<Vec<RunnerRow>> {
+        self.call("list runners", |s| s.list_runners()).await
+    }
+
+    async fn activity(&self, co_id: Option<i64>, minutes: i64) -> Result<Activity> {
+        self.call("read recent activity", move |s| s.activity(co_id, minutes))
             .await
     }
 }
