@@ -171,11 +171,8 @@ pub(super) async fn claim(client: &mut deadpool_postgres::Client, c: &Claim) -> 
         &c.start,
         &due_by,
     ];
-    let (_, rows) = tokio::try_join!(
-        tx.execute(&lock, &[&CLAIM_LOCK]),
-        tx.query(&stmt, &params)
-    )
-    .map_err(map_err)?;
+    let (_, rows) = tokio::try_join!(tx.execute(&lock, &[&CLAIM_LOCK]), tx.query(&stmt, &params))
+        .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
     // RETURNING has no order: put the rows in the claim's fair order (by
     // rank in their CO, then priority, due time, id). Due times compare as
