@@ -213,7 +213,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Queue a job; prints its id.
-    Queue(queue::Args),
+    Queue(Box<queue::Args>),
     /// List jobs, newest first.
     List(list::Args),
     /// Show every column of a job, its history records and retry chain.
@@ -333,7 +333,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
 
 fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), Error> {
     match command {
-        Command::Queue(args) => queue::run(g, args, out),
+        Command::Queue(args) => queue::run(g, *args, out),
         Command::List(args) => list::run(g, args, out),
         Command::Show(args) => show::run(g, args, out),
         Command::Cancel(args) => cancel::run(g, args, out),

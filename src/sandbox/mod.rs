@@ -52,6 +52,10 @@ pub use run::{FailKind, Interrupt, JobInput, RunEnd, RunReport};
 /// interrupts of a busy guest.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// A plugin's name and the limits of its side file, or why they do not
+/// read ([`Sandbox::type_limits`]).
+pub type SideFileLimits = (String, Result<TypeLimits, SandboxError>);
+
 /// What can go wrong setting up the sandbox or loading a plugin. A job
 /// whose plugin cannot be loaded fails with the message of one of these.
 #[derive(Debug, thiserror::Error)]
@@ -286,9 +290,7 @@ impl Sandbox {
     /// file that does not read gives its error instead. Reads the files
     /// each time (a few small files): the runner calls this now and then
     /// to copy them to the database.
-    pub fn type_limits(
-        &self,
-    ) -> Result<Vec<(String, Result<TypeLimits, SandboxError>)>, SandboxError> {
+    pub fn type_limits(&self) -> Result<Vec<SideFileLimits>, SandboxError> {
         Ok(self
             .plugin_names()?
             .into_iter()

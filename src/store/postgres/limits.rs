@@ -13,7 +13,7 @@ use crate::throttle::{PauseTarget, TypeLimits};
 
 /// The advisory lock every claim takes while any limit is set (see
 /// [`super::runner::claim`]): "cojobsL" in ASCII.
-pub(super) const CLAIM_LOCK: i64 = 0x636f_6a6f_6273_4c;
+pub(super) const CLAIM_LOCK: i64 = 0x0063_6f6a_6f62_734c;
 
 /// Take [`CLAIM_LOCK`] for the transaction, if any limit that counts rows
 /// is set (a pause alone needs no lock: it is a filter, not a count).
