@@ -729,7 +729,12 @@ async fn live_counts(
             .filter(|(at, _)| at.elapsed() < EVENT_TICK)
             .map(|(_, c)| c.clone())
     };
-    let cached = fresh(&state.live_counts.lock().unwrap_or_else(PoisonError::into_inner));
+    let cached = fresh(
+        &state
+            .live_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
     if let Some(c) = cached {
         return Ok(c);
     }

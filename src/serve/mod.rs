@@ -82,10 +82,7 @@ pub struct Inner {
 /// [`Inner::live_counts`]: per CO scope (`None` = all), when read and what.
 pub type LiveCounts = std::collections::HashMap<
     Option<i64>,
-    (
-        std::time::Instant,
-        std::collections::BTreeMap<String, i64>,
-    ),
+    (std::time::Instant, std::collections::BTreeMap<String, i64>),
 >;
 
 impl std::ops::Deref for AppState {
