@@ -44,6 +44,7 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             local_user: user.clone(),
             secret,
             shutdown,
+            live_counts: Default::default(),
         });
         let mut said = Ok(());
         crate::serve::serve(args.listen, state, stop, |addr| {

@@ -6,7 +6,8 @@
 //! session's CSRF token.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::rejection::FormRejection;
@@ -31,7 +32,7 @@ const SCRIPT: &str = include_str!("assets/app.js");
 const STYLESHEET: &str = include_str!("assets/app.css");
 
 /// How often an event stream looks at the store.
-const EVENT_TICK: Duration = Duration::from_secs(1);
+pub const EVENT_TICK: Duration = Duration::from_secs(1);
 
 /// `GET /assets/app.js`.
 pub async fn script() -> Response {
@@ -704,7 +705,7 @@ pub async fn events(
 
 /// The counts and the job as `p` sees them now.
 async fn snapshot(state: &AppState, p: &Principal, job: Option<JobId>) -> Result<Update, ApiError> {
-    let stats = api::stats_for(state, p).await?;
+    let counts = live_counts(state, p).await?;
     let job = match job {
         Some(id) => api::visible_job(state, p, id).await.ok().map(|j| JobLive {
             id: j.id,
@@ -714,10 +715,36 @@ async fn snapshot(state: &AppState, p: &Principal, job: Option<JobId>) -> Result
         }),
         None => None,
     };
-    Ok(Update {
-        counts: stats.by_status,
-        job,
-    })
+    Ok(Update { counts, job })
+}
+
+/// The counts by status `p` sees, read at most once per [`EVENT_TICK`]
+/// per CO scope for all the open pages ([`super::Inner::live_counts`]).
+async fn live_counts(
+    state: &AppState,
+    p: &Principal,
+) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
+    let fresh = |m: &super::LiveCounts| {
+        m.get(&p.co)
+            .filter(|(at, _)| at.elapsed() < EVENT_TICK)
+            .map(|(_, c)| c.clone())
+    };
+    let cached = fresh(
+        &state
+            .live_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    if let Some(c) = cached {
+        return Ok(c);
+    }
+    let counts = api::stats_for(state, p).await?.by_status;
+    state
+        .live_counts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(p.co, (Instant::now(), counts.clone()));
+    Ok(counts)
 }
 
 #[cfg(test)]

@@ -70,7 +70,20 @@ pub struct Inner {
     pub secret: [u8; 32],
     /// Ends the event streams when the server stops.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The counts by status the event streams send, per CO scope, and when
+    /// they were read: every open page looks each second, and one read
+    /// per scope and [`dashboard::EVENT_TICK`] serves them all (with 20
+    /// pages open, 20 scans of the table a second starved the API's list
+    /// requests; docs/performance.md). A std mutex: held to copy a map
+    /// entry, never across an await.
+    pub live_counts: std::sync::Mutex<LiveCounts>,
 }
+
+/// [`Inner::live_counts`]: per CO scope (`None` = all), when read and what.
+pub type LiveCounts = std::collections::HashMap<
+    Option<i64>,
+    (std::time::Instant, std::collections::BTreeMap<String, i64>),
+>;
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
