@@ -106,10 +106,13 @@ impl PgStore {
         let tls = opts.tls()?;
         let mut config = opts.config;
         // This driver notifies runners itself, rate-limited: the insert
-        // trigger stays quiet for its statements (see schema.rs).
+        // trigger stays quiet for its statements (see schema.rs). JIT off
+        // (unless the URL's own options turn it on): the claim's plan is
+        // estimated expensive, and compiling it took ~1.5 s per claim while
+        // running it takes milliseconds (docs/performance.md).
         let options = match config.get_options() {
-            Some(o) => format!("{o} -c cojobs.quiet=on"),
-            None => "-c cojobs.quiet=on".to_string(),
+            Some(o) => format!("-c jit=off {o} -c cojobs.quiet=on"),
+            None => "-c jit=off -c cojobs.quiet=on".to_string(),
         };
         config.options(&options);
         if config.get_application_name().is_none() {
