@@ -216,32 +216,26 @@ pub(super) async fn list(
     filter: &ListFilter,
     before: Option<JobId>,
 ) -> Result<Vec<Job>> {
-    let stmt = client
-        .prepare_cached(&format!(
+    select_jobs(
+        client,
+        &format!(
             "SELECT {} FROM cm_co_jobs j \
              WHERE ($1::text IS NULL OR j.status = $1) AND ($2::text IS NULL OR j.job_type = $2) \
                AND ($3::int8 IS NULL OR j.co_id = $3) AND ($4::int8 IS NULL OR j.id < $4) \
                AND ($6::text IS NULL OR j.schedule_name = $6) \
              ORDER BY j.id DESC LIMIT $5::int8",
             job_columns("j")
-        ))
-        .await
-        .map_err(map_err)?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &filter.status.map(JobStatus::code),
-                &filter.job_type,
-                &filter.co_id,
-                &before.map(|b| b.0),
-                &filter.limit.map(|l| l.max(0)),
-                &filter.schedule,
-            ],
-        )
-        .await
-        .map_err(map_err)?;
-    rows.iter().map(job_from_row).collect()
+        ),
+        &[
+            &filter.status.map(JobStatus::code),
+            &filter.job_type,
+            &filter.co_id,
+            &before.map(|b| b.0),
+            &filter.limit.map(|l| l.max(0)),
+            &filter.schedule,
+        ],
+    )
+    .await
 }
 
 pub(super) async fn history(
@@ -343,8 +337,9 @@ pub(super) async fn retry_chain(
     after: Option<JobId>,
     limit: i64,
 ) -> Result<Vec<Job>> {
-    let stmt = client
-        .prepare_cached(&format!(
+    select_jobs(
+        client,
+        &format!(
             "WITH RECURSIVE \
                up(id, parent) AS ( \
                  SELECT id, requeued_from_co_job_id FROM cm_co_jobs WHERE id = $1::int8 \
@@ -361,14 +356,10 @@ pub(super) async fn retry_chain(
                AND ($2::int8 IS NULL OR j.id > $2) \
              ORDER BY j.id LIMIT $3::int8",
             job_columns("j")
-        ))
-        .await
-        .map_err(map_err)?;
-    let rows = client
-        .query(&stmt, &[&id.0, &after.map(|a| a.0), &limit.max(0)])
-        .await
-        .map_err(map_err)?;
-    rows.iter().map(job_from_row).collect()
+        ),
+        &[&id.0, &after.map(|a| a.0), &limit.max(0)],
+    )
+    .await
 }
 
 /// [`crate::store::driver::JobStore::children`].
@@ -378,20 +369,17 @@ pub(super) async fn children(
     after: Option<JobId>,
     limit: i64,
 ) -> Result<Vec<Job>> {
-    let stmt = client
-        .prepare_cached(&format!(
+    select_jobs(
+        client,
+        &format!(
             "SELECT {} FROM cm_co_jobs j \
              WHERE j.parent_co_job_id = $1::int8 AND ($2::int8 IS NULL OR j.id > $2) \
              ORDER BY j.id LIMIT $3::int8",
             job_columns("j")
-        ))
-        .await
-        .map_err(map_err)?;
-    let rows = client
-        .query(&stmt, &[&id.0, &after.map(|a| a.0), &limit.max(0)])
-        .await
-        .map_err(map_err)?;
-    rows.iter().map(job_from_row).collect()
+        ),
+        &[&id.0, &after.map(|a| a.0), &limit.max(0)],
+    )
+    .await
 }
 
 /// [`JobStore::chain_page`] by a two-column walk: at most
@@ -441,20 +429,16 @@ pub(super) async fn chain_page(
         .iter()
         .map(|(m, _)| m.0)
         .collect();
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {} FROM cm_co_jobs j WHERE j.id = ANY($1::int8[]) ORDER BY j.id",
-                job_columns("j")
-            ),
-            &[&ids],
-        )
-        .await
-        .map_err(map_err)?;
-    page.rows = rows
-        .iter()
-        .map(|r| job_from_row(r).map(|j| ChainEntry::of(&j)))
-        .collect::<Result<_>>()?;
+    let rows = select_jobs(
+        client,
+        &format!(
+            "SELECT {} FROM cm_co_jobs j WHERE j.id = ANY($1::int8[]) ORDER BY j.id",
+            job_columns("j")
+        ),
+        &[&ids],
+    )
+    .await?;
+    page.rows = rows.iter().map(ChainEntry::of).collect();
     Ok(page)
 }
 
@@ -657,4 +641,16 @@ pub(super) async fn list_cos(client: &deadpool_postgres::Client) -> Result<Vec<C
                 .map(|t| crate::store::format_time(t.and_utc())),
         })
         .collect())
+}
+
+/// The rows `sql` (a `SELECT` of [`job_columns`]) finds with `params`,
+/// through the connection's statement cache.
+async fn select_jobs(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Job>> {
+    let stmt = client.prepare_cached(sql).await.map_err(map_err)?;
+    let rows = client.query(&stmt, params).await.map_err(map_err)?;
+    rows.iter().map(job_from_row).collect()
 }
