@@ -350,6 +350,44 @@ async fn claim_plan_stays_flat_past_a_million_held_back_rows() {
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![other]);
 }
 
+/// Issues 11 and 14: 100,000 due rows, all of one CO, type and priority.
+/// Each of the eight empty priority levels is one seek; the claim never
+/// walks the queued rows (it once did, through an index by due time with
+/// a filter: 0.8 s per claim). The next due time is as cheap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_plan_stays_flat_at_100000_queued_rows_of_one_priority() {
+    let h = PgHarness::new().await;
+    h.sql(
+        "INSERT INTO cm_co_jobs (co_id, job_type, status, queue_time, max_retry_count) \
+         SELECT 1, 'noop', 'Q', (now() AT TIME ZONE 'UTC') - interval '1 hour', 0 \
+         FROM generate_series(1, 100000); \
+         ANALYZE cm_co_jobs;",
+    )
+    .await;
+    // Claiming 16 rows writes each into every index (~1,000 buffers); a
+    // walk of the queued rows would touch over 10,000.
+    let plan = h.store.explain_claim(16).await.expect("explain");
+    assert!(
+        !plan.contains("Seq Scan on cm_co_jobs"),
+        "a full scan:\n{plan}"
+    );
+    let buffers = shared_buffers(&plan);
+    assert!(
+        buffers < 2_000,
+        "the claim touched {buffers} buffers:\n{plan}"
+    );
+    let got = h
+        .store
+        .claim(&Claim::new("r", 64, Duration::from_secs(60)))
+        .await
+        .expect("claim");
+    assert_eq!(got.len(), 64);
+    assert_eq!(
+        h.store.next_due().await.expect("next due"),
+        Some(Duration::ZERO)
+    );
+}
+
 /// The sum of `shared hit=N` and `read=N` of the plan's top node.
 fn shared_buffers(plan: &str) -> u64 {
     plan.lines()

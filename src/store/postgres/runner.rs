@@ -16,7 +16,6 @@ use deadpool_postgres::GenericClient;
 
 use super::limits::{CLAIM_LOCK, LOCK_IF_LIMITED};
 use super::{DUE, JOB_COLUMN_COUNT, NOW, interval_secs, job_columns, job_from_row, map_err};
-use crate::bounds;
 use crate::job::{self, JobStatus, Outcome};
 use crate::store::driver::{Claim, Error, Progress, Released, Rescued, Result, Successor};
 use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, StoreError};
@@ -45,39 +44,22 @@ use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, St
 /// Cost grows with the number of COs and types and `$2`, never with the
 /// number of rows.
 fn claim_sql() -> String {
-    let (lo, hi) = (bounds::PRIORITY.min, bounds::PRIORITY.max);
     format!(
         "WITH RECURSIVE \
          tl AS MATERIALIZED (SELECT t.job_type, {TYPE_ROOM} AS room FROM cojobs_type_limits t), \
          cl AS MATERIALIZED (SELECT c.co_id, {CO_ROOM} AS room FROM cojobs_co_limits c), \
-         cos(co) AS ( \
-           (SELECT co_id FROM cm_co_jobs WHERE status = 'Q' ORDER BY co_id LIMIT 1) \
-           UNION ALL \
-           SELECT (SELECT q.co_id FROM cm_co_jobs q WHERE q.status = 'Q' AND q.co_id > cos.co \
-                   ORDER BY q.co_id LIMIT 1) \
-           FROM cos WHERE cos.co IS NOT NULL), \
-         types(co, t) AS ( \
-           SELECT cos.co, (SELECT q.job_type FROM cm_co_jobs q \
-                           WHERE q.status = 'Q' AND q.co_id = cos.co \
-                           ORDER BY q.job_type LIMIT 1) \
-           FROM cos WHERE cos.co IS NOT NULL \
-             AND coalesce((SELECT room FROM cl WHERE cl.co_id = cos.co), 1) > 0 \
-           UNION ALL \
-           SELECT types.co, (SELECT q.job_type FROM cm_co_jobs q \
-                             WHERE q.status = 'Q' AND q.co_id = types.co AND q.job_type > types.t \
-                             ORDER BY q.job_type LIMIT 1) \
-           FROM types WHERE types.t IS NOT NULL), \
+         {QUEUED_GROUPS}, \
          cand AS ( \
            SELECT c.id, c.co_id, c.job_type, c.priority, c.due, \
                   row_number() OVER (PARTITION BY c.co_id ORDER BY c.priority, c.due, c.id) AS rn \
-           FROM types CROSS JOIN generate_series({lo}, {hi}) AS p(p) CROSS JOIN LATERAL ( \
+           FROM types CROSS JOIN {LEVELS} CROSS JOIN LATERAL ( \
              SELECT j.id, j.co_id, j.job_type, j.priority, {DUE} AS due FROM cm_co_jobs j \
-             WHERE j.status = 'Q' AND j.co_id = types.co AND j.job_type = types.t \
-               AND j.priority = p.p \
+             WHERE {GROUP_ROWS} \
                AND {DUE} <= least({NOW}, coalesce($7::timestamp, 'infinity')) \
              ORDER BY {DUE}, j.id LIMIT $2 \
              FOR UPDATE SKIP LOCKED) c \
            WHERE types.t IS NOT NULL \
+             AND coalesce((SELECT room FROM cl WHERE cl.co_id = types.co), 1) > 0 \
              AND coalesce((SELECT room FROM tl WHERE tl.job_type = types.t), 1) > 0), \
          typed AS ( \
            SELECT cand.*, row_number() OVER (PARTITION BY cand.job_type \
@@ -104,6 +86,37 @@ fn claim_sql() -> String {
         job_columns("j")
     )
 }
+
+/// The CTEs `cos(co)`, every CO with queued rows (a loose index scan, one
+/// seek per CO), and `types(co, t)`, every job type with queued rows in
+/// each (one seek per pair; the last row of each CO has `t` NULL). Both
+/// the claim and the next due time start from these groups, so neither
+/// costs more with more rows.
+const QUEUED_GROUPS: &str = "\
+    cos(co) AS ( \
+      (SELECT co_id FROM cm_co_jobs WHERE status = 'Q' ORDER BY co_id LIMIT 1) \
+      UNION ALL \
+      SELECT (SELECT q.co_id FROM cm_co_jobs q WHERE q.status = 'Q' AND q.co_id > cos.co \
+              ORDER BY q.co_id LIMIT 1) \
+      FROM cos WHERE cos.co IS NOT NULL), \
+    types(co, t) AS ( \
+      SELECT cos.co, (SELECT q.job_type FROM cm_co_jobs q \
+                      WHERE q.status = 'Q' AND q.co_id = cos.co \
+                      ORDER BY q.job_type LIMIT 1) \
+      FROM cos WHERE cos.co IS NOT NULL \
+      UNION ALL \
+      SELECT types.co, (SELECT q.job_type FROM cm_co_jobs q \
+                        WHERE q.status = 'Q' AND q.co_id = types.co AND q.job_type > types.t \
+                        ORDER BY q.job_type LIMIT 1) \
+      FROM types WHERE types.t IS NOT NULL)";
+
+/// Every priority level, as `p(p)`: a seek per (CO, type, level).
+const LEVELS: &str = "generate_series(1, 9) AS p(p)";
+
+/// The queued rows of one (CO, type, level) of [`QUEUED_GROUPS`] and
+/// [`LEVELS`], as `cojobs_jobs_claim` holds them, in due order.
+const GROUP_ROWS: &str = "j.status = 'Q' AND j.co_id = types.co AND j.job_type = types.t \
+    AND j.priority = p.p";
 
 /// "No limit" in the claim's room arithmetic (`i64::MAX`).
 const NO_LIMIT: &str = "9223372036854775807";
@@ -864,10 +877,15 @@ pub(super) async fn cancel_requests(
 pub(super) async fn next_due(client: &deadpool_postgres::Client) -> Result<Option<Duration>> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT CASE WHEN d.due <= {NOW} THEN 0::float8 \
-                    ELSE extract(epoch FROM d.due - {NOW})::float8 END \
-             FROM (SELECT {DUE} AS due FROM cm_co_jobs WHERE status = 'Q' \
-                   ORDER BY {DUE}, id LIMIT 1) d"
+            "WITH RECURSIVE {QUEUED_GROUPS}, \
+             firsts AS ( \
+               SELECT d.due FROM types CROSS JOIN {LEVELS} CROSS JOIN LATERAL ( \
+                 SELECT {DUE} AS due FROM cm_co_jobs j WHERE {GROUP_ROWS} \
+                 ORDER BY {DUE}, j.id LIMIT 1) d \
+               WHERE types.t IS NOT NULL) \
+             SELECT CASE WHEN min(due) <= {NOW} THEN 0::float8 \
+                    ELSE extract(epoch FROM min(due) - {NOW})::float8 END \
+             FROM firsts HAVING count(*) > 0"
         ))
         .await
         .map_err(map_err)?;
@@ -876,4 +894,21 @@ pub(super) async fn next_due(client: &deadpool_postgres::Client) -> Result<Optio
         let secs: f64 = r.get(0);
         Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LEVELS;
+    use crate::bounds::PRIORITY;
+
+    #[test]
+    fn the_claim_seeks_every_priority_level() {
+        assert_eq!(
+            LEVELS,
+            format!(
+                "generate_series({}, {}) AS p(p)",
+                PRIORITY.min, PRIORITY.max
+            )
+        );
+    }
 }

@@ -280,6 +280,19 @@ CREATE TABLE IF NOT EXISTS cojobs_runners (
 );
 "#,
     },
+    Migration {
+        version: 7,
+        name: "claims: one index",
+        sql: r#"
+-- The claim's per-priority seeks must use cojobs_jobs_claim. With this
+-- index beside it the planner sometimes preferred it plus a filter on CO,
+-- type and priority, which walks every queued row for a priority level
+-- that has none (O(queued rows) per claim). The next due time is now a
+-- seek per (CO, type, priority) through cojobs_jobs_claim
+-- (docs/design.md#limits-and-pause).
+DROP INDEX IF EXISTS cojobs_jobs_due;
+"#,
+    },
 ];
 
 /// The newest version this cojobs knows.
