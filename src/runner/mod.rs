@@ -5,7 +5,8 @@
 //!   measured run time of recent jobs ([`START_PROMPTLY`]); it wakes
 //!   promptly when jobs are queued ([`JobStore::wait_for_jobs`]: SQLite's
 //!   `data_version` polling, PostgreSQL's `LISTEN/NOTIFY`), and at the next
-//!   due time of delayed jobs.
+//!   due time of delayed jobs. The next claim is sent while the workers
+//!   still have jobs in hand, so its round trip overlaps their work.
 //! - The claim writes the claimed jobs' start itself (no separate start
 //!   write per job): the loop claims only jobs it starts at once, on free
 //!   workers, or within [`START_PROMPTLY`] while jobs are short.
@@ -42,6 +43,7 @@ mod maintenance;
 pub mod metrics;
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -210,7 +212,17 @@ struct Loop {
     /// When the last "cannot claim" warning was logged, while the
     /// database cannot be reached.
     outage_warned: Option<Instant>,
+    /// The claim in flight, if any: it runs while the workers work through
+    /// the jobs in hand ([`Runner::start_claim`]).
+    claiming: Option<Claiming>,
+    /// The last claim found fewer due jobs than it asked for: claim again
+    /// only after a worker frees up or the idle wait ends.
+    exhausted: bool,
 }
+
+/// A claim running beside the workers: the jobs, and whether fewer were
+/// due than asked for.
+type Claiming = Pin<Box<dyn Future<Output = Result<(Vec<Job>, bool), driver::Error>> + Send>>;
 
 impl Loop {
     /// Claimed jobs wait for a worker.
@@ -375,6 +387,8 @@ impl Runner {
             signals_open: true,
             signaled: false,
             outage_warned: None,
+            claiming: None,
+            exhausted: false,
         };
         let result = self.claim_loop(&mut lp).await;
         self.shut_down(&mut lp).await;
@@ -392,25 +406,23 @@ impl Runner {
     }
 
     /// Claim, dispatch, wait; until a signal, `--once` is done, or a
-    /// store failure.
+    /// store failure. The next claim runs while the workers work through
+    /// the jobs in hand, so a claim's round trip to the database is not
+    /// time the workers wait.
     async fn claim_loop(self: &Arc<Self>, lp: &mut Loop) -> Result<(), RunnerError> {
         loop {
             while lp.tasks.try_join_next().is_some() {}
             if let Some(e) = self.take_fatal() {
                 return Err(e.into());
             }
-            let exhausted = match self.claim(lp).await {
-                Ok(exhausted) => exhausted,
-                Err(e) if e.kind() == ErrorKind::Transient => {
-                    self.outage(lp, &e).await;
-                    false
-                }
-                Err(e) => return Err(e.into()),
-            };
-            self.dispatch(lp);
-            if lp.has_work() || !exhausted {
-                self.wait_for_worker(lp).await;
-            } else if !self.wait_idle(lp).await {
+            if lp.claiming.is_none() && !lp.exhausted {
+                self.start_claim(lp);
+            }
+            if lp.claiming.is_some() || lp.has_work() || !lp.exhausted {
+                self.wait_for_event(lp).await?;
+            } else if self.wait_idle(lp).await {
+                lp.exhausted = false;
+            } else {
                 return Ok(());
             }
             if lp.signaled {
@@ -440,37 +452,46 @@ impl Runner {
         }
     }
 
-    /// Claim due jobs into `lp.ready`: for the free workers, plus
-    /// [`Runner::claim_ahead`]. True when fewer were due than asked for.
-    async fn claim(&self, lp: &mut Loop) -> Result<bool, driver::Error> {
+    /// Start a claim for the free workers plus [`Runner::claim_ahead`],
+    /// once the jobs in hand are down to half of that (and at least one
+    /// per worker): the claim's answer then arrives while the workers
+    /// still have jobs.
+    fn start_claim(self: &Arc<Self>, lp: &mut Loop) {
         let limit = lp.slots.available_permits() + self.claim_ahead();
-        // Claim in batches: refill only when fewer than a worker each wait.
-        if lp.ready.len() >= limit.min(self.config.workers) {
-            return Ok(false);
+        if lp.ready.len() >= (limit / 2).max(self.config.workers).min(limit) {
+            return;
         }
-        let want = limit.saturating_sub(lp.ready.len());
-        if want == 0 {
-            return Ok(false);
-        }
-        let follow_ups = self.claim_follow_ups(want).await?;
-        let want = want - follow_ups.len();
+        let want = limit - lp.ready.len();
+        let me = Arc::clone(self);
+        lp.claiming = Some(Box::pin(async move { me.claim_batch(want).await }));
+    }
+
+    /// Claim up to `want` due jobs (`--once`'s follow-ups first). True
+    /// beside them when fewer were due.
+    async fn claim_batch(&self, want: usize) -> Result<(Vec<Job>, bool), driver::Error> {
+        let mut all = self.claim_follow_ups(want).await?;
+        let want = want - all.len();
         let jobs = self.store.claim(&self.claim_spec(want)).await?;
+        let exhausted = jobs.len() < want;
+        all.extend(jobs);
+        Ok((all, exhausted))
+    }
+
+    /// A claim answered: its jobs wait for workers in `lp.ready`.
+    fn take_claimed(&self, lp: &mut Loop, jobs: Vec<Job>, exhausted: bool) {
         if lp.outage_warned.take().is_some() {
             tracing::info!("database reachable again: claiming jobs");
         }
-        let exhausted = jobs.len() < want;
-        let mut all = follow_ups;
-        all.extend(jobs);
+        lp.exhausted = exhausted;
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
         self.stats
             .claimed
-            .fetch_add(all.len() as u64, Ordering::Relaxed);
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         // One lookup of the types' counters for the batch, none per job.
-        let stats = self.stats.for_jobs(&all);
+        let stats = self.stats.for_jobs(&jobs);
         let now = Instant::now();
         lp.ready
-            .extend(all.into_iter().zip(stats).map(|(j, t)| (j, t, now)));
-        Ok(exhausted)
+            .extend(jobs.into_iter().zip(stats).map(|(j, t)| (j, t, now)));
     }
 
     /// How many jobs to claim beyond the free workers: see
@@ -529,10 +550,11 @@ impl Runner {
         }
     }
 
-    /// Work in hand: wait for a worker to free up (a job's plugin
-    /// returned; its end may still be being written), a signal, or the
-    /// oldest claimed job to have waited [`HOLD_AT_MOST`].
-    async fn wait_for_worker(self: &Arc<Self>, lp: &mut Loop) {
+    /// Wait for what moves the loop on: a worker freeing up (a job's
+    /// plugin returned; its end may still be being written), the claim in
+    /// flight answering, a signal, or the oldest claimed job having waited
+    /// [`HOLD_AT_MOST`]. Only a claim's non-transient failure is an error.
+    async fn wait_for_event(self: &Arc<Self>, lp: &mut Loop) -> Result<(), RunnerError> {
         let hold_until = lp
             .oldest_claim()
             .and_then(|at| at.checked_add(HOLD_AT_MOST));
@@ -542,15 +564,34 @@ impl Runner {
                 None => std::future::pending().await,
             }
         };
+        // With a claim in flight and nothing in hand, a free worker has
+        // nothing to start: wait for the claim instead.
+        let want_worker = lp.has_work() || lp.claiming.is_none();
+        let claimed = async {
+            match lp.claiming.as_mut() {
+                Some(claim) => claim.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             s = lp.signals.recv(), if lp.signals_open => match s {
                 Some(()) => lp.signaled = true,
                 None => lp.signals_open = false,
             },
-            permit = Arc::clone(&lp.slots).acquire_owned() => {
+            permit = Arc::clone(&lp.slots).acquire_owned(), if want_worker => {
+                lp.exhausted = false;
                 if let Ok(permit) = permit {
                     self.spawn_next(lp, permit);
                 }
+            }
+            claimed = claimed => {
+                lp.claiming = None;
+                match claimed {
+                    Ok((jobs, exhausted)) => self.take_claimed(lp, jobs, exhausted),
+                    Err(e) if e.kind() == ErrorKind::Transient => self.outage(lp, &e).await,
+                    Err(e) => return Err(e.into()),
+                }
+                self.dispatch(lp);
             }
             () = held_too_long => {
                 let summary = format!(
@@ -562,6 +603,7 @@ impl Runner {
                 }
             }
         }
+        Ok(())
     }
 
     /// Nothing to claim: wait for a free slot, a sign of newly queued jobs
@@ -608,6 +650,14 @@ impl Runner {
                 lp.tasks.len(),
                 self.config.grace
             );
+        }
+        // A claim in flight may have taken rows already: wait for its
+        // answer, so they go back to the queue now, not after their lease.
+        if let Some(claim) = lp.claiming.take() {
+            match claim.await {
+                Ok((jobs, exhausted)) => self.take_claimed(lp, jobs, exhausted),
+                Err(e) => tracing::warn!("the last claim failed at shutdown: {e}"),
+            }
         }
         for (job, stats) in lp.take_waiting() {
             let summary = format!(
