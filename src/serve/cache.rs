@@ -22,13 +22,16 @@ use tokio::time::Instant;
 /// How old a shared read may be: the event streams' tick.
 pub const MAX_AGE: Duration = Duration::from_secs(1);
 
+/// A value and when it was read, per CO scope (`None` = every CO).
+type Slots<T> = HashMap<Option<i64>, (Instant, Arc<T>)>;
+
 /// One value per CO scope (`None` = every CO), with when it was read.
 pub struct ScopeCache<T> {
     max_age: Duration,
     /// A tokio mutex, held across the read on a miss: requests that miss
     /// together wait for the one read instead of each making their own
     /// (the read is what is expensive; waiting for it is not).
-    slots: tokio::sync::Mutex<HashMap<Option<i64>, (Instant, Arc<T>)>>,
+    slots: tokio::sync::Mutex<Slots<T>>,
 }
 
 impl<T> ScopeCache<T> {

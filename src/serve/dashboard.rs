@@ -362,20 +362,20 @@ pub async fn job_page(
                 }
             }
         }
-        h2 { "Columns" }
-        table.columns {
-            @for (name, value) in JOB_COLUMN_NAMES.iter().zip(job.column_values()) {
-                @if *name != "job_log" && *name != "result" {
-                    tr { th { (name) } td data-column=(name) { (cell(value.as_deref())) } }
-                }
-            }
-        }
         @if let Some(result) = &job.result {
             @let (text, more) = result_text(result);
             h2 { "Result" }
             pre.result id="result" { (text) }
             @if more > 0 {
                 p.hint { "(" (more) " more bytes not shown: " a href={"/api/v1/jobs/" (job.id)} { "the API" } " has it whole)" }
+            }
+        }
+        h2 { "Columns" }
+        table.columns {
+            @for (name, value) in JOB_COLUMN_NAMES.iter().zip(job.column_values()) {
+                @if *name != "job_log" && *name != "result" {
+                    tr { th { (name) } td data-column=(name) { (cell(value.as_deref())) } }
+                }
             }
         }
         h2 { "Log" }
