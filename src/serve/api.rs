@@ -619,7 +619,7 @@ pub struct Stats {
 
 /// Seconds from when jobs were due to when they started: quantiles over
 /// the jobs that ended in the last hour (at most the 10,000 newest).
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Latency {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
@@ -627,21 +627,24 @@ pub struct Latency {
     pub jobs: usize,
 }
 
-/// The last hour's activity `p` may see.
-pub async fn activity_for(
-    state: &AppState,
-    p: &Principal,
-) -> Result<(Vec<MinuteCount>, Latency), ApiError> {
-    let a = state
-        .activity
-        .get(p.co, || state.store.activity(p.co, ACTIVITY_MINUTES))
-        .await?;
-    let latency = Latency {
-        p50: a.latency_quantile(0.5),
-        p99: a.latency_quantile(0.99),
-        jobs: a.latencies.len(),
+/// The last hour's ends per minute and queue latency, as the shared
+/// cache holds them (summarised once per read, not per request).
+pub type RecentActivity = (Vec<MinuteCount>, Latency);
+
+/// The last hour's activity `p` may see, read at most once per
+/// [`super::cache::MAX_AGE`] for all requests.
+pub async fn activity_for(state: &AppState, p: &Principal) -> Result<RecentActivity, ApiError> {
+    let read = || async {
+        let a = state.store.activity(p.co, ACTIVITY_MINUTES).await?;
+        let latency = Latency {
+            p50: a.latency_quantile(0.5),
+            p99: a.latency_quantile(0.99),
+            jobs: a.latencies.len(),
+        };
+        Ok::<_, crate::store::driver::Error>((a.per_minute, latency))
     };
-    Ok((a.per_minute.clone(), latency))
+    let shared = state.activity.get(p.co, read).await?;
+    Ok(shared.as_ref().clone())
 }
 
 /// The job counts of CO `co` (`None`: of every CO), read at most once

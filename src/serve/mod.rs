@@ -42,8 +42,8 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 
 use crate::sandbox::Sandbox;
+use crate::store::GroupCount;
 use crate::store::driver::JobStore;
-use crate::store::{Activity, GroupCount};
 
 /// The largest request body accepted (a job to queue is well under it).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -79,7 +79,7 @@ pub struct Inner {
     /// every request for up to [`cache::MAX_AGE`] ([`cache`] says why).
     pub counts: cache::ScopeCache<Vec<GroupCount>>,
     /// The last hour's activity, per CO scope, shared the same way.
-    pub activity: cache::ScopeCache<Activity>,
+    pub activity: cache::ScopeCache<api::RecentActivity>,
 }
 
 impl Inner {
