@@ -68,6 +68,13 @@ fn log_in_see_cancel_retry_and_escape() {
     assert_eq!(b.text(&cell), format!("summary {evil}"));
     let log = b.wait_for("pre.log");
     assert!(b.text(&log).contains(evil));
+    // Its structured result too: pretty JSON, as text.
+    let result = b.wait_for("#result");
+    assert!(
+        b.text(&result).contains(&format!("\"text\": \"{evil}\"")),
+        "{}",
+        b.text(&result)
+    );
     assert_eq!(b.execute("return typeof window.pwned;"), "undefined");
     save("job.png", &b.screenshot());
 
@@ -90,6 +97,18 @@ fn log_in_see_cancel_retry_and_escape() {
         &target.to_string(),
     );
     b.wait_for_text("#status", "Q");
+
+    // Pause the job type from the plugins page: the jobs list marks its
+    // queued job; resume it.
+    b.goto(&format!("{base}/plugins"));
+    b.click("#pause-hello");
+    b.wait_for_text("#pause-hello", "Resume");
+    b.goto(&format!("{base}/?status=Q"));
+    b.wait_for_text("#paused", "paused: job types hello");
+    b.wait_for("td.status span.paused");
+    b.goto(&format!("{base}/plugins"));
+    b.click("#pause-hello");
+    b.wait_for_text("#pause-hello", "Pause");
 
     // A CO-scoped token does not see another CO's job.
     b.click("form.logout button");

@@ -821,3 +821,531 @@ fn runner_metrics_runners_and_activity() {
     );
     assert_eq!(hello.len(), 3);
 }
+
+/// Every row of the limits tables, to check that a refusal wrote nothing.
+fn throttle_rows(setup: &Setup) -> String {
+    let conn = setup.conn();
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT job_type || ':' || coalesce(paused_by, '-') FROM cojobs_type_limits \
+         ORDER BY job_type",
+        "SELECT co_id || ':' || coalesce(max_running, '-') || ':' || coalesce(paused_by, '-') \
+         FROM cojobs_co_limits ORDER BY co_id",
+    ] {
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .expect("query");
+        out.extend(rows.map(|r| r.expect("row")));
+    }
+    out.join(" ")
+}
+
+/// The entry of `list` (a JSON array) whose `key` is `value`.
+fn entry<'a>(
+    list: &'a serde_json::Value,
+    key: &str,
+    value: serde_json::Value,
+) -> &'a serde_json::Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no {key} = {value} in {list}"))
+}
+
+/// Issue 14 over HTTP: pause and resume a job type (an operator without a
+/// CO) and a CO (a CO-scoped token only its own), set a CO's most running
+/// jobs (an admin without a CO); the plugins and COs answers show the
+/// limits, the pause and the jobs running now; every refusal is a 4xx
+/// `{error, detail}` that writes nothing.
+#[test]
+fn pause_resume_and_limits_over_the_api() {
+    let setup = Setup::new(&["hello"]);
+    let co2 = setup.cojobs(&["co", "add", "two"]).ok().trim().to_string();
+    let admin = token(&setup, "root", &["--role", "admin"]);
+    let ops = token(&setup, "ops", &["--role", "operator"]);
+    let viewer = token(&setup, "watcher", &["--role", "viewer"]);
+    let scoped = token(&setup, "co2-ops", &["--role", "operator", "--co", &co2]);
+    let scoped_admin = token(&setup, "co2-root", &["--role", "admin", "--co", &co2]);
+    setup.queue(&["hello", "--co", "1"]);
+    let running = setup.queue(&["hello", "--co", &co2]);
+    // One job "running", as a runner's claim leaves it (counted, not run).
+    setup
+        .conn()
+        .execute(
+            "UPDATE cm_co_jobs SET status = 'GO', runner_id = 'elsewhere' WHERE id = ?1",
+            [running],
+        )
+        .expect("update");
+    let server = Server::start(&setup, &[]);
+
+    // Nothing limited or paused yet; the running job is counted.
+    let plugins = server.get("/api/v1/plugins", Some(&viewer)).json();
+    let hello = &entry(&plugins, "plugin", "hello".into())["throttle"];
+    assert_eq!(
+        hello,
+        &serde_json::json!({"concurrency": null, "rate": null, "paused": false,
+            "paused_by": null, "paused_at": null, "running": 1}),
+        "{plugins}"
+    );
+
+    // Refusals: none writes anything.
+    let before = throttle_rows(&setup);
+    let refusals: [(&str, Option<&str>, &str, u16, &str); 13] = [
+        (
+            "/api/v1/plugins/hello/pause",
+            None,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        (
+            "/api/v1/plugins/hello/pause",
+            Some(&viewer),
+            "{}",
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/plugins/hello/pause",
+            Some(&scoped),
+            "{}",
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/plugins/hello/pause",
+            Some(&scoped_admin),
+            "{}",
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/plugins/..%2Fx/pause",
+            Some(&ops),
+            "{}",
+            400,
+            "bad_request",
+        ),
+        ("/api/v1/cos/1/pause", Some(&viewer), "{}", 403, "forbidden"),
+        ("/api/v1/cos/1/pause", Some(&scoped), "{}", 404, "not_found"),
+        ("/api/v1/cos/99/pause", Some(&ops), "{}", 404, "not_found"),
+        ("/api/v1/cos/x/pause", Some(&ops), "{}", 404, "not_found"),
+        (
+            "/api/v1/cos/1/max-running",
+            Some(&ops),
+            r#"{"max_running": 2}"#,
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/cos/1/max-running",
+            Some(&scoped_admin),
+            r#"{"max_running": 2}"#,
+            404,
+            "not_found",
+        ),
+        (
+            &format!("/api/v1/cos/{co2}/max-running"),
+            Some(&scoped_admin),
+            r#"{"max_running": 9}"#,
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/cos/99/max-running",
+            Some(&admin),
+            r#"{"max_running": 2}"#,
+            404,
+            "not_found",
+        ),
+    ];
+    for (path, tok, body, status, code) in refusals {
+        let detail = server.post(path, tok, body).error(status, code);
+        assert!(!detail.is_empty(), "{path}");
+    }
+    for body in [
+        "{}",
+        "not json",
+        r#"{"max_running": 0}"#,
+        r#"{"max_running": 1000001}"#,
+        r#"{"max_running": "3"}"#,
+        r#"{"max_running": 3, "colour": 1}"#,
+    ] {
+        server
+            .post("/api/v1/cos/1/max-running", Some(&admin), body)
+            .error(400, "bad_request");
+    }
+    for path in ["/api/v1/plugins/hello/pause", "/api/v1/cos/1/pause"] {
+        let r = server.request(
+            "POST",
+            path,
+            &[
+                &format!("Authorization: Bearer {ops}"),
+                "Content-Type: text/plain",
+            ],
+            Some("{}"),
+        );
+        r.error(415, "unsupported_media_type");
+    }
+    assert_eq!(throttle_rows(&setup), before, "nothing was written");
+
+    // An operator pauses the type (again: nothing changes), by name.
+    let r = server.post("/api/v1/plugins/hello/pause", Some(&ops), "{}");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"job_type": "hello", "co": null, "paused": true, "changed": true}),
+        "{r:#?}"
+    );
+    let again = server
+        .post("/api/v1/plugins/hello/pause", Some(&admin), "{}")
+        .json();
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(
+        setup
+            .text("SELECT paused_by FROM cojobs_type_limits WHERE job_type = 'hello'")
+            .as_deref(),
+        Some("ops")
+    );
+    let plugins = server.get("/api/v1/plugins", Some(&scoped)).json();
+    let hello = &entry(&plugins, "plugin", "hello".into())["throttle"];
+    assert_eq!(
+        (&hello["paused"], &hello["paused_by"]),
+        (&true.into(), &"ops".into()),
+        "{plugins}"
+    );
+    assert!(hello["paused_at"].is_string(), "{plugins}");
+    // The jobs list marks the queued jobs that wait for it.
+    let page = server.get("/", Some(&ops)).body;
+    assert!(page.contains("paused: job types hello"), "{page}");
+    assert!(page.contains("title=\"its job type is paused\""), "{page}");
+    let r = server
+        .post("/api/v1/plugins/hello/resume", Some(&ops), "{}")
+        .json();
+    assert_eq!(
+        (&r["paused"], &r["changed"]),
+        (&false.into(), &true.into()),
+        "{r}"
+    );
+    let r = server
+        .post("/api/v1/plugins/hello/resume", Some(&ops), "{}")
+        .json();
+    assert_eq!(r["changed"], false, "{r}");
+    assert!(
+        !server.get("/", Some(&ops)).body.contains("paused: "),
+        "resumed"
+    );
+
+    // A CO-scoped operator pauses and resumes its own CO.
+    let path = format!("/api/v1/cos/{co2}/pause");
+    let r = server.post(&path, Some(&scoped), "{}").json();
+    assert_eq!(
+        (&r["co"], &r["paused"], &r["changed"]),
+        (
+            &co2.parse::<i64>().expect("id").into(),
+            &true.into(),
+            &true.into()
+        ),
+        "{r}"
+    );
+    let cos = server.get("/api/v1/cos", Some(&scoped)).json();
+    assert_eq!(cos.as_array().map(Vec::len), Some(1), "{cos}");
+    assert_eq!(
+        (&cos[0]["paused"], &cos[0]["paused_by"], &cos[0]["running"]),
+        (&true.into(), &"co2-ops".into(), &1.into()),
+        "{cos}"
+    );
+    let all = server.get("/api/v1/cos", Some(&viewer)).json();
+    let one = entry(&all, "id", 1.into());
+    assert_eq!(
+        (&one["paused"], &one["running"], &one["max_running"]),
+        (&false.into(), &0.into(), &serde_json::Value::Null),
+        "{all}"
+    );
+    assert_eq!(one["name"], "default", "the CO's own columns stay: {all}");
+    let r = server
+        .post(&format!("/api/v1/cos/{co2}/resume"), Some(&scoped), "{}")
+        .json();
+    assert_eq!(r["changed"], true, "{r}");
+
+    // An admin without a CO sets a CO's limit, and clears it.
+    let co = server.post(
+        "/api/v1/cos/1/max-running",
+        Some(&admin),
+        r#"{"max_running": 3}"#,
+    );
+    assert_eq!(co.status, 200, "{co:#?}");
+    assert_eq!(
+        (&co.json()["id"], &co.json()["max_running"]),
+        (&1.into(), &3.into())
+    );
+    assert_eq!(
+        setup.int("SELECT max_running FROM cojobs_co_limits WHERE co_id = 1"),
+        3
+    );
+    let all = server.get("/api/v1/cos", Some(&admin)).json();
+    assert_eq!(entry(&all, "id", 1.into())["max_running"], 3, "{all}");
+    let co = server
+        .post(
+            "/api/v1/cos/1/max-running",
+            Some(&admin),
+            r#"{"max_running": null}"#,
+        )
+        .json();
+    assert_eq!(co["max_running"], serde_json::Value::Null, "{co}");
+    assert_eq!(
+        setup.text("SELECT max_running FROM cojobs_co_limits WHERE co_id = 1"),
+        None
+    );
+    // `cojobs co list` sees what the API set.
+    let r = server.post(
+        "/api/v1/cos/1/max-running",
+        Some(&admin),
+        r#"{"max_running": 7}"#,
+    );
+    assert_eq!(r.status, 200, "{r:#?}");
+    let list = setup.cojobs(&["co", "list"]).ok().to_string();
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().next() == Some("1")
+                && l.split_whitespace().nth(3) == Some("7")),
+        "{list}"
+    );
+}
+
+/// The CSRF token in a dashboard page's first form.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_string()
+}
+
+/// Issue 14 in the dashboard: the plugins and COs pages show pause and
+/// limits with pause/resume buttons and the limit's form, all of which
+/// need the session's CSRF token; a viewer gets no buttons.
+#[test]
+fn dashboard_pause_buttons_and_limit_form() {
+    let setup = Setup::new(&["hello"]);
+    let admin = token(&setup, "root", &["--role", "admin"]);
+    let viewer = token(&setup, "watcher", &["--role", "viewer"]);
+    let server = Server::start(&setup, &[]);
+    let form = |path: &str, body: &str| {
+        server.request(
+            "POST",
+            path,
+            &[
+                &format!("Authorization: Bearer {admin}"),
+                "Content-Type: application/x-www-form-urlencoded",
+            ],
+            Some(body),
+        )
+    };
+    let seen = server.get("/plugins", Some(&viewer)).body;
+    assert!(
+        seen.contains("running now") && !seen.contains("id=\"pause-hello\""),
+        "{seen}"
+    );
+    let seen = server.get("/cos", Some(&viewer)).body;
+    assert!(
+        !seen.contains("pause-co-1") && !seen.contains("max-running-1"),
+        "{seen}"
+    );
+
+    // Forged forms change nothing.
+    for (path, body) in [
+        ("/plugins/hello/pause", "csrf=forged"),
+        ("/plugins/hello/pause", ""),
+        ("/cos/1/pause", "csrf=forged"),
+        ("/cos/1/max-running", "csrf=forged&max_running=2"),
+    ] {
+        assert_eq!(form(path, body).status, 403, "{path}");
+    }
+    assert_eq!(throttle_rows(&setup), "", "nothing was written");
+
+    // The page's own buttons work.
+    let page = server.get("/plugins", Some(&admin)).body;
+    assert!(page.contains("id=\"pause-hello\""), "{page}");
+    let csrf = csrf_of(&page);
+    let r = form("/plugins/hello/pause", &format!("csrf={csrf}"));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/plugins")),
+        "{r:#?}"
+    );
+    let page = server.get("/plugins", Some(&admin)).body;
+    assert!(
+        page.contains("class=\"paused\"") && page.contains(">Resume<"),
+        "{page}"
+    );
+    assert_eq!(
+        form("/plugins/hello/resume", &format!("csrf={csrf}")).status,
+        303
+    );
+    assert_eq!(throttle_rows(&setup), "hello:-");
+
+    let page = server.get("/cos", Some(&admin)).body;
+    assert!(
+        page.contains("id=\"pause-co-1\"") && page.contains("id=\"max-running-1\""),
+        "{page}"
+    );
+    assert_eq!(form("/cos/1/pause", &format!("csrf={csrf}")).status, 303);
+    assert_eq!(throttle_rows(&setup), "hello:- 1:-:root");
+    let bad = form(
+        "/cos/1/max-running",
+        &format!("csrf={csrf}&max_running=lots"),
+    );
+    assert_eq!(bad.status, 400, "{bad:#?}");
+    assert!(
+        bad.body.contains("max running 'lots' is not a number"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(
+        form("/cos/1/max-running", &format!("csrf={csrf}&max_running=0")).status,
+        400
+    );
+    assert_eq!(
+        throttle_rows(&setup),
+        "hello:- 1:-:root",
+        "nothing was written"
+    );
+    assert_eq!(
+        form("/cos/1/max-running", &format!("csrf={csrf}&max_running=4")).status,
+        303
+    );
+    assert_eq!(form("/cos/1/resume", &format!("csrf={csrf}")).status, 303);
+    assert_eq!(throttle_rows(&setup), "hello:- 1:4:-");
+    let page = server.get("/cos", Some(&admin)).body;
+    assert!(page.contains("td class=\"max-running\">4"), "{page}");
+    assert_eq!(
+        form(
+            "/cos/1/max-running",
+            &format!("csrf={csrf}&max_running=none")
+        )
+        .status,
+        303
+    );
+    assert_eq!(throttle_rows(&setup), "hello:- 1:-:-");
+}
+
+/// Issue 13's data on the job page and in the API: a contract 0.2 job's
+/// result (pretty, escaped), its children (paged), their parent link,
+/// and the plugin's SHA-256 and contract.
+#[test]
+fn job_page_shows_result_children_and_plugin() {
+    let setup = Setup::new(&["contract", "hello", "escapes"]);
+    let parent = setup.queue(&["contract", "--mode", "children", "--params", r#"{"n": 3}"#]);
+    let evil = "<script>window.pwned=1</script>";
+    let params = serde_json::json!({ "text": evil }).to_string();
+    let escaped = setup.queue(&["escapes", "--params", &params]);
+    setup.run_ok(&["--once"]);
+    assert_eq!(setup.status(parent), "OK", "{}", setup.dump());
+    assert_eq!(setup.status(escaped), "OK", "{}", setup.dump());
+    let kids: Vec<i64> = {
+        let conn = setup.conn();
+        let mut stmt = conn
+            .prepare("SELECT id FROM cm_co_jobs WHERE parent_co_job_id = ?1 ORDER BY id")
+            .expect("prepare");
+        stmt.query_map([parent], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    assert_eq!(kids.len(), 3);
+    let server = Server::start(&setup, &[]);
+
+    // The API: the first page of children in the job, then paged.
+    let detail = server.get(&format!("/api/v1/jobs/{parent}"), None).json();
+    let ids: Vec<i64> = detail["children"]["jobs"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|j| j["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, kids, "{detail}");
+    assert_eq!(detail["children"]["next"], serde_json::Value::Null);
+    let result: serde_json::Value =
+        serde_json::from_str(detail["job"]["result"].as_str().expect("a result")).expect("JSON");
+    assert_eq!(result, serde_json::json!({"children": 3, "parent": parent}));
+    let page = server
+        .get(&format!("/api/v1/jobs/{parent}/children?limit=2"), None)
+        .json();
+    assert_eq!(page["next"], kids[1], "{page}");
+    let rest = server
+        .get(
+            &format!("/api/v1/jobs/{parent}/children?limit=2&after={}", kids[1]),
+            None,
+        )
+        .json();
+    assert_eq!(rest["jobs"][0]["id"], kids[2], "{rest}");
+    assert_eq!(rest["next"], serde_json::Value::Null, "{rest}");
+    for bad in ["limit=0", "limit=501", "after=x", "colour=1"] {
+        server
+            .get(&format!("/api/v1/jobs/{parent}/children?{bad}"), None)
+            .error(400, "bad_request");
+    }
+    server
+        .get("/api/v1/jobs/99999/children", None)
+        .error(404, "not_found");
+
+    // The parent's page: result, children, plugin; a child's: its parent.
+    let body = server.get(&format!("/jobs/{parent}"), None).body;
+    assert!(
+        body.contains("&quot;children&quot;: 3"),
+        "pretty JSON: {body}"
+    );
+    for kid in &kids {
+        assert!(body.contains(&format!("data-child=\"{kid}\"")), "{body}");
+    }
+    assert!(body.contains("id=\"contract\">0.2.0<"), "{body}");
+    let sha = setup
+        .text(&format!(
+            "SELECT plugin_sha256 FROM cm_co_jobs WHERE id = {parent}"
+        ))
+        .expect("a SHA-256");
+    assert!(body.contains(&format!("id=\"sha256\">{sha}<")), "{body}");
+    let body = server.get(&format!("/jobs/{}", kids[0]), None).body;
+    assert!(
+        body.contains(&format!("id=\"parent\" href=\"/jobs/{parent}\"")),
+        "{body}"
+    );
+    assert!(body.contains("No child jobs."), "{body}");
+    let r = server.get(&format!("/jobs/{parent}?children_after=x"), None);
+    assert_eq!(r.status, 400, "{r:#?}");
+
+    // A result holding markup is text.
+    let body = server.get(&format!("/jobs/{escaped}"), None).body;
+    assert!(!body.contains("<script>window"), "{body}");
+    assert!(
+        body.contains("&quot;text&quot;: &quot;&lt;script&gt;window.pwned=1&lt;/script&gt;&quot;"),
+        "{body}"
+    );
+}
+
+/// The counts `/api/v1/stats` gives are shared for a moment: a change this
+/// server makes shows at once, one made elsewhere (the CLI) within the
+/// moment.
+#[test]
+fn stats_are_shared_briefly_and_fresh_after_our_writes() {
+    let setup = Setup::new(&["hello"]);
+    let server = Server::start(&setup, &[]);
+    let queued = |s: &serde_json::Value| s["by_status"]["Q"].as_i64().expect("Q");
+    assert_eq!(queued(&server.get("/api/v1/stats", None).json()), 0);
+    let r = server.post("/api/v1/jobs", None, r#"{"type": "hello"}"#);
+    assert_eq!(r.status, 201, "{r:#?}");
+    assert_eq!(
+        queued(&server.get("/api/v1/stats", None).json()),
+        1,
+        "ours, at once"
+    );
+    setup.queue(&["hello"]);
+    assert!(
+        procs::wait_until(std::time::Duration::from_secs(10), || {
+            queued(&server.get("/api/v1/stats", None).json()) == 2
+        }),
+        "the CLI's job never showed"
+    );
+}

@@ -37,15 +37,14 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
             .map_err(|e| Error::Input(format!("no randomness for the CSRF secret: {e}")))?;
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let user = current_user();
-        let state = AppState::new(Inner {
+        let state = AppState::new(Inner::new(
             store,
             sandbox,
             open,
-            local_user: user.clone(),
+            user.clone(),
             secret,
             shutdown,
-            live_counts: Default::default(),
-        });
+        ));
         let mut said = Ok(());
         crate::serve::serve(args.listen, state, stop, |addr| {
             said = announce(out, addr, open, live, &user);

@@ -4,6 +4,7 @@
 //! Bad input is a 4xx `{error, detail}` and writes nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -17,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
+use super::limits::{CoInfo, TypeState, cos_for, type_state};
 use crate::job::JobStatus;
 use crate::sandbox::LoadedPlugin;
 use crate::sandbox::{LimitOverrides, PluginDescription};
 use crate::store::{
-    CancelResult, Co, HistoryRecord, Job, JobId, JobQuery, MinuteCount, Queued, Role, RunnerRow,
+    CancelResult, GroupCount, HistoryRecord, Job, JobId, JobQuery, MinuteCount, Queued, Role,
+    RunnerRow,
 };
 use crate::submit::{CheckError, JobSpec, check_against_plugins};
 
@@ -108,12 +111,7 @@ impl ListParams {
                 })
                 .transpose()
         };
-        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::bad_request(format!(
-                "limit must be 1 to {MAX_PAGE} (got {limit})"
-            )));
-        }
+        let limit = page_size(self.limit)?;
         let text = self.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
         if text.is_some_and(|t| t.chars().count() > MAX_TEXT) {
             return Err(ApiError::bad_request(format!(
@@ -188,21 +186,47 @@ pub async fn list_jobs(
     Ok(Json(page(&state, q).await?))
 }
 
-/// One job with every column, its history and the first page of its
-/// retry chain.
+/// One job with every column, its history, and the first pages of its
+/// retry chain and of its child jobs.
 #[derive(Debug, Serialize)]
 pub struct JobDetail {
     pub job: Job,
     pub history: Vec<HistoryRecord>,
     pub chain: ChainPage,
+    pub children: ChainPage,
 }
 
-/// A page of a retry chain, oldest first (rows without their logs);
-/// `next` is the cursor of the next page (`after=next`).
+/// A page of a job's retry chain or of its child jobs, oldest first (rows
+/// without their logs and results); `next` is the cursor of the next page
+/// (`after=next`).
 #[derive(Debug, Serialize)]
 pub struct ChainPage {
     pub jobs: Vec<Job>,
     pub next: Option<JobId>,
+}
+
+impl ChainPage {
+    /// A page of up to `limit` of `rows` (read with one more, to know
+    /// whether there is a next page), as `p` may see them.
+    fn of(mut rows: Vec<Job>, limit: i64, p: &Principal) -> ChainPage {
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let next = if more {
+            rows.last().map(|j| j.id)
+        } else {
+            None
+        };
+        let jobs = rows
+            .into_iter()
+            .filter(|j| p.sees(j.co_id))
+            .map(|mut j| {
+                j.job_log = None;
+                j.result = None;
+                j
+            })
+            .collect();
+        ChainPage { jobs, next }
+    }
 }
 
 /// `GET /api/v1/jobs/{id}`.
@@ -214,10 +238,12 @@ pub async fn get_job(
     let job = visible_job(&state, &p, id).await?;
     let history = state.store.history(id).await?;
     let chain = chain_page(&state, &p, id, None, DEFAULT_PAGE).await?;
+    let children = children_page(&state, &p, id, None, DEFAULT_PAGE).await?;
     Ok(Json(JobDetail {
         job,
         history,
         chain,
+        children,
     }))
 }
 
@@ -229,26 +255,27 @@ pub async fn chain_page(
     after: Option<JobId>,
     limit: i64,
 ) -> Result<ChainPage, ApiError> {
-    let mut rows = state
+    let rows = state
         .store
         .retry_chain(id, after, limit.saturating_add(1))
         .await?;
-    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = if more {
-        rows.last().map(|j| j.id)
-    } else {
-        None
-    };
-    let jobs = rows
-        .into_iter()
-        .filter(|j| p.sees(j.co_id))
-        .map(|mut j| {
-            j.job_log = None;
-            j
-        })
-        .collect();
-    Ok(ChainPage { jobs, next })
+    Ok(ChainPage::of(rows, limit, p))
+}
+
+/// Up to `limit` of the jobs `id`'s run queued, after `after`, as `p` may
+/// see them.
+pub async fn children_page(
+    state: &AppState,
+    p: &Principal,
+    id: JobId,
+    after: Option<JobId>,
+    limit: i64,
+) -> Result<ChainPage, ApiError> {
+    let rows = state
+        .store
+        .children(id, after, limit.saturating_add(1))
+        .await?;
+    Ok(ChainPage::of(rows, limit, p))
 }
 
 /// `GET /api/v1/jobs/{id}/chain`'s query.
@@ -259,6 +286,19 @@ pub struct ChainParams {
     pub limit: Option<i64>,
 }
 
+/// A page size given in a query: [`DEFAULT_PAGE`] unless said, at most
+/// [`MAX_PAGE`].
+pub fn page_size(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE} (got {limit})"
+        )))
+    }
+}
+
 /// `GET /api/v1/jobs/{id}/chain`.
 pub async fn job_chain(
     State(state): State<AppState>,
@@ -267,14 +307,24 @@ pub async fn job_chain(
     ApiQuery(params): ApiQuery<ChainParams>,
 ) -> Result<Json<ChainPage>, ApiError> {
     visible_job(&state, &p, id).await?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_PAGE} (got {limit})"
-        )));
-    }
+    let limit = page_size(params.limit)?;
     Ok(Json(
         chain_page(&state, &p, id, params.after.map(JobId), limit).await?,
+    ))
+}
+
+/// `GET /api/v1/jobs/{id}/children`: the jobs its run queued, oldest
+/// first, paged like the chain.
+pub async fn job_children(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    IdPath(id): IdPath,
+    ApiQuery(params): ApiQuery<ChainParams>,
+) -> Result<Json<ChainPage>, ApiError> {
+    visible_job(&state, &p, id).await?;
+    let limit = page_size(params.limit)?;
+    Ok(Json(
+        children_page(&state, &p, id, params.after.map(JobId), limit).await?,
     ))
 }
 
@@ -349,6 +399,7 @@ pub async fn queue_job(
     } else {
         state.store.queue(&job).await?
     };
+    state.forget_counts().await;
     let row = visible_job(&state, &p, id).await?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
 }
@@ -370,6 +421,7 @@ pub async fn cancel(state: &AppState, p: &Principal, id: JobId) -> Result<Cancel
         CancelResult::Canceled => "canceled",
         CancelResult::StopRequested => "stop_requested",
     };
+    state.forget_counts().await;
     let job = visible_job(state, p, id).await?;
     Ok(Canceled { result, job })
 }
@@ -379,6 +431,7 @@ pub async fn retry(state: &AppState, p: &Principal, id: JobId) -> Result<Job, Ap
     p.require(Role::Operator)?;
     visible_job(state, p, id).await?;
     let new = state.store.retry_now(id, &p.name).await?;
+    state.forget_counts().await;
     visible_job(state, p, new).await
 }
 
@@ -414,6 +467,8 @@ pub struct PluginInfo {
     pub limits: Option<PluginLimits>,
     pub grants: Option<PluginGrants>,
     pub error: Option<String>,
+    /// Its limits in force and pause, and its jobs running now.
+    pub throttle: TypeState,
 }
 
 /// What a plugin's side file grants beyond the defaults (nothing by
@@ -485,8 +540,11 @@ pub async fn plugin_infos(state: &AppState) -> Result<Vec<PluginInfo>, ApiError>
             format!("cannot list plugins: {e}"),
         )
     })?;
+    let throttles = state.store.throttles().await?;
+    let groups = group_counts(state, None).await?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
+        let throttle = type_state(&throttles, &groups, &name);
         let described = async {
             let plugin = state.sandbox.plugin_async(&name).await?;
             let desc = state.sandbox.describe(&plugin).await?;
@@ -508,6 +566,7 @@ pub async fn plugin_infos(state: &AppState) -> Result<Vec<PluginInfo>, ApiError>
                     }),
                     grants: Some(PluginGrants::of(&plugin)),
                     error: None,
+                    throttle,
                 }
             }
             Err(e) => PluginInfo {
@@ -516,24 +575,20 @@ pub async fn plugin_infos(state: &AppState) -> Result<Vec<PluginInfo>, ApiError>
                 limits: None,
                 grants: None,
                 error: Some(e.to_string()),
+                throttle,
             },
         });
     }
     Ok(out)
 }
 
-/// `GET /api/v1/cos`: the COs the principal may see.
+/// `GET /api/v1/cos`: the COs the principal may see, with their limits,
+/// pause and running jobs.
 pub async fn cos(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Vec<Co>>, ApiError> {
+) -> Result<Json<Vec<CoInfo>>, ApiError> {
     Ok(Json(cos_for(&state, &p).await?))
-}
-
-/// The COs `p` may see (shared with the dashboard).
-pub async fn cos_for(state: &AppState, p: &Principal) -> Result<Vec<Co>, ApiError> {
-    let cos = state.store.list_cos().await?;
-    Ok(cos.into_iter().filter(|c| p.sees(c.id)).collect())
 }
 
 /// `GET /api/v1/runners`: the runners recorded in the store, live ones
@@ -564,7 +619,7 @@ pub struct Stats {
 
 /// Seconds from when jobs were due to when they started: quantiles over
 /// the jobs that ended in the last hour (at most the 10,000 newest).
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Latency {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
@@ -572,24 +627,42 @@ pub struct Latency {
     pub jobs: usize,
 }
 
-/// The last hour's activity `p` may see.
-pub async fn activity_for(
-    state: &AppState,
-    p: &Principal,
-) -> Result<(Vec<MinuteCount>, Latency), ApiError> {
-    let a = state.store.activity(p.co, ACTIVITY_MINUTES).await?;
-    let latency = Latency {
-        p50: a.latency_quantile(0.5),
-        p99: a.latency_quantile(0.99),
-        jobs: a.latencies.len(),
+/// The last hour's ends per minute and queue latency, as the shared
+/// cache holds them (summarised once per read, not per request).
+pub type RecentActivity = (Vec<MinuteCount>, Latency);
+
+/// The last hour's activity `p` may see, read at most once per
+/// [`super::cache::MAX_AGE`] for all requests.
+pub async fn activity_for(state: &AppState, p: &Principal) -> Result<RecentActivity, ApiError> {
+    let read = || async {
+        let a = state.store.activity(p.co, ACTIVITY_MINUTES).await?;
+        let latency = Latency {
+            p50: a.latency_quantile(0.5),
+            p99: a.latency_quantile(0.99),
+            jobs: a.latencies.len(),
+        };
+        Ok::<_, crate::store::driver::Error>((a.per_minute, latency))
     };
-    Ok((a.per_minute, latency))
+    let shared = state.activity.get(p.co, read).await?;
+    Ok(shared.as_ref().clone())
+}
+
+/// The job counts of CO `co` (`None`: of every CO), read at most once
+/// per [`super::cache::MAX_AGE`] for all requests.
+pub async fn group_counts(
+    state: &AppState,
+    co: Option<i64>,
+) -> Result<Arc<Vec<GroupCount>>, ApiError> {
+    Ok(state
+        .counts
+        .get(co, || state.store.count_groups(co))
+        .await?)
 }
 
 /// The counts `p` may see (without the activity: the event streams
 /// read these every second).
 pub async fn stats_for(state: &AppState, p: &Principal) -> Result<Stats, ApiError> {
-    let groups = state.store.count_groups(p.co).await?;
+    let groups = group_counts(state, p.co).await?;
     let mut s = Stats {
         by_status: JobStatus::ALL
             .iter()
@@ -604,7 +677,7 @@ pub async fn stats_for(state: &AppState, p: &Principal) -> Result<Stats, ApiErro
             jobs: 0,
         },
     };
-    for g in groups {
+    for g in groups.iter() {
         let code = g.status.code().to_string();
         let add = |m: &mut BTreeMap<String, i64>| {
             let slot = m.entry(code.clone()).or_insert(0);

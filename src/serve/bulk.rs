@@ -219,15 +219,29 @@ pub async fn run(
             ),
         ));
     }
-    let mut results = Vec::with_capacity(matched);
-    for job in jobs {
-        results.push(act(state, p, action, job.id).await?);
-    }
+    let results = act_on_each(state, p, action, &jobs).await;
+    // Also after a failure part-way: the jobs before it changed.
+    state.forget_counts().await;
+    let results = results?;
     Ok(BulkResult {
         action,
         matched,
         results,
     })
+}
+
+/// Act on each of `jobs` in turn, stopping at a store failure.
+async fn act_on_each(
+    state: &AppState,
+    p: &Principal,
+    action: BulkAction,
+    jobs: &[Job],
+) -> Result<Vec<BulkItem>, ApiError> {
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(act(state, p, action, job.id).await?);
+    }
+    Ok(results)
 }
 
 /// Act on one job; a job that changed since it was counted is skipped.

@@ -6,8 +6,7 @@
 //! session's CSRF token.
 
 use std::convert::Infallible;
-use std::sync::PoisonError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::rejection::FormRejection;
@@ -26,7 +25,7 @@ use super::bulk::{self, BulkAction};
 use super::chart::chart;
 use super::error::ApiError;
 use crate::job::JobStatus;
-use crate::store::{JOB_COLUMN_NAMES, Job, JobId, Role};
+use crate::store::{JOB_COLUMN_NAMES, Job, JobId, Role, Throttles};
 
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLESHEET: &str = include_str!("assets/app.css");
@@ -149,10 +148,11 @@ pub async fn overview(
         let stats = api::stats_for(&state, &p).await?;
         let activity = api::activity_for(&state, &p).await?;
         let runners = state.store.list_runners().await?;
-        Ok::<_, ApiError>((page, stats, activity, runners))
+        let throttles = state.store.throttles().await?;
+        Ok::<_, ApiError>((page, stats, activity, runners, throttles))
     }
     .await;
-    let (page, stats, (per_minute, latency), runners) = match result {
+    let (page, stats, (per_minute, latency), runners, throttles) = match result {
         Ok(x) => x,
         Err(e) => return error_page(Some(&p), e),
     };
@@ -194,6 +194,9 @@ pub async fn overview(
                 p { a href="/runners" id="runners-alive" { (alive) " alive" } }
             }
         }
+        @if let Some(line) = throttles.paused_line() {
+            p.paused-line { span id="paused" { (line) } " — their queued jobs wait (" a href="/plugins" { "plugins" } ", " a href="/cos" { "COs" } ")" }
+        }
         form.filters method="get" action="/" {
             label { "Status "
                 select name="status" {
@@ -208,7 +211,7 @@ pub async fn overview(
             label { "Search " input type="search" name="q" value=[params.q.as_deref()]; }
             button type="submit" { "Filter" }
         }
-        (jobs_table(&page.jobs, (p.role >= Role::Operator).then(|| p.csrf(&state.secret)).as_deref()))
+        (jobs_table(&page.jobs, &throttles, (p.role >= Role::Operator).then(|| p.csrf(&state.secret)).as_deref()))
         @if let Some(href) = &older {
             p.pager { a id="older" href=(href) { "Older jobs →" } }
         }
@@ -216,9 +219,32 @@ pub async fn overview(
     Html(layout("jobs", Some(&p), None, body).into_string()).into_response()
 }
 
-/// The jobs table of the overview; with a CSRF token (an operator), a
-/// box per row and the bulk buttons, which lead to a confirmation page.
-fn jobs_table(jobs: &[Job], csrf: Option<&str>) -> Markup {
+/// Why queued job `j` waits whatever its due time: its type or its CO is
+/// paused.
+fn held_back(throttles: &Throttles, j: &Job) -> Option<&'static str> {
+    if j.status != JobStatus::Queued {
+        return None;
+    }
+    let type_paused = throttles
+        .types
+        .iter()
+        .any(|t| t.job_type == j.job_type && t.paused_by.is_some());
+    let co_paused = throttles
+        .cos
+        .iter()
+        .any(|c| c.co_id == j.co_id && c.paused_by.is_some());
+    match (type_paused, co_paused) {
+        (true, true) => Some("its job type and its CO are paused"),
+        (true, false) => Some("its job type is paused"),
+        (false, true) => Some("its CO is paused"),
+        (false, false) => None,
+    }
+}
+
+/// The jobs table of the overview, queued jobs of a paused type or CO
+/// marked; with a CSRF token (an operator), a box per row and the bulk
+/// buttons, which lead to a confirmation page.
+fn jobs_table(jobs: &[Job], throttles: &Throttles, csrf: Option<&str>) -> Markup {
     html! {
         @if let Some(csrf) = csrf {
             form.bulk id="bulk" method="post" action="/jobs/bulk" {
@@ -241,7 +267,12 @@ fn jobs_table(jobs: &[Job], csrf: Option<&str>) -> Markup {
                         td { a href={"/jobs/" (j.id)} { (j.id) } }
                         td { (j.co_id) }
                         td { (j.job_type) }
-                        td.status { (j.status.code()) }
+                        td.status {
+                            (j.status.code())
+                            @if let Some(why) = held_back(throttles, j) {
+                                " " span.paused title=(why) { "paused" }
+                            }
+                        }
                         td { (cell(j.queue_time.as_deref())) }
                         td { (cell(j.complete_time.as_deref())) }
                         td.summary { (cell(j.finish_summary.as_deref().or(j.status_line.as_deref()).or(j.register_summary.as_deref()))) }
@@ -253,22 +284,56 @@ fn jobs_table(jobs: &[Job], csrf: Option<&str>) -> Markup {
     }
 }
 
-/// `GET /jobs/{id}`: every column, progress, log, history, chain, and the
-/// cancel or retry button.
+/// `GET /jobs/{id}`'s query: the children page's cursor.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPageParams {
+    pub children_after: Option<i64>,
+}
+
+/// The most of a result the job page shows, pretty-printed (a result is at
+/// most [`crate::store::RESULT_MAX_BYTES`] as stored; its indentation can
+/// make it longer). The API gives it whole.
+pub const RESULT_SHOWN: usize = 64 * 1024;
+
+/// A job's result for a person: its JSON pretty-printed (as stored when
+/// it does not read as JSON), cut to [`RESULT_SHOWN`] bytes at a character
+/// boundary, and how many bytes were cut.
+pub fn result_text(result: &str) -> (String, usize) {
+    let mut text = serde_json::from_str::<serde_json::Value>(result)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| result.to_string());
+    let mut cut = text.len().min(RESULT_SHOWN);
+    while !text.is_char_boundary(cut) {
+        cut = cut.saturating_sub(1);
+    }
+    let more = text.len().saturating_sub(cut);
+    text.truncate(cut);
+    (text, more)
+}
+
+/// `GET /jobs/{id}`: every column, progress, the parent, the plugin, the
+/// result, the log, history, chain, children, and the cancel or retry
+/// button.
 pub async fn job_page(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     id: Result<IdPath, ApiError>,
+    params: Result<Query<JobPageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
         let IdPath(id) = id?;
+        let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let job = api::visible_job(&state, &p, id).await?;
         let history = state.store.history(id).await?;
         let chain = api::chain_page(&state, &p, id, None, api::DEFAULT_PAGE).await?;
-        Ok::<_, ApiError>((job, history, chain))
+        let after = params.children_after.map(JobId);
+        let children = api::children_page(&state, &p, id, after, api::DEFAULT_PAGE).await?;
+        Ok::<_, ApiError>((job, history, chain, children))
     }
     .await;
-    let (job, history, chain) = match result {
+    let (job, history, chain, children) = match result {
         Ok(x) => x,
         Err(e) => return error_page(Some(&p), e),
     };
@@ -280,6 +345,7 @@ pub async fn job_page(
             progress id="progress" max="100" value=(job.percent_complete.unwrap_or(0)) {}
             " " span id="status-line" { (cell(job.status_line.as_deref())) }
         }
+        (origin(&job))
         @if operator {
             div.actions {
                 @if matches!(job.status, JobStatus::Queued | JobStatus::InProgress) {
@@ -296,10 +362,18 @@ pub async fn job_page(
                 }
             }
         }
+        @if let Some(result) = &job.result {
+            @let (text, more) = result_text(result);
+            h2 { "Result" }
+            pre.result id="result" { (text) }
+            @if more > 0 {
+                p.hint { "(" (more) " more bytes not shown: " a href={"/api/v1/jobs/" (job.id)} { "the API" } " has it whole)" }
+            }
+        }
         h2 { "Columns" }
         table.columns {
             @for (name, value) in JOB_COLUMN_NAMES.iter().zip(job.column_values()) {
-                @if *name != "job_log" {
+                @if *name != "job_log" && *name != "result" {
                     tr { th { (name) } td data-column=(name) { (cell(value.as_deref())) } }
                 }
             }
@@ -330,9 +404,61 @@ pub async fn job_page(
                 }
             }
         }
+        h2 { "Child jobs" }
+        (children_table(job.id, &children))
     };
     Html(layout(&format!("job {}", job.id), Some(&p), Some(job.id), body).into_string())
         .into_response()
+}
+
+/// Where a job came from and what ran it: its parent (the job whose run
+/// queued it), its schedule, the plugin's SHA-256 and contract.
+fn origin(job: &Job) -> Markup {
+    html! {
+        ul.origin {
+            @if let Some(parent) = job.parent_co_job_id {
+                li { "child of job " a id="parent" href={"/jobs/" (parent)} { (parent) } }
+            }
+            @if let Some(from) = job.requeued_from_co_job_id {
+                li { "retry or requeue of job " a href={"/jobs/" (from)} { (from) } }
+            }
+            @if let Some(name) = &job.schedule_name {
+                li { "queued by schedule " (name) " for " (cell(job.schedule_tick.as_deref())) }
+            }
+            li {
+                "plugin " (job.job_type)
+                @if let Some(contract) = &job.plugin_contract { " · contract cojobs:plugin@" span id="contract" { (contract) } }
+                @if let Some(sha) = &job.plugin_sha256 { " · sha256 " code id="sha256" { (sha) } }
+                @if job.plugin_sha256.is_none() { " (not run yet)" }
+            }
+        }
+    }
+}
+
+/// A page of the jobs `parent`'s run queued, with a link to the next.
+fn children_table(parent: JobId, children: &api::ChainPage) -> Markup {
+    html! {
+        table.children {
+            thead { tr { th { "id" } th { "CO" } th { "type" } th { "status" } th { "queued" } th { "ended" } th { "summary" } } }
+            tbody {
+                @for j in &children.jobs {
+                    tr data-child=(j.id) {
+                        td { a href={"/jobs/" (j.id)} { (j.id) } }
+                        td { (j.co_id) }
+                        td { (j.job_type) }
+                        td { (j.status.code()) }
+                        td { (cell(j.queue_time.as_deref())) }
+                        td { (cell(j.complete_time.as_deref())) }
+                        td.summary { (cell(j.finish_summary.as_deref().or(j.register_summary.as_deref()))) }
+                    }
+                }
+                @if children.jobs.is_empty() { tr { td colspan="7" { "No child jobs." } } }
+            }
+        }
+        @if let Some(next) = children.next {
+            p.pager { a id="more-children" href={"/jobs/" (parent) "?children_after=" (next)} { "More child jobs →" } }
+        }
+    }
 }
 
 /// A dashboard form that changes something: its CSRF token.
@@ -342,12 +468,16 @@ pub struct ActionForm {
 }
 
 /// Whether a form carries this session's CSRF token.
-fn csrf_ok(state: &AppState, p: &Principal, form: Result<Form<ActionForm>, FormRejection>) -> bool {
+pub(super) fn csrf_ok(
+    state: &AppState,
+    p: &Principal,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> bool {
     matches!(form, Ok(Form(f)) if p.csrf_ok(&state.secret, &f.csrf))
 }
 
 /// The page a form without this session's CSRF token gets (403).
-fn forged(p: &Principal) -> Response {
+pub(super) fn forged(p: &Principal) -> Response {
     error_page(
         Some(p),
         ApiError::forbidden(
@@ -705,7 +835,7 @@ pub async fn events(
 
 /// The counts and the job as `p` sees them now.
 async fn snapshot(state: &AppState, p: &Principal, job: Option<JobId>) -> Result<Update, ApiError> {
-    let counts = live_counts(state, p).await?;
+    let counts = api::stats_for(state, p).await?.by_status;
     let job = match job {
         Some(id) => api::visible_job(state, p, id).await.ok().map(|j| JobLive {
             id: j.id,
@@ -716,35 +846,6 @@ async fn snapshot(state: &AppState, p: &Principal, job: Option<JobId>) -> Result
         None => None,
     };
     Ok(Update { counts, job })
-}
-
-/// The counts by status `p` sees, read at most once per [`EVENT_TICK`]
-/// per CO scope for all the open pages ([`super::Inner::live_counts`]).
-async fn live_counts(
-    state: &AppState,
-    p: &Principal,
-) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
-    let fresh = |m: &super::LiveCounts| {
-        m.get(&p.co)
-            .filter(|(at, _)| at.elapsed() < EVENT_TICK)
-            .map(|(_, c)| c.clone())
-    };
-    let cached = fresh(
-        &state
-            .live_counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    if let Some(c) = cached {
-        return Ok(c);
-    }
-    let counts = api::stats_for(state, p).await?.by_status;
-    state
-        .live_counts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(p.co, (Instant::now(), counts.clone()));
-    Ok(counts)
 }
 
 #[cfg(test)]
@@ -808,7 +909,7 @@ mod tests {
             plugin_contract: None,
             priority: 5,
         };
-        let html = jobs_table(&[job], Some("t")).into_string();
+        let html = jobs_table(&[job], &Throttles::default(), Some("t")).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
     }

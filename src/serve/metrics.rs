@@ -114,7 +114,7 @@ pub async fn metrics(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Response, ApiError> {
-    let groups = state.store.count_groups(p.co).await?;
+    let groups = api::group_counts(&state, p.co).await?;
     let (per_minute, latency) = api::activity_for(&state, &p).await?;
     let runners = state.store.list_runners().await?;
     let text = render(&Scrape {

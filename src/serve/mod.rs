@@ -8,7 +8,9 @@
 //!   ([`auth::Principal`]), the CSRF token of the dashboard's forms, the
 //!   loopback rule of the open mode.
 //! - [`api`]: the JSON handlers; [`bulk`]: cancel or retry the jobs of a
-//!   filter, with a count confirmation; [`error`]: `{error, detail}` answers.
+//!   filter, with a count confirmation; [`limits`]: pause and limits of
+//!   job types and COs; [`error`]: `{error, detail}` answers; [`cache`]:
+//!   the counts every request shares for a moment.
 //! - [`dashboard`]: server-rendered pages (maud) and the event stream;
 //!   [`pages`]: the runners, plugins and COs pages; [`chart`]: the
 //!   overview's SVG chart.
@@ -20,9 +22,11 @@
 pub mod api;
 pub mod auth;
 pub mod bulk;
+pub mod cache;
 pub mod chart;
 pub mod dashboard;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod pages;
 
@@ -38,6 +42,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 
 use crate::sandbox::Sandbox;
+use crate::store::GroupCount;
 use crate::store::driver::JobStore;
 
 /// The largest request body accepted (a job to queue is well under it).
@@ -70,20 +75,42 @@ pub struct Inner {
     pub secret: [u8; 32],
     /// Ends the event streams when the server stops.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// The counts by status the event streams send, per CO scope, and when
-    /// they were read: every open page looks each second, and one read
-    /// per scope and [`dashboard::EVENT_TICK`] serves them all (with 20
-    /// pages open, 20 scans of the table a second starved the API's list
-    /// requests; docs/performance.md). A std mutex: held to copy a map
-    /// entry, never across an await.
-    pub live_counts: std::sync::Mutex<LiveCounts>,
+    /// The job counts by CO, type and status, per CO scope, shared by
+    /// every request for up to [`cache::MAX_AGE`] ([`cache`] says why).
+    pub counts: cache::ScopeCache<Vec<GroupCount>>,
+    /// The last hour's activity, per CO scope, shared the same way.
+    pub activity: cache::ScopeCache<api::RecentActivity>,
 }
 
-/// [`Inner::live_counts`]: per CO scope (`None` = all), when read and what.
-pub type LiveCounts = std::collections::HashMap<
-    Option<i64>,
-    (std::time::Instant, std::collections::BTreeMap<String, i64>),
->;
+impl Inner {
+    /// What every `Inner` starts with but the store, sandbox and mode.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        sandbox: Arc<Sandbox>,
+        open: bool,
+        local_user: String,
+        secret: [u8; 32],
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Inner {
+        Inner {
+            store,
+            sandbox,
+            open,
+            local_user,
+            secret,
+            shutdown,
+            counts: cache::ScopeCache::new(cache::MAX_AGE),
+            activity: cache::ScopeCache::new(cache::MAX_AGE),
+        }
+    }
+
+    /// After a change this server made: the next reads of the counts and
+    /// the activity see it.
+    pub async fn forget_counts(&self) {
+        self.counts.forget().await;
+        self.activity.forget().await;
+    }
+}
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
@@ -110,6 +137,11 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/api/v1/jobs/{id}", Method::GET, get(api::get_job)),
         ("/api/v1/jobs/{id}/chain", Method::GET, get(api::job_chain)),
         (
+            "/api/v1/jobs/{id}/children",
+            Method::GET,
+            get(api::job_children),
+        ),
+        (
             "/api/v1/jobs/{id}/cancel",
             Method::POST,
             post(api::cancel_job),
@@ -120,7 +152,32 @@ pub fn api_routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             post(api::retry_job),
         ),
         ("/api/v1/plugins", Method::GET, get(api::plugins)),
+        (
+            "/api/v1/plugins/{type}/pause",
+            Method::POST,
+            post(limits::pause_type),
+        ),
+        (
+            "/api/v1/plugins/{type}/resume",
+            Method::POST,
+            post(limits::resume_type),
+        ),
         ("/api/v1/cos", Method::GET, get(api::cos)),
+        (
+            "/api/v1/cos/{id}/pause",
+            Method::POST,
+            post(limits::pause_co),
+        ),
+        (
+            "/api/v1/cos/{id}/resume",
+            Method::POST,
+            post(limits::resume_co),
+        ),
+        (
+            "/api/v1/cos/{id}/max-running",
+            Method::POST,
+            post(limits::max_running),
+        ),
         ("/api/v1/runners", Method::GET, get(api::runners)),
         ("/api/v1/stats", Method::GET, get(api::stats)),
         (OPENAPI_PATH, Method::GET, get(openapi)),
@@ -151,7 +208,12 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/bulk", post(dashboard::bulk))
         .route("/runners", get(pages::runners_page))
         .route("/plugins", get(pages::plugins_page))
+        .route("/plugins/{type}/pause", post(pages::pause_type))
+        .route("/plugins/{type}/resume", post(pages::resume_type))
         .route("/cos", get(pages::cos_page))
+        .route("/cos/{id}/pause", post(pages::pause_co))
+        .route("/cos/{id}/resume", post(pages::resume_co))
+        .route("/cos/{id}/max-running", post(pages::max_running))
         .route("/events", get(dashboard::events))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

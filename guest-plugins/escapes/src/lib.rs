@@ -1,7 +1,8 @@
 //! `escapes`: writes its `text` param, as it is, everywhere a plugin can
 //! write text: a progress status line, a log line, a history record, stdout,
-//! stderr and its summary. Tests that terminal escape sequences in what a
-//! plugin writes are shown escaped, never acted on (issue 10, finding 8).
+//! stderr, its structured result (`{"text": …}`) and its summary. Tests
+//! that terminal escape sequences in what a plugin writes are shown escaped,
+//! never acted on (issue 10, finding 8); that markup is shown as text.
 use cojobs_plugin::prelude::*;
 
 #[derive(serde::Deserialize)]
@@ -24,6 +25,7 @@ impl Plugin for Escapes {
         history(Some("key"), &text, HistoryStatus::Notice);
         println!("stdout {text}");
         eprintln!("stderr {text}");
+        set_result(&cojobs_plugin::serde_json::json!({ "text": text }))?;
         Ok(format!("summary {text}"))
     }
 }
