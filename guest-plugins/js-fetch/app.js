@@ -3,7 +3,8 @@
 // The URL is the `url` parameter, or the side file's `[config]` `url`; a
 // `[secrets]` `token`, when set, is sent as a bearer token (mode `verbose`
 // logs the request headers: the host redacts the token). Redirects are
-// followed up to 5 times, each one a new request the host checks against
+// followed up to 5 times (by fetch itself, or here when it hands back the
+// 3xx), each one a new request the host checks against
 // `allowed_hosts`. A 429 or 503 asks to be retried after its `Retry-After`.
 // The result is `{status, bytes, keys}`; `notify`, when given, queues a child
 // job of that type with `{"name": "<url> answered <status>"}`.
@@ -34,7 +35,7 @@ async function fetchFollowing(url, headers, verbose) {
     if (verbose) log('debug', `GET ${url} with ${JSON.stringify(headers)}`);
     let resp;
     try {
-      resp = await fetch(url, { headers, redirect: 'manual' });
+      resp = await fetch(url, { headers });
     } catch (e) {
       // A denied request, a refused connection: the host's log says which.
       throw { tag: 'retry', val: `request to ${url} failed: ${e}` };

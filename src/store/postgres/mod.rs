@@ -62,7 +62,8 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 /// `text` (SQLite keeps it): every plugin-provided text (finish and release
 /// summaries, the log, the status line, history keys and comments, the
 /// result) has each NUL **escaped** as the two characters `\0` before it
-/// is written, and before it is cut to a column's length.
+/// is written, and before it is cut to a column's length
+/// (docs/design.md#nul-in-postgresql-text).
 pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') {
         std::borrow::Cow::Owned(s.replace('\0', "\\0"))
