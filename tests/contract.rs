@@ -578,18 +578,40 @@ async fn python_and_js_fetch_a_granted_url_set_a_result_and_queue_a_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_requests_not_granted_are_denied() {
     let server = Server::start();
-    let url = format!("http://127.0.0.1:{}/doc", server.port.wrapping_add(1).max(1));
+    let url = format!(
+        "http://127.0.0.1:{}/doc",
+        server.port.wrapping_add(1).max(1)
+    );
     for name in SCRIPTED {
         let params = serde_json::json!({ "url": url }).to_string();
         let r = scripted(name, grant(&server, ""), None, params).await;
         let (kind, msg) = failed(&r);
-        assert!(matches!(kind, FailKind::Discard | FailKind::Retry), "{name}: {kind:?} {msg}");
+        assert!(
+            matches!(kind, FailKind::Discard | FailKind::Retry),
+            "{name}: {kind:?} {msg}"
+        );
         assert!(msg.contains(&url), "{name}: {msg}");
         let line = format!("[http] denied GET {url}: scheme, host or port not in allowed_hosts");
         assert!(r.log.contains(&line), "{name}: {line:?} missing: {}", r.log);
     }
-    assert_eq!(failed(&scripted("python-fetch", grant(&server, ""), None, serde_json::json!({ "url": url }).to_string()).await).0, FailKind::Discard, "Python: a denial is for good");
-    assert!(server.hits.lock().expect("lock").is_empty(), "nothing reached the server");
+    assert_eq!(
+        failed(
+            &scripted(
+                "python-fetch",
+                grant(&server, ""),
+                None,
+                serde_json::json!({ "url": url }).to_string()
+            )
+            .await
+        )
+        .0,
+        FailKind::Discard,
+        "Python: a denial is for good"
+    );
+    assert!(
+        server.hits.lock().expect("lock").is_empty(),
+        "nothing reached the server"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,7 +646,10 @@ async fn python_and_js_ask_for_a_retry_after_the_servers_delay() {
         let r = scripted(name, grant(&server, ""), None, params).await;
         assert_eq!(
             failed(&r),
-            (FailKind::Retry, format!("{url} answered 429: retry in 42 s").as_str()),
+            (
+                FailKind::Retry,
+                format!("{url} answered 429: retry in 42 s").as_str()
+            ),
             "{name}: {}",
             r.log
         );

@@ -896,9 +896,18 @@ fn a_malformed_cases_file_exits_2_naming_the_problem() {
     let env = env_with(&["hello"]);
     let case = |body: &str| format!("[[case]]\nname = 'a'\nplugin = 'hello'\n{body}");
     for (text, problem) in [
-        (String::new(), "no cases (write one [[case]] table per case)"),
-        ("[[case]]\nname = 'a'\n".to_string(), "missing field `plugin`"),
-        (case("colour = 'red'\nexpect = { outcome = 'ok' }"), "unknown field `colour`"),
+        (
+            String::new(),
+            "no cases (write one [[case]] table per case)",
+        ),
+        (
+            "[[case]]\nname = 'a'\n".to_string(),
+            "missing field `plugin`",
+        ),
+        (
+            case("colour = 'red'\nexpect = { outcome = 'ok' }"),
+            "unknown field `colour`",
+        ),
         (
             case("expect = { outcome = 'fine' }"),
             "case 1 ('a'): expect.outcome 'fine' is not one of ok, retry, discard",
@@ -916,7 +925,9 @@ fn a_malformed_cases_file_exits_2_naming_the_problem() {
             "case 1 ('a'): http fixture 1: 'ftp://x/' is not an http:// or https:// URL",
         ),
         (
-            case("http = [{ url = 'http://x/', body_file = 'nope.json' }]\nexpect = { outcome = 'ok' }"),
+            case(
+                "http = [{ url = 'http://x/', body_file = 'nope.json' }]\nexpect = { outcome = 'ok' }",
+            ),
             "case 1 ('a'): http fixture 1: body_file ",
         ),
         (

@@ -191,8 +191,10 @@ mod tests {
     #[test]
     fn bad_fixtures_are_refused() {
         let bad = |m: &str, u: &str, s: u16, h: &[(&str, &str)]| {
-            let h: Vec<(String, String)> =
-                h.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+            let h: Vec<(String, String)> = h
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
             Fixture::new(m, u, s, &h, Bytes::new()).expect_err(u)
         };
         assert!(bad("GET", "ftp://x/y", 200, &[]).contains("not an http"));

@@ -437,7 +437,12 @@ impl Budget {
 /// Answer a request from a fixture: its body is read first (the guest
 /// writes it after asking), then the fixture's response is counted like
 /// one from the network.
-async fn answer(request: http::Request<WasiBody>, fixture: Fixture, log: RequestLog, budget: Budget) -> Sent {
+async fn answer(
+    request: http::Request<WasiBody>,
+    fixture: Fixture,
+    log: RequestLog,
+    budget: Budget,
+) -> Sent {
     request
         .into_body()
         .collect()

@@ -205,8 +205,7 @@ pub fn load(path: &Path) -> Result<Vec<Case>, Error> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Input(format!("cannot read {shown}: {e}")))?;
-    let raw: RawFile =
-        toml::from_str(&text).map_err(|e| Error::Input(format!("{shown}: {e}")))?;
+    let raw: RawFile = toml::from_str(&text).map_err(|e| Error::Input(format!("{shown}: {e}")))?;
     if raw.cases.is_empty() {
         return Err(Error::Input(format!(
             "{shown}: no cases (write one [[case]] table per case)"
@@ -217,7 +216,8 @@ pub fn load(path: &Path) -> Result<Vec<Case>, Error> {
     let mut cases = Vec::with_capacity(raw.cases.len());
     for (i, raw) in raw.cases.into_iter().enumerate() {
         let name = raw.name.clone();
-        let bad = |what: String| Error::Input(format!("{shown}: case {} ('{name}'): {what}", i + 1));
+        let bad =
+            |what: String| Error::Input(format!("{shown}: case {} ('{name}'): {what}", i + 1));
         if !names.insert(raw.name.clone()) {
             return Err(bad("another case has this name".into()));
         }
@@ -251,7 +251,12 @@ fn check(raw: RawCase, base: &Path) -> Result<Case, String> {
         side: Side {
             allowed_hosts: raw
                 .allowed_hosts
-                .map(|hosts| hosts.iter().map(|h| h.parse()).collect::<Result<Vec<_>, _>>())
+                .map(|hosts| {
+                    hosts
+                        .iter()
+                        .map(|h| h.parse::<HostPattern>())
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .transpose()?,
             max_http_requests: raw.max_http_requests,
             max_response_bytes: raw.max_response_bytes,
@@ -286,8 +291,7 @@ fn fixture(raw: RawFixture, base: &Path) -> Result<Fixture, String> {
         (Some(text), None) => text.into_bytes(),
         (None, Some(file)) => {
             let path = base.join(&file);
-            std::fs::read(&path)
-                .map_err(|e| format!("body_file {}: {e}", path.display()))?
+            std::fs::read(&path).map_err(|e| format!("body_file {}: {e}", path.display()))?
         }
         (None, None) => Vec::new(),
     };
@@ -313,25 +317,23 @@ fn expect(raw: RawExpect) -> Result<Expect, String> {
     })?;
     let summary = raw
         .summary
-        .map(|re| {
-            regex::Regex::new(&re).map_err(|e| format!("expect.summary is not a regex: {e}"))
-        })
+        .map(|re| regex::Regex::new(&re).map_err(|e| format!("expect.summary is not a regex: {e}")))
         .transpose()?;
     let result = raw
         .result
         .map(|v| serde_json::to_value(v).map_err(|e| format!("expect.result: {e}")))
         .transpose()?;
-    if let Some(h) = &raw.history {
-        if let Some(bad) = h
-            .iter()
-            .filter_map(|r| r.status.as_deref())
-            .find(|s| !HISTORY_STATUSES.contains(s))
-        {
-            return Err(format!(
-                "expect.history: status '{bad}' is not one of {}",
-                HISTORY_STATUSES.join(", ")
-            ));
-        }
+    if let Some(bad) = raw
+        .history
+        .iter()
+        .flatten()
+        .filter_map(|r| r.status.as_deref())
+        .find(|s| !HISTORY_STATUSES.contains(s))
+    {
+        return Err(format!(
+            "expect.history: status '{bad}' is not one of {}",
+            HISTORY_STATUSES.join(", ")
+        ));
     }
     let children = raw
         .children

@@ -131,7 +131,13 @@ async fn run_case(g: &Global, case: &Case) -> Problems {
     let limits = sandbox.limits_for(&plugin, &case.limits);
     let history = HistoryLog::default();
     let report = sandbox
-        .run(&plugin, &job, limits, Box::new(history.clone()), &Interrupt::new())
+        .run(
+            &plugin,
+            &job,
+            limits,
+            Box::new(history.clone()),
+            &Interrupt::new(),
+        )
         .await;
     let mut found = check(case, &report, &history.take());
     found.extend(
@@ -292,11 +298,18 @@ fn check_history(want: &[HistoryExpected], got: &[History]) -> Vec<String> {
     for (i, (w, g)) in want.iter().zip(got).enumerate() {
         let mut differs = |field: &str, want: String, got: String| {
             if want != got {
-                found.push(format!("history record {}: {field} is {got}, expected {want}", i + 1));
+                found.push(format!(
+                    "history record {}: {field} is {got}, expected {want}",
+                    i + 1
+                ));
             }
         };
         if let Some(k) = &w.key {
-            differs("key", quote(k), g.key.as_deref().map_or("none".into(), quote));
+            differs(
+                "key",
+                quote(k),
+                g.key.as_deref().map_or("none".into(), quote),
+            );
         }
         if let Some(c) = &w.comment {
             differs("comment", quote(c), quote(&g.comment));
@@ -305,7 +318,11 @@ fn check_history(want: &[HistoryExpected], got: &[History]) -> Vec<String> {
             differs("status", s.clone(), g.status.as_str().to_string());
         }
         if w.co_person_id.is_some() {
-            differs("co_person_id", format!("{:?}", w.co_person_id), format!("{:?}", g.co_person_id));
+            differs(
+                "co_person_id",
+                format!("{:?}", w.co_person_id),
+                format!("{:?}", g.co_person_id),
+            );
         }
         if w.org_identity_id.is_some() {
             differs(
@@ -333,7 +350,10 @@ fn check_children(want: &[ChildExpected], report: &RunReport) -> Vec<String> {
     for (i, (w, g)) in want.iter().zip(got).enumerate() {
         let n = i + 1;
         if w.job_type != g.job_type {
-            found.push(format!("child {n}: type is '{}', expected '{}'", g.job_type, w.job_type));
+            found.push(format!(
+                "child {n}: type is '{}', expected '{}'",
+                g.job_type, w.job_type
+            ));
         }
         if let Some(p) = &w.params {
             let params: Value = serde_json::from_str(&g.params).unwrap_or(Value::Null);
@@ -342,7 +362,10 @@ fn check_children(want: &[ChildExpected], report: &RunReport) -> Vec<String> {
             }
         }
         if w.mode.is_some() && w.mode != g.mode {
-            found.push(format!("child {n}: mode is {:?}, expected {:?}", g.mode, w.mode));
+            found.push(format!(
+                "child {n}: mode is {:?}, expected {:?}",
+                g.mode, w.mode
+            ));
         }
         if w.delay_seconds.is_some() && w.delay_seconds != g.delay_secs {
             found.push(format!(

@@ -285,10 +285,7 @@ pub(super) async fn insert_history(
         .collect();
     let people: Vec<Option<i64>> = recs.iter().map(|r| r.co_person_id).collect();
     let orgs: Vec<Option<i64>> = recs.iter().map(|r| r.org_identity_id).collect();
-    let comments: Vec<String> = recs
-        .iter()
-        .map(|r| pg_summary(&r.comment))
-        .collect();
+    let comments: Vec<String> = recs.iter().map(|r| pg_summary(&r.comment)).collect();
     let statuses: Vec<&str> = recs.iter().map(|r| r.status.code()).collect();
     let stmt = client
         .prepare_cached(&format!(
