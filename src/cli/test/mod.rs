@@ -140,12 +140,15 @@ async fn run_case(g: &Global, case: &Case) -> Problems {
         )
         .await;
     let mut found = check(case, &report, &history.take());
-    found.extend(
-        fixtures
-            .unexpected()
-            .into_iter()
-            .map(|r| format!("unexpected request {r} (no fixture answers it)")),
-    );
+    // The URL keeps its query here: a secret the plugin put in it is
+    // redacted like everything else the run wrote.
+    let secrets = &plugin.config.secrets;
+    found.extend(fixtures.unexpected().into_iter().map(|r| {
+        format!(
+            "unexpected request {} (no fixture answers it)",
+            secrets.redact(&r)
+        )
+    }));
     Problems {
         found,
         log: report.log,
