@@ -9,10 +9,10 @@
 # plugin is built with it. A plugin is rebuilt only when its sources, the WIT or
 # the lock file are newer than its .wasm. FORCE=1 rebuilds all.
 #
-# The JS examples implement contract 0.1 (wit/v0.1), which the host runs beside
-# 0.2; their 0.2 versions are still to be written.
-# `-d http fetch-event` leaves wasi:http out of these components (they make no
-# requests; a plugin that does is granted hosts in its side file).
+# The JS plugins implement contract 0.2 (wit/cojobs.wit, world `plugin`).
+# `-d fetch-event` leaves out the incoming-request handler; componentize-js's
+# `fetch` stays in, over wasi:http/outgoing-handler, which the host offers to
+# every plugin and answers only for the hosts its side file grants.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,7 +41,7 @@ for dir in "$ROOT"/guest-plugins/js-*/; do
     name="$(basename "$dir")"
     [ -f "$dir/app.js" ] || continue
     wasm="$OUT/$name.wasm"
-    if [ "${FORCE:-0}" != 1 ] && ! stale "$wasm" "$dir" "$ROOT/wit/v0.1" "$TOOLS/package-lock.json"; then
+    if [ "${FORCE:-0}" != 1 ] && ! stale "$wasm" "$dir" "$ROOT/wit" "$TOOLS/package-lock.json"; then
         echo "$name: up to date ($wasm)" >&2
         continue
     fi
@@ -51,7 +51,7 @@ for dir in "$ROOT"/guest-plugins/js-*/; do
     # Run from the plugin's directory with a relative entry: componentize-js 0.23.0
     # mangles an absolute source path when the cwd is "/" (it maps the cwd into the
     # build sandbox and strips it as a prefix).
-    (cd "$dir" && "$CJS" app.js -w "$ROOT/wit/v0.1" -n plugin -d http fetch-event -o "$wasm.tmp" >&2)
+    (cd "$dir" && "$CJS" app.js -w "$ROOT/wit" -n plugin -d fetch-event -o "$wasm.tmp" >&2)
     mv -f "$wasm.tmp" "$wasm"
     echo "$name: built in $((SECONDS - start)) s, $(stat -c %s "$wasm") bytes" >&2
     built=$((built + 1))

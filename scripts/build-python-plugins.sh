@@ -6,8 +6,9 @@
 #
 # Idempotent: the venv and componentize-py are installed once; a plugin is rebuilt
 # only when its sources or the WIT are newer than its .wasm. FORCE=1 rebuilds all.
-# The Python examples implement contract 0.1 (wit/v0.1), which the host runs
-# beside 0.2; their 0.2 versions are still to be written.
+# The Python plugins implement contract 0.2 (wit/cojobs.wit), built against its
+# world `plugin-http` (the contract and wasi:http/outgoing-handler): the host
+# offers wasi:http to every plugin, answering only the hosts a side file grants.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,14 +45,14 @@ for dir in "$ROOT"/guest-plugins/python-*/; do
     name="$(basename "$dir")"
     [ -f "$dir/app.py" ] || continue
     wasm="$OUT/$name.wasm"
-    if [ "${FORCE:-0}" != 1 ] && ! stale "$wasm" "$dir" "$ROOT/wit/v0.1"; then
+    if [ "${FORCE:-0}" != 1 ] && ! stale "$wasm" "$dir" "$ROOT/wit"; then
         echo "$name: up to date ($wasm)" >&2
         continue
     fi
     echo "$name: building $wasm" >&2
     start=$SECONDS
     # Build to a temporary file so an interrupted build never leaves a fresh-looking output.
-    "$CPY" -d "$ROOT/wit/v0.1" -w plugin componentize -p "$dir" app -o "$wasm.tmp" >&2
+    "$CPY" -d "$ROOT/wit" -w plugin-http componentize -p "$dir" app -o "$wasm.tmp" >&2
     mv -f "$wasm.tmp" "$wasm"
     echo "$name: built in $((SECONDS - start)) s, $(stat -c %s "$wasm") bytes" >&2
     built=$((built + 1))

@@ -269,7 +269,8 @@ async fn results_children_retry_after_and_history_ids() {
 /// - `/doc`: 200, a small JSON object;
 /// - `/big`: 200, 64 KiB of JSON;
 /// - `/redirect?to=URL`: 302 to URL;
-/// - `/hang`: reads the request and never answers.
+/// - `/hang`: reads the request and never answers;
+/// - `/busy`: 429 with `retry-after: 42`.
 struct Server {
     port: u16,
     hits: Arc<Mutex<Vec<String>>>,
@@ -297,6 +298,12 @@ fn respond(mut s: TcpStream, hits: &Mutex<Vec<String>>) {
         )
     } else if let Some(to) = target.strip_prefix("/redirect?to=") {
         ("302 Found", format!("location: {to}\r\n"), String::new())
+    } else if target == "/busy" {
+        (
+            "429 Too Many Requests",
+            "retry-after: 42\r\n".to_string(),
+            "{}".to_string(),
+        )
     } else if target == "/hang" {
         std::thread::sleep(Duration::from_secs(30));
         return;
@@ -518,6 +525,137 @@ async fn an_oversized_body_too_many_requests_and_a_silent_server_end_the_job_cle
         "{}",
         r.log
     );
+}
+
+// ------------------------------------------------- Python and JavaScript
+
+/// The Python and JavaScript examples that make requests: the same plugin
+/// in each language (`guest-plugins/python-fetch`, `guest-plugins/js-fetch`).
+const SCRIPTED: [&str; 2] = ["python-fetch", "js-fetch"];
+
+/// Run the scripted plugin `name` as built, with side file `side`.
+async fn scripted(name: &str, side: String, mode: Option<&str>, params: String) -> RunReport {
+    let (_dir, sb) = plugins_dir(&[(name, name)], &[(name, side)]);
+    run(&sb, name, mode, &params, LimitOverrides::default())
+        .await
+        .0
+}
+
+fn json(text: Option<&str>) -> serde_json::Value {
+    serde_json::from_str(text.expect("a result")).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_fetch_a_granted_url_set_a_result_and_queue_a_child() {
+    let server = Server::start();
+    let url = server.url("/doc");
+    for name in SCRIPTED {
+        let params = serde_json::json!({"url": url, "notify": "hello"}).to_string();
+        let r = scripted(name, grant(&server, ""), None, params).await;
+        assert_eq!(
+            r.end,
+            RunEnd::Ok(format!("fetched {url}: 13 bytes, 2 keys")),
+            "{name}: {}",
+            r.log
+        );
+        assert_eq!(
+            json(r.result.as_deref()),
+            serde_json::json!({"status": 200, "bytes": 13, "keys": 2}),
+            "{name}"
+        );
+        assert_eq!(r.children.len(), 1, "{name}");
+        assert_eq!(r.children[0].job_type, "hello", "{name}");
+        assert_eq!(
+            json(Some(&r.children[0].params)),
+            serde_json::json!({"name": format!("{url} answered 200")}),
+            "{name}"
+        );
+        let line = format!("[http] GET {url} -> 200, 13 bytes, ");
+        assert!(r.log.contains(&line), "{name}: {line:?} missing: {}", r.log);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_requests_not_granted_are_denied() {
+    let server = Server::start();
+    let url = format!(
+        "http://127.0.0.1:{}/doc",
+        server.port.wrapping_add(1).max(1)
+    );
+    for name in SCRIPTED {
+        let params = serde_json::json!({ "url": url }).to_string();
+        let r = scripted(name, grant(&server, ""), None, params).await;
+        let (kind, msg) = failed(&r);
+        assert!(
+            matches!(kind, FailKind::Discard | FailKind::Retry),
+            "{name}: {kind:?} {msg}"
+        );
+        assert!(msg.contains(&url), "{name}: {msg}");
+        let line = format!("[http] denied GET {url}: scheme, host or port not in allowed_hosts");
+        assert!(r.log.contains(&line), "{name}: {line:?} missing: {}", r.log);
+    }
+    assert_eq!(
+        failed(
+            &scripted(
+                "python-fetch",
+                grant(&server, ""),
+                None,
+                serde_json::json!({ "url": url }).to_string()
+            )
+            .await
+        )
+        .0,
+        FailKind::Discard,
+        "Python: a denial is for good"
+    );
+    assert!(
+        server.hits.lock().expect("lock").is_empty(),
+        "nothing reached the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_read_config_and_their_secret_is_redacted() {
+    // HOME: a variable every test process has; its value is the secret.
+    let secret = std::env::var("HOME").expect("HOME");
+    let server = Server::start();
+    let url = server.url("/doc");
+    let side = grant(
+        &server,
+        &format!("[config]\nurl = '{url}'\n[secrets]\ntoken = {{ env = 'HOME' }}\n"),
+    );
+    for name in SCRIPTED {
+        let r = scripted(name, side.clone(), Some("verbose"), "{}".into()).await;
+        assert_eq!(
+            r.end,
+            RunEnd::Ok(format!("fetched {url}: 13 bytes, 2 keys")),
+            "{name}: {}",
+            r.log
+        );
+        assert!(r.log.contains("Bearer [redacted]"), "{name}: {}", r.log);
+        assert!(!r.log.contains(&secret), "{name}: {}", r.log);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_ask_for_a_retry_after_the_servers_delay() {
+    let server = Server::start();
+    let url = server.url("/busy");
+    for name in SCRIPTED {
+        let params = serde_json::json!({ "url": url }).to_string();
+        let r = scripted(name, grant(&server, ""), None, params).await;
+        assert_eq!(
+            failed(&r),
+            (
+                FailKind::Retry,
+                format!("{url} answered 429: retry in 42 s").as_str()
+            ),
+            "{name}: {}",
+            r.log
+        );
+        assert_eq!(r.retry_after_secs, Some(42), "{name}");
+        assert!(r.children.is_empty() && r.result.is_none(), "{name}");
+    }
 }
 
 /// The cost of the HTTP path per request, for docs/performance.md: `fetch`

@@ -588,13 +588,28 @@ fn bench_reports_every_figure() {
 fn python_and_javascript_plugins_through_exec_and_the_runner() {
     let plugins = built_plugins();
     let plugins = plugins.to_str().expect("utf-8 path");
-    for name in ["python-hello", "js-hello", "python-runaway", "js-runaway"] {
+    for name in [
+        "python-hello",
+        "js-hello",
+        "python-runaway",
+        "js-runaway",
+        "python-fetch",
+        "js-fetch",
+    ] {
         assert!(
             Path::new(plugins).join(format!("{name}.wasm")).is_file(),
             "{name}.wasm is missing: run scripts/build-python-plugins.sh and scripts/build-js-plugins.sh"
         );
     }
     let env = Env::new();
+    // Contract 0.2, said by `plugins NAME`.
+    for name in ["python-hello", "js-hello", "python-fetch", "js-fetch"] {
+        let details = env.run(&["--plugins", plugins, "plugins", name]);
+        assert!(
+            details.ok().contains("contract:     cojobs:plugin@0.2.0"),
+            "{name}: {details:#?}"
+        );
+    }
     let exec = env.run(&[
         "--plugins",
         plugins,
@@ -781,4 +796,158 @@ fn exec_shows_result_children_and_never_a_secret() {
         1,
         "secret 'token': environment variable COJOBS_TEST_TOKEN is not set",
     );
+}
+
+// ------------------------------------------------------- cojobs test
+
+/// The example plugins' own component tests, `guest-plugins/cases.toml`,
+/// through the real binary: every case passes, with no database and no
+/// network (HTTP is answered by the cases' fixtures).
+#[test]
+fn the_example_plugins_own_cases_pass() {
+    let plugins = built_plugins();
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("guest-plugins/cases.toml");
+    let n = std::fs::read_to_string(&cases)
+        .expect("cases.toml")
+        .lines()
+        .filter(|l| l.trim() == "[[case]]")
+        .count();
+    assert!(n >= 15, "{n} cases");
+    let env = Env::new();
+    let run = env.run(&[
+        "--plugins",
+        plugins.to_str().expect("utf-8 path"),
+        "test",
+        cases.to_str().expect("utf-8 path"),
+    ]);
+    let out = run.ok();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok   ")).count(),
+        n,
+        "{run:#?}"
+    );
+    assert!(
+        out.ends_with(&format!("{n} passed, 0 failed\n")),
+        "{run:#?}"
+    );
+    assert!(!env.db.exists(), "no database");
+}
+
+/// Write `text` as `cases.toml` in the env's directory.
+fn cases_file(env: &Env, text: &str) -> String {
+    let path = env.dir.path().join("cases.toml");
+    std::fs::write(&path, text).expect("write cases");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[test]
+fn a_failing_case_exits_1_naming_the_case_and_why() {
+    let env = env_with(&["hello", "fetch"]);
+    let cases = cases_file(
+        &env,
+        r#"
+[[case]]
+name = "greets"
+plugin = "hello"
+params = { name = "Ada" }
+expect = { outcome = "ok", summary = "^hello, Ada$" }
+
+[[case]]
+name = "wrong summary"
+plugin = "hello"
+params = { name = "Ada" }
+expect = { outcome = "ok", summary = "^goodbye" }
+
+[[case]]
+name = "wrong ending and history"
+plugin = "hello"
+expect = { outcome = "retry", history = [{ comment = "greeted nobody" }, {}] }
+
+[[case]]
+name = "a request no fixture answers"
+plugin = "fetch"
+params = { url = "https://api.example.org/missing" }
+allowed_hosts = ["https://api.example.org"]
+http = [{ url = "https://api.example.org/doc", body = "{}" }]
+expect = { outcome = "ok", result = { keys = 0 } }
+"#,
+    );
+    let run = env.run(&["test", &cases]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let out = &run.stdout;
+    for want in [
+        "ok   greets\n",
+        "FAIL wrong summary: summary 'hello, Ada' does not match /^goodbye/\n",
+        "FAIL wrong ending and history: expected retry, got ok: 'hello, world'; \
+         history record 1: comment is 'greeting started', expected 'greeted nobody'\n",
+        "FAIL a request no fixture answers: expected ok, got discard: 'request denied",
+        "expected a result, the plugin set none; \
+         unexpected request GET https://api.example.org/missing (no fixture answers it)\n",
+        "     | [http] GET https://api.example.org/missing -> denied: no fixture answers this request",
+        "1 passed, 3 failed\n",
+    ] {
+        assert!(out.contains(want), "stdout lacks {want:?}: {run:#?}");
+    }
+    assert!(run.stderr.is_empty(), "{run:#?}");
+}
+
+#[test]
+fn a_malformed_cases_file_exits_2_naming_the_problem() {
+    let env = env_with(&["hello"]);
+    let case = |body: &str| format!("[[case]]\nname = 'a'\nplugin = 'hello'\n{body}");
+    for (text, problem) in [
+        (
+            String::new(),
+            "no cases (write one [[case]] table per case)",
+        ),
+        (
+            "[[case]]\nname = 'a'\n".to_string(),
+            "missing field `plugin`",
+        ),
+        (
+            case("colour = 'red'\nexpect = { outcome = 'ok' }"),
+            "unknown field `colour`",
+        ),
+        (
+            case("expect = { outcome = 'fine' }"),
+            "case 1 ('a'): expect.outcome 'fine' is not one of ok, retry, discard",
+        ),
+        (
+            case("expect = { outcome = 'ok', summary = '(' }"),
+            "case 1 ('a'): expect.summary is not a regex",
+        ),
+        (
+            case("limits = { fuel = 0 }\nexpect = { outcome = 'ok' }"),
+            "case 1 ('a'): limits: fuel 0 is out of range",
+        ),
+        (
+            case("http = [{ url = 'ftp://x/' }]\nexpect = { outcome = 'ok' }"),
+            "case 1 ('a'): http fixture 1: 'ftp://x/' is not an http:// or https:// URL",
+        ),
+        (
+            case(
+                "http = [{ url = 'http://x/', body_file = 'nope.json' }]\nexpect = { outcome = 'ok' }",
+            ),
+            "case 1 ('a'): http fixture 1: body_file ",
+        ),
+        (
+            case("allowed_hosts = ['api.example.org']\nexpect = { outcome = 'ok' }"),
+            "allowed_hosts entry 'api.example.org'",
+        ),
+        (
+            format!(
+                "{}\n{}",
+                case("expect = { outcome = 'ok' }"),
+                case("expect = { outcome = 'ok' }")
+            ),
+            "case 2 ('a'): another case has this name",
+        ),
+    ] {
+        let cases = cases_file(&env, &text);
+        let run = env.run(&["test", &cases]);
+        run.fails(2, problem);
+        assert!(run.stdout.is_empty(), "nothing ran: {run:#?}");
+    }
+    env.run(&["test", "no-such-cases.toml"])
+        .fails(2, "cannot read no-such-cases.toml");
 }

@@ -1,20 +1,21 @@
-// js-hello: a cojobs plugin in JavaScript, built with componentize-js.
+// js-hello: a cojobs plugin in JavaScript (contract 0.2), built with componentize-js.
 //
 // Build: scripts/build-js-plugins.sh
-//   (componentize-js app.js -w wit -n plugin -d http fetch-event -o js-hello.wasm)
+//   (componentize-js app.js -w wit -n plugin -d fetch-event -o js-hello.wasm)
 //
 // WIT -> JS: exported functions are named exports; enums are their WIT names as
 // strings ('info', 'in-progress'); option<T> is the value or undefined;
 // result<string, failure> is "return the string" or "throw the failure variant"
-// ({ tag: 'retry', val: '...' }). Throwing anything else (an Error) traps: the job ends X.
-import { progress, log, cancelRequested, recordHistory } from 'cojobs:plugin/host@0.1.0';
+// ({ tag: 'retry', val: '...' }, { tag: 'retry-after', val: { seconds, message } }).
+// Throwing anything else (an Error) traps: the job ends X.
+import { progress, log, cancelRequested, recordHistory } from 'cojobs:plugin/host@0.2.0';
 
 const OUTCOMES = ['ok', 'retry', 'discard', 'raise'];
 
 export function describe() {
   return {
     name: 'js-hello',
-    version: '0.1.0',
+    version: '0.2.0',
     description: 'Greets someone from JavaScript; can succeed, fail or explode on request.',
     modes: ['fast', 'slow'],
     params: [
@@ -57,7 +58,7 @@ export function run(job) {
     }
   }
   progress(50, 'half way');
-  recordHistory(name, `greeted ${name}`, 'ok');
+  recordHistory({ recordKey: name, comment: `greeted ${name}`, status: 'ok' });
 
   if (outcome === 'retry') {
     throw { tag: 'retry', val: `js asked to retry: ${name}` };

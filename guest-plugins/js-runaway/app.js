@@ -2,7 +2,7 @@
 export function describe() {
   return {
     name: 'js-runaway',
-    version: '0.1.0',
+    version: '0.2.0',
     description: 'Loops forever; the sandbox\'s fuel limit must stop it.',
     modes: [],
     params: [],

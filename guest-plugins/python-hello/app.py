@@ -1,10 +1,14 @@
 """python-hello: a cojobs plugin in Python, built with componentize-py.
 
-Build: scripts/build-python-plugins.sh  (componentize-py -d wit -w plugin componentize app)
-The class that implements the world's exports must be called `WitWorld`.
+Contract 0.2. Build: scripts/build-python-plugins.sh
+  (componentize-py -d wit -w plugin-http componentize app)
+The class that implements the world's exports must be called `WitWorld`. The
+world `plugin-http` also imports wasi:http, whose `types` takes that module name:
+the cojobs types are `wit_world.imports.cojobs_plugin_types`.
 
 WIT -> Python: run() returns the summary string for ok(...); the failure variant is
-raised as `componentize_py_types.Err(Failure_Retry("..."))` / `Err(Failure_Discard("..."))`.
+raised as `componentize_py_types.Err(Failure_Retry("..."))` / `Err(Failure_Discard("..."))`
+(and `Err(Failure_RetryAfter(RetryLater(seconds, "...")))`).
 Any other exception traps the component: the traceback goes to stderr, ending with
 "RuntimeError: <message>" and then componentize-py's
 "thread '<unnamed>' (1) panicked at ...: Python function threw an unexpected exception".
@@ -16,9 +20,10 @@ import time
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host
-from wit_world.imports.types import (
+from wit_world.imports.cojobs_plugin_types import (
     Failure_Discard,
     Failure_Retry,
+    HistoryRecord,
     HistoryStatus,
     Job,
     LogLevel,
@@ -34,7 +39,7 @@ class WitWorld(wit_world.WitWorld):
     def describe(self) -> PluginInfo:
         return PluginInfo(
             name="python-hello",
-            version="0.1.0",
+            version="0.2.0",
             description="Greets someone from Python; can succeed, fail or explode on request.",
             modes=["fast", "slow"],
             params=[
@@ -71,7 +76,7 @@ class WitWorld(wit_world.WitWorld):
                     raise Err(Failure_Discard("cancelled"))
                 time.sleep(0.1)
         host.progress(50, "half way")
-        host.record_history(name, f"greeted {name}", HistoryStatus.OK)
+        host.record_history(HistoryRecord(record_key=name, comment=f"greeted {name}", status=HistoryStatus.OK, co_person_id=None, org_identity_id=None))
 
         if outcome == "retry":
             raise Err(Failure_Retry(f"python asked to retry: {name}"))

@@ -20,6 +20,7 @@ mod run;
 mod schedule;
 mod serve;
 mod show;
+mod test;
 mod text;
 mod time;
 mod token;
@@ -133,12 +134,17 @@ impl Global {
     /// instances; the compiled-code cache is used only when the folder
     /// exists (`exec FILE.wasm` must not create a `plugins/` folder).
     pub fn sandbox(&self) -> Result<Sandbox, Error> {
+        Ok(Sandbox::new(self.sandbox_config())?)
+    }
+
+    /// The configuration of [`Global::sandbox`].
+    pub fn sandbox_config(&self) -> SandboxConfig {
         let mut config = SandboxConfig::new(&self.plugins);
         config.max_instances = 2;
         if !self.plugins.is_dir() {
             config.cache_dir = None;
         }
-        Ok(Sandbox::new(config)?)
+        config
     }
 }
 
@@ -250,6 +256,10 @@ pub enum Command {
     /// List the plugins in the plugins folder, or show one's modes and
     /// parameters.
     Plugins(plugins::Args),
+    /// Run a plugin's component tests: each case of a CASES.toml file runs
+    /// one job, HTTP answered from fixtures, and is held against what it
+    /// expects; exits 0 when all pass.
+    Test(test::Args),
     /// Serve the HTTP API, the web dashboard and metrics.
     Serve(serve::Args),
     /// Manage the access tokens of `serve`.
@@ -282,6 +292,10 @@ pub enum Error {
     /// ended, so `main` prints nothing more (exit 1).
     #[error("the job did not end OK")]
     JobFailed,
+    /// `test`: this many cases failed; the command already said which
+    /// (exit 1).
+    #[error("{0} test cases failed")]
+    CasesFailed(usize),
     #[error(transparent)]
     Runner(#[from] crate::runner::RunnerError),
     /// Another process held the database's lock for all of `--wait`.
@@ -309,7 +323,7 @@ impl Error {
 
     /// True when the command has already told the user what went wrong.
     pub fn is_reported(&self) -> bool {
-        matches!(self, Error::JobFailed)
+        matches!(self, Error::JobFailed | Error::CasesFailed(_))
     }
 
     /// True when output went to a closed pipe (`cojobs list | head`):
@@ -346,6 +360,7 @@ fn run_command(g: &Global, command: Command, out: &mut dyn Write) -> Result<(), 
         Command::Schedule(cmd) => schedule::run(g, cmd, out),
         Command::Exec(args) => exec::run(g, args, out),
         Command::Plugins(args) => plugins::run(g, args, out),
+        Command::Test(args) => test::run(g, args, out),
         Command::Run(args) => run::run(g, args, out),
         Command::Watch(args) => watch::run(g, args, out),
         Command::Bench(args) => bench::run(g, args, out),

@@ -320,6 +320,17 @@ fn http_grant(path: &Path, raw: &RawConfig) -> Result<HttpGrant, SandboxError> {
 pub const SCRATCH_GUEST_PATH: &str = "/scratch";
 
 impl PluginConfig {
+    /// Put `table`'s values over this config's `[config]` (a `cojobs test`
+    /// case's settings).
+    pub fn put_config(&mut self, table: toml::Table) {
+        if table.is_empty() {
+            return;
+        }
+        let mut values = (*self.values).clone();
+        values.extend(table.into_iter().map(|(k, v)| (k, config_text(v))));
+        self.values = Arc::new(values);
+    }
+
     /// Read `path` if it exists. A missing file means the default; a file
     /// that does not parse, or grants a directory that does not exist, is an
     /// error now rather than a job that half-runs later.

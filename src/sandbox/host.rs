@@ -52,6 +52,17 @@ pub enum HistoryStatus {
 }
 
 impl HistoryStatus {
+    /// The contract's name: `ok`, `failed`, `in-progress`, `notice`, `queued`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryStatus::Ok => "ok",
+            HistoryStatus::Failed => "failed",
+            HistoryStatus::InProgress => "in-progress",
+            HistoryStatus::Notice => "notice",
+            HistoryStatus::Queued => "queued",
+        }
+    }
+
     /// The `cm_co_job_history_records.status` code.
     pub fn code(self) -> &'static str {
         match self {

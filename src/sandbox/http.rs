@@ -16,6 +16,10 @@
 //!   second lookup;
 //! - the job has requests left (`max_http_requests`, default 100).
 //!
+//! A request that passes is sent by the sandbox's [`HttpSender`]: over
+//! the network (below), or answered from `cojobs test`'s fixtures
+//! ([`super::fixtures`]), checked and counted the same way.
+//!
 //! Redirects are not followed: the guest sees the 3xx and its next request
 //! is checked like any other. Response bodies count against the job's
 //! `max_response_bytes` (default 10 MiB); a longer one ends in
@@ -36,6 +40,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::fixtures::{Fixture, HttpSender};
 use super::output::Capture;
 
 /// Requests a job may make unless its side file says otherwise.
@@ -254,16 +259,24 @@ pub(super) struct HttpGate {
     received: Arc<AtomicU64>,
     capture: Capture,
     deadline: Option<Instant>,
+    /// Where a granted request goes.
+    sender: HttpSender,
 }
 
 impl HttpGate {
-    pub(super) fn new(grant: Arc<HttpGrant>, capture: Capture, deadline: Option<Instant>) -> Self {
+    pub(super) fn new(
+        grant: Arc<HttpGrant>,
+        capture: Capture,
+        deadline: Option<Instant>,
+        sender: HttpSender,
+    ) -> Self {
         HttpGate {
             grant,
             requests: 0,
             received: Arc::new(AtomicU64::new(0)),
             capture,
             deadline,
+            sender,
         }
     }
 
@@ -367,6 +380,13 @@ impl WasiHttpHooks for HttpGate {
             limit: self.grant.max_response_bytes,
         };
         let remaining = self.remaining();
+        if let HttpSender::Fixtures(fixtures) = &self.sender {
+            let Some(fixture) = fixtures.answer(&method, request.uri()) else {
+                log.finish("denied: no fixture answers this request");
+                return fail_now(HttpError::HttpRequestDenied);
+            };
+            return Box::new(answer(request, fixture.clone(), log, budget));
+        }
         Box::new(async move {
             match tokio::time::timeout(remaining, send(request, target, &log, budget)).await {
                 Ok(r) => r,
@@ -412,6 +432,70 @@ impl Budget {
         self.limit
             .saturating_sub(self.received.load(Ordering::Relaxed))
     }
+}
+
+/// Answer a request from a fixture: its body is read first (the guest
+/// writes it after asking), then the fixture's response is counted like
+/// one from the network.
+async fn answer(
+    request: http::Request<WasiBody>,
+    fixture: Fixture,
+    log: RequestLog,
+    budget: Budget,
+) -> Sent {
+    request
+        .into_body()
+        .collect()
+        .await
+        .inspect_err(|e| log.finish(&format!("failed: {e}")))?;
+    let mut response = http::Response::new(
+        http_body_util::Full::new(fixture.body)
+            .map_err(HttpError::from)
+            .boxed_unsync(),
+    );
+    *response.status_mut() = fixture.status;
+    for (name, value) in fixture.headers {
+        response.headers_mut().append(name, value);
+    }
+    let response = counted(response, &log, budget)?;
+    let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+    Ok((response, io))
+}
+
+/// The response as the guest gets it: refused at once when its declared
+/// length is over what is left of the job's response budget, else with
+/// its body counted against that budget.
+fn counted(
+    response: http::Response<WasiBody>,
+    log: &RequestLog,
+    budget: Budget,
+) -> Result<http::Response<WasiBody>, HttpError> {
+    let status = response.status().as_u16();
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| http_body::Body::size_hint(response.body()).exact());
+    if declared.is_some_and(|n| n > budget.left()) {
+        log.finish(&format!(
+            "{status}, body of {} bytes refused: over the job's response limit of {} bytes",
+            declared.unwrap_or(0),
+            budget.limit
+        ));
+        return Err(HttpError::HttpResponseBodySize(declared));
+    }
+    Ok(response.map(|inner| {
+        CountedBody {
+            inner,
+            budget,
+            bytes: 0,
+            status,
+            log: log.clone(),
+            outcome: None,
+        }
+        .boxed_unsync()
+    }))
 }
 
 /// Resolve the target's host (once) and pick the address to connect to:
@@ -534,36 +618,16 @@ async fn send(
     })
     .await
     .inspect_err(|e| log.finish(&format!("failed: {e}")))?;
-    let status = response.status().as_u16();
-    let declared = response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > budget.left()) {
-        log.finish(&format!(
-            "{status}, body of {} bytes refused: over the job's response limit of {} bytes",
-            declared.unwrap_or(0),
-            budget.limit
-        ));
-        return Err(HttpError::HttpResponseBodySize(declared));
-    }
+    let response = counted(
+        response.map(|b| b.map_err(HttpError::from).boxed_unsync()),
+        log,
+        budget,
+    )?;
     let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async move {
         if conn_done {
             return Ok(());
         }
         conn.await.map_err(HttpError::from)
-    });
-    let response = response.map(|incoming| {
-        CountedBody {
-            inner: incoming,
-            budget,
-            bytes: 0,
-            status,
-            log: log.clone(),
-            outcome: None,
-        }
-        .boxed_unsync()
     });
     Ok((response, io))
 }
@@ -571,7 +635,7 @@ async fn send(
 /// A response body that counts its bytes against the job's budget and
 /// logs the request when it is done (or dropped).
 struct CountedBody {
-    inner: hyper::body::Incoming,
+    inner: WasiBody,
     budget: Budget,
     bytes: u64,
     status: u16,
@@ -592,7 +656,7 @@ impl http_body::Body for CountedBody {
             None => return Poll::Ready(None),
             Some(Err(e)) => {
                 self.outcome = Some(format!("body failed: {e}"));
-                return Poll::Ready(Some(Err(HttpError::from(e))));
+                return Poll::Ready(Some(Err(e)));
             }
             Some(Ok(frame)) => frame,
         };

@@ -19,6 +19,7 @@ mod bindings;
 mod cache;
 mod config;
 mod engine;
+mod fixtures;
 mod host;
 mod http;
 mod limits;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use crate::throttle::TypeLimits;
 pub use bindings::Contract;
 pub use config::{DirGrant, PluginConfig, REDACTED, SCRATCH_GUEST_PATH, Secrets};
+pub use fixtures::{Fixture, Fixtures, HttpSender};
 pub use host::{
     ChildJob, History, HistoryStatus, HostEvents, LogLevel, MAX_CHILDREN, MAX_RESULT_BYTES,
     NoEvents,
@@ -94,6 +96,9 @@ pub struct SandboxConfig {
     /// Count fuel. Only `cojobs bench` turns it off, to measure what
     /// counting costs; without it the fuel limit is not enforced.
     pub consume_fuel: bool,
+    /// Where granted HTTP requests go: the network, or (`cojobs test`)
+    /// fixtures.
+    pub http: HttpSender,
 }
 
 impl SandboxConfig {
@@ -106,6 +111,7 @@ impl SandboxConfig {
             defaults: Limits::default(),
             max_instances: 64,
             consume_fuel: true,
+            http: HttpSender::Network,
         }
     }
 }

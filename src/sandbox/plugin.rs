@@ -59,6 +59,7 @@ pub struct LoadedPlugin {
 }
 
 /// A pre-instantiated plugin of one contract version.
+#[derive(Clone)]
 pub(super) enum Pre {
     V1(v1::PluginPre<HostState>),
     V2(v2::PluginPre<HostState>),
@@ -192,6 +193,22 @@ impl LoadedPlugin {
     /// The contract version the plugin implements.
     pub fn contract(&self) -> Contract {
         self.pre.contract()
+    }
+
+    /// This plugin (the same compiled code) with `config` in place of its
+    /// side file's settings: a `cojobs test` case's.
+    pub fn with_config(&self, config: PluginConfig) -> LoadedPlugin {
+        LoadedPlugin {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            config,
+            sha256: self.sha256.clone(),
+            load: self.load,
+            stamp: self.stamp,
+            side_stamp: self.side_stamp,
+            pre: self.pre.clone(),
+            description: self.description.clone(),
+        }
     }
 
     /// Is the loaded version still the one on disk?

@@ -412,6 +412,7 @@ impl Sandbox {
                     std::sync::Arc::clone(&plugin.config.http),
                     capture.clone(),
                     deadline,
+                    self.config.http.clone(),
                 ),
             },
         );

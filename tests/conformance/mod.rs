@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             an_ok_end_commits_result_children_and_component,
             a_failed_or_lost_end_queues_no_children_and_stores_no_result,
             retry_after_sets_the_retry_delay_within_the_policy,
+            plugin_text_with_nul_is_stored,
             // priorities, limits and pause (issue 14)
             priority_order_over_two_cos_and_three_priorities,
             type_concurrency_and_rate_hold_across_stores,
@@ -1766,6 +1767,60 @@ pub async fn retry_after_sets_the_retry_delay_within_the_policy(h: &impl Harness
 }
 
 // ---- priorities, limits and pause (issue 14) ----
+
+/// A plugin's texts may hold NUL, which PostgreSQL refuses in `text`: the
+/// status line, the finish summary, the log, history keys and comments and
+/// a release summary are stored all the same, and the job ends. PostgreSQL
+/// escapes each NUL as `\0` (SQLite keeps it): the body reads both in the
+/// escaped form. (A result is JSON, where NUL can only be the escape
+/// `\u0000`, stored as written.)
+pub async fn plugin_text_with_nul_is_stored(h: &impl Harness) {
+    let s = h.store();
+    let ids = two_claimed(&*s).await;
+    started(&*s, "r", &ids).await;
+    let esc = |t: Option<String>| t.map(|t| t.replace('\0', "\\0"));
+    let line = Progress {
+        id: ids[0],
+        percent: 50,
+        status_line: Some("half\0way".into()),
+        plugin: None,
+    };
+    s.progress("r", &[line]).await.expect("progress");
+    let row = s.get(ids[0]).await.expect("get").expect("row");
+    assert_eq!(esc(row.status_line).as_deref(), Some("half\\0way"));
+    let item = Finish {
+        log: Some("line\0one\n".into()),
+        result: Some(r#"{"text":"a\u0000b"}"#.into()),
+        history: vec![NewHistoryRecord {
+            co_job_id: ids[0],
+            record_key: Some("k\0".into()),
+            co_person_id: None,
+            org_identity_id: None,
+            comment: "c\0d".into(),
+            status: RecordStatus::Ok,
+        }],
+        ..finish(ids[0], ok("done\0now"))
+    };
+    assert_eq!(one_finish(&*s, "r", item).await.expect("finish"), None);
+    let row = s.get(ids[0]).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Complete);
+    assert_eq!(esc(row.finish_summary).as_deref(), Some("done\\0now"));
+    assert_eq!(esc(row.job_log).as_deref(), Some("line\\0one\n"));
+    assert_eq!(row.result.as_deref(), Some(r#"{"text":"a\u0000b"}"#));
+    let history = s.history(ids[0]).await.expect("history");
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(esc(history[0].record_key.clone()).as_deref(), Some("k\\0"));
+    assert_eq!(esc(history[0].comment.clone()).as_deref(), Some("c\\0d"));
+    // A release summary carries the plugin's message; escaping happens
+    // before the cut to 256 characters, so a long one still fits.
+    let summary = format!("asked to retry: {}", "\0".repeat(300));
+    let released = s.release("r", ids[1], &summary).await.expect("release");
+    assert!(matches!(released, Released::Queued), "{released:?}");
+    let row = s.get(ids[1]).await.expect("get").expect("row");
+    assert_eq!(row.status, JobStatus::Queued);
+    let start = esc(row.start_summary).unwrap_or_default();
+    assert!(start.starts_with("asked to retry: \\0\\0"), "{start:?}");
+}
 
 fn with_priority(co: i64, job_type: &str, priority: i64) -> NewJob {
     NewJob {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use super::{NOW, job_columns, job_from_row, map_err};
+use super::{NOW, job_columns, job_from_row, map_err, pg_summary};
 use crate::job::{self, JobStatus};
 use crate::store::driver::{Error, Latencies, Result};
 use crate::store::jobs::{Checked, check};
@@ -281,14 +281,11 @@ pub(super) async fn insert_history(
     let jobs: Vec<i64> = recs.iter().map(|r| r.co_job_id.0).collect();
     let keys: Vec<Option<String>> = recs
         .iter()
-        .map(|r| r.record_key.as_deref().map(job::truncate_summary))
+        .map(|r| r.record_key.as_deref().map(pg_summary))
         .collect();
     let people: Vec<Option<i64>> = recs.iter().map(|r| r.co_person_id).collect();
     let orgs: Vec<Option<i64>> = recs.iter().map(|r| r.org_identity_id).collect();
-    let comments: Vec<String> = recs
-        .iter()
-        .map(|r| job::truncate_summary(&r.comment))
-        .collect();
+    let comments: Vec<String> = recs.iter().map(|r| pg_summary(&r.comment)).collect();
     let statuses: Vec<&str> = recs.iter().map(|r| r.status.code()).collect();
     let stmt = client
         .prepare_cached(&format!(

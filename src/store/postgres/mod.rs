@@ -58,6 +58,25 @@ pub(crate) const DUE: &str = "coalesce(start_after_time, queue_time, '-infinity'
 /// Connections in the pool unless told otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 8;
 
+/// `s` as PostgreSQL can store it. PostgreSQL refuses a NUL character in
+/// `text` (SQLite keeps it): every plugin-provided text (finish and release
+/// summaries, the log, the status line, history keys and comments, the
+/// result) has each NUL **escaped** as the two characters `\0` before it
+/// is written, and before it is cut to a column's length
+/// (docs/design.md#nul-in-postgresql-text).
+pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\\0"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// [`pg_text`], then cut to a summary column's length.
+pub(crate) fn pg_summary(s: &str) -> String {
+    crate::job::truncate_summary(&pg_text(s))
+}
+
 /// How long a call waits for a pooled connection before failing as
 /// transient.
 const POOL_WAIT: Duration = Duration::from_secs(30);

@@ -8,6 +8,7 @@
 //! transaction; which successor is [`job::successor`]'s decision, made
 //! here in Rust between the statements, never re-written in SQL.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -15,7 +16,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use deadpool_postgres::GenericClient;
 
 use super::limits::{CLAIM_LOCK, LOCK_IF_LIMITED};
-use super::{DUE, JOB_COLUMN_COUNT, NOW, interval_secs, job_columns, job_from_row, map_err};
+use super::{
+    DUE, JOB_COLUMN_COUNT, NOW, interval_secs, job_columns, job_from_row, map_err, pg_summary,
+    pg_text,
+};
 use crate::job::{self, JobStatus, Outcome};
 use crate::store::driver::{Claim, Error, Progress, Released, Rescued, Result, Successor};
 use crate::store::{Finish, Job, JobId, NewChild, NewHistoryRecord, PluginRun, StoreError};
@@ -367,15 +371,15 @@ async fn end_rows(
     let statuses: Vec<&str> = ends.iter().map(|e| e.outcome.status().code()).collect();
     let summaries: Vec<String> = ends
         .iter()
-        .map(|e| job::truncate_summary(e.outcome.summary()))
+        .map(|e| pg_summary(e.outcome.summary()))
         .collect();
     let fuels: Vec<Option<i64>> = ends.iter().map(|e| e.fuel_used).collect();
-    let logs: Vec<Option<&str>> = ends.iter().map(|e| e.log).collect();
+    let logs: Vec<Option<Cow<'_, str>>> = ends.iter().map(|e| e.log.map(pg_text)).collect();
     let starts: Vec<Option<NaiveDateTime>> = ends
         .iter()
         .map(|e| e.started.map(|t| t.naive_utc()))
         .collect();
-    let results: Vec<Option<&str>> = ends.iter().map(|e| e.result).collect();
+    let results: Vec<Option<Cow<'_, str>>> = ends.iter().map(|e| e.result.map(pg_text)).collect();
     let shas: Vec<Option<&str>> = ends
         .iter()
         .map(|e| e.plugin.map(|p| p.sha256.as_str()))
@@ -818,7 +822,7 @@ pub(super) async fn release(
                     lease_expires_at = NULL, percent_complete = NULL, status_line = NULL, \
                     start_summary = $3 \
                  WHERE id = $1::int8 AND status = 'GO' AND runner_id = $2",
-                &[&id.0, &runner_id, &job::truncate_summary(summary)],
+                &[&id.0, &runner_id, &pg_summary(summary)],
             )
             .await
             .map_err(map_err)?;
@@ -841,7 +845,7 @@ pub(super) async fn progress(
     let percents: Vec<i64> = updates.iter().map(|u| u.percent.clamp(0, 100)).collect();
     let lines: Vec<Option<String>> = updates
         .iter()
-        .map(|u| u.status_line.as_deref().map(job::truncate_summary))
+        .map(|u| u.status_line.as_deref().map(pg_summary))
         .collect();
     let shas: Vec<Option<&str>> = updates
         .iter()
