@@ -556,9 +556,18 @@ fn bench_reports_every_figure() {
         "queue→finish: p50",
         "pickup:       2 jobs",
         "peak RSS:",
+        "machine:      ",
+        " cores, load average ",
     ] {
         assert!(out.contains(want), "bench output lacks {want:?}: {run:#?}");
     }
+    // Every rate (queue, sandbox only, end to end) has its cost line.
+    assert_eq!(
+        out.matches(" context switches per job (").count(),
+        3,
+        "{run:#?}"
+    );
+    bench_json_has_every_figure(&env);
     let run = env.run(&[
         "bench",
         "--jobs",
@@ -576,6 +585,68 @@ fn bench_reports_every_figure() {
         .fails(2, "invalid job type");
     env.run(&["bench", "--plugin", "../x.wasm"])
         .fails(2, "cannot read ../x.wasm");
+}
+
+/// `bench --json`: one JSON object on stdout, nothing else, with every
+/// figure a script compares runs by.
+fn bench_json_has_every_figure(env: &Env) {
+    let run = env.run(&[
+        "bench",
+        "--jobs",
+        "60",
+        "--workers",
+        "2",
+        "--pickup",
+        "1",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(run.ok()).expect("bench --json is JSON");
+    let num = |ptr: &str| {
+        v.pointer(ptr)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("bench --json lacks the number {ptr}: {v:#}"))
+    };
+    assert!(
+        v.pointer("/machine/cpu_model")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|m| !m.is_empty()),
+        "{v:#}"
+    );
+    assert!(num("/machine/cores") >= 1.0, "{v:#}");
+    assert_eq!(v["job_type"], "noop");
+    assert_eq!((num("/jobs"), num("/workers")), (60.0, 2.0));
+    assert_eq!((num("/rows_ok"), num("/pickup_jobs")), (60.0, 1.0));
+    for phase in ["queue", "sandbox_only", "end_to_end"] {
+        assert_eq!(num(&format!("/{phase}/jobs")), 60.0, "{v:#}");
+        for field in [
+            "seconds",
+            "jobs_per_s",
+            "us_per_job_per_worker",
+            "cpu_us_per_job",
+            "user_us_per_job",
+            "sys_us_per_job",
+            "context_switches_per_job",
+            "voluntary_switches_per_job",
+            "involuntary_switches_per_job",
+        ] {
+            assert!(num(&format!("/{phase}/{field}")) >= 0.0, "{phase}.{field}");
+        }
+        assert!(num(&format!("/{phase}/jobs_per_s")) > 0.0, "{v:#}");
+    }
+    assert!(num("/end_to_end/cpu_us_per_job") > 0.0, "{v:#}");
+    for ptr in [
+        "/end_to_end_of_bound",
+        "/queue_to_start_s/p50",
+        "/queue_to_finish_s/p99",
+        "/pickup_ms/p50",
+        "/peak_rss_mib",
+    ] {
+        assert!(num(ptr) > 0.0, "{ptr}: {v:#}");
+    }
+    assert!(
+        v["fuel_off"].is_null() && v["fuel_overhead"].is_null(),
+        "{v:#}"
+    );
 }
 
 // ------------------------------------------------------- Python and JS

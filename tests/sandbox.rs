@@ -517,6 +517,52 @@ async fn python_and_javascript_plugins() {
     }
 }
 
+/// Every job gets a fresh instance: a Python or JavaScript plugin that
+/// changes its module-level and global state in one job finds it as built
+/// in the next, whether the next reuses the pool slot the last one left
+/// (one after another) or not (two at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_state_passes_from_one_job_to_the_next() {
+    let sb = sandbox(&built_plugins());
+    for (name, fresh) in [
+        ("python-state", "fresh: seen=None runs=0 cache=0"),
+        ("js-state", "fresh: seen=undefined runs=0 cache=0"),
+    ] {
+        let plugin = sb.plugin_async(name).await.expect("plugin loads");
+        let limits = sb.limits_for(&plugin, &LimitOverrides::default());
+        let one = |id: i64| {
+            let (sb, plugin) = (Arc::clone(&sb), Arc::clone(&plugin));
+            async move {
+                let input = JobInput {
+                    id,
+                    ..job(name, "{}")
+                };
+                sb.run(
+                    &plugin,
+                    &input,
+                    limits,
+                    Box::new(Recorder::default()),
+                    &Interrupt::new(),
+                )
+                .await
+            }
+        };
+        for id in 1..=4 {
+            let r = one(id).await;
+            assert_eq!(
+                r.end,
+                RunEnd::Ok(fresh.into()),
+                "{name} job {id}: {}",
+                r.log
+            );
+        }
+        let (a, b) = tokio::join!(tokio::spawn(one(5)), tokio::spawn(one(6)));
+        for r in [a.expect("job 5"), b.expect("job 6")] {
+            assert_eq!(r.end, RunEnd::Ok(fresh.into()), "{name}: {}", r.log);
+        }
+    }
+}
+
 /// The compiled-code cache is what makes an 18 MB Python component cheap
 /// to load after the first time: the second load, by a new process's
 /// sandbox, comes from the disk cache. (Times are printed, not asserted:

@@ -11,6 +11,7 @@ mod co;
 mod exec;
 mod history;
 mod list;
+mod log;
 mod migrate;
 mod pause;
 mod plugins;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::log::LogGuard;
 use super::{Error, Global};
 use crate::bounds::{self, Bound};
 use crate::runner::{Runner, RunnerConfig};
@@ -103,15 +104,33 @@ impl LimitArgs {
     }
 }
 
-/// Send the log to stderr; `RUST_LOG` sets the level (`default`: `info`
-/// for the daemon, `warn` for commands that load plugins once, so a
-/// clamped limit or an unusable cache is said).
+/// Send the log to stderr; `RUST_LOG` sets the level (`default`: `warn`
+/// for commands that load plugins once, so a clamped limit or an unusable
+/// cache is said). Lines are written as they come, in order with what the
+/// command itself prints to stderr (progress bars).
 pub(crate) fn init_tracing(default: &str) {
+    subscribe(default, std::io::stderr);
+}
+
+/// The daemons' log (`run`, `serve`; `default`: `info`): to stderr through
+/// a writer that never makes a job's thread wait on stderr
+/// ([`super::log`]). Hold the guard until the command ends: dropping it
+/// writes out what is left.
+pub(crate) fn init_daemon_tracing(default: &str) -> LogGuard {
+    let (writer, guard) = super::log::non_blocking();
+    subscribe(default, writer);
+    guard
+}
+
+fn subscribe<W>(default: &str, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
@@ -134,7 +153,7 @@ pub fn run(g: &Global, args: Args, _out: &mut dyn Write) -> Result<(), Error> {
     if args.per_co == Some(0) {
         return Err(Error::Input("--per-co must be at least 1".into()));
     }
-    init_tracing("info");
+    let _log = init_daemon_tracing("info");
     let mut sandbox_config = SandboxConfig::new(&g.plugins);
     sandbox_config.defaults = overrides.apply(sandbox_config.defaults);
     sandbox_config.max_instances = u32::try_from(workers.saturating_mul(2))

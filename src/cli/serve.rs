@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
-    super::run::init_tracing("info");
+    let _log = super::run::init_daemon_tracing("info");
     let sandbox = Arc::new(g.sandbox()?);
     let rt = runtime()?;
     rt.block_on(async {

@@ -146,7 +146,10 @@ async fn execute_phases(
 ) {
     let busy = runner.stats.busy();
     stats.started(queue_latency(job));
-    tracing::info!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
+    // Debug, not info: the end's line says all of it (its `seconds` give
+    // the start) and running jobs show in `watch`, `list --status GO` and
+    // `serve`; at info it doubled the log's cost per job (issue 15).
+    tracing::debug!(job = job.id.0, job_type = %job.job_type, co = job.co_id, "started");
     let shared = Arc::new(Shared::default());
     let interrupt = Interrupt::new();
     runner.running().insert(

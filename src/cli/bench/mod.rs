@@ -9,6 +9,13 @@
 //! 3. End to end: the real runner (`run --once` code path: claim, sandbox,
 //!    finish, all durable) drains the queue.
 //! 4. Latency from the rows' own times, and the process's peak RSS.
+//!
+//! Beside every rate: CPU time and context switches per job
+//! ([`measure`]), and at the top the machine (CPU model, cores, load).
+//! `--json` prints all of it as one JSON object ([`Report`]) instead, for a
+//! script that compares runs.
+
+mod measure;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use measure::{Machine, Meter, Phase};
 
 use super::{Error, Global, Target};
 use crate::runner::{Runner, RunnerConfig};
@@ -55,6 +65,10 @@ pub struct Args {
     /// holds no jobs (its rows stay after the bench).
     #[arg(long = "bench-db", value_name = "PATH|URL")]
     bench_db: Option<PathBuf>,
+    /// Print every figure as one JSON object (and nothing else) instead of
+    /// text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the plugin is and under which job type.
@@ -105,8 +119,53 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn rate(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64().max(1e-9)
+/// p50 and p99 of a sorted sample.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+}
+
+impl Percentiles {
+    fn of(sorted: &[f64], scale: f64) -> Percentiles {
+        Percentiles {
+            p50: percentile(sorted, 0.5) * scale,
+            p99: percentile(sorted, 0.99) * scale,
+        }
+    }
+}
+
+/// Every figure of one bench run: what `--json` prints.
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    job_type: String,
+    jobs: usize,
+    workers: usize,
+    delayed: usize,
+    /// "pooling" or "on-demand".
+    allocator: &'static str,
+    /// "sqlite" or "postgres".
+    database: &'static str,
+    queue: Option<Phase>,
+    sandbox_only: Option<Phase>,
+    /// Sandbox-only runs that did not end OK.
+    sandbox_only_failures: usize,
+    /// `--fuel-overhead`: the sandbox-only runs without fuel metering.
+    fuel_off: Option<Phase>,
+    /// Sandbox-only time with fuel over without.
+    fuel_overhead: Option<f64>,
+    end_to_end: Option<Phase>,
+    /// End-to-end rate over the sandbox-only rate.
+    end_to_end_of_bound: Option<f64>,
+    rows_ok: usize,
+    queue_to_start_s: Option<Percentiles>,
+    queue_to_finish_s: Option<Percentiles>,
+    pickup_jobs: usize,
+    /// queue→start of jobs queued one at a time into an idle runner.
+    pickup_ms: Option<Percentiles>,
+    /// The whole process's peak, up to the end of the drain.
+    peak_rss_mib: Option<f64>,
 }
 
 /// What one bench run measures, checked before anything is written.
@@ -118,6 +177,7 @@ struct Plan {
     delayed: usize,
     pickup: usize,
     fuel_overhead: bool,
+    json: bool,
     plugins_dir: PathBuf,
     job_type: String,
     /// `--bench-db`, or a file in `scratch`.
@@ -166,6 +226,7 @@ impl Plan {
             delayed: args.delayed,
             pickup: args.pickup,
             fuel_overhead: args.fuel_overhead,
+            json: args.json,
             plugins_dir,
             job_type,
             db,
@@ -212,13 +273,22 @@ pub fn run(g: &Global, args: Args, out: &mut dyn Write) -> Result<(), Error> {
         .worker_threads(plan.cores.max(2))
         .enable_all()
         .build()?;
-    runtime.block_on(bench(&plan, out))
+    if plan.json {
+        let report = runtime.block_on(bench(&plan, &mut std::io::sink()))?;
+        serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+        Ok(())
+    } else {
+        runtime.block_on(bench(&plan, out)).map(drop)
+    }
 }
 
-/// The four phases, each printing its lines.
-async fn bench(plan: &Plan, out: &mut dyn Write) -> Result<(), Error> {
+/// The four phases, each printing its lines to `out` and filling its part
+/// of the report.
+async fn bench(plan: &Plan, out: &mut dyn Write) -> Result<Report, Error> {
     let sandbox = plan.sandbox(true)?;
     let plugin = sandbox.plugin(&plan.job_type)?;
+    let mut report = Report::new(plan, &sandbox);
     let db_name = match plan.target() {
         Target::Sqlite(path) => path.display().to_string(),
         // A connection string may hold a password: never printed.
@@ -227,30 +297,59 @@ async fn bench(plan: &Plan, out: &mut dyn Write) -> Result<(), Error> {
     writeln!(
         out,
         "cojobs bench: {} jobs of '{}', {} workers, {} allocator, db {db_name}",
-        plan.jobs,
-        plan.job_type,
-        plan.workers,
-        if sandbox.pooling() {
-            "pooling"
-        } else {
-            "on-demand"
-        },
+        plan.jobs, plan.job_type, plan.workers, report.allocator,
     )?;
+    writeln!(out, "{}", report.machine.line())?;
     let store = plan.target().runner_store().await?;
     require_empty(store.as_ref()).await?;
-    queue_phase(plan, store.as_ref(), out).await?;
-    let bound = sandbox_phase(plan, &sandbox, &plugin, out).await?;
-    drain_phase(plan, &store, &sandbox, bound, out).await?;
+    queue_phase(plan, store.as_ref(), &mut report, out).await?;
+    sandbox_phase(plan, &sandbox, &plugin, &mut report, out).await?;
+    drain_phase(plan, &store, &sandbox, &mut report, out).await?;
     // The runner's own peak, before the latency read-back below.
-    let drain_rss = peak_rss_mib();
-    latency_phase(plan, store.as_ref(), &sandbox, out).await?;
-    if let Some(rss) = drain_rss {
+    report.peak_rss_mib = peak_rss_mib();
+    latency_phase(plan, store.as_ref(), &sandbox, &mut report, out).await?;
+    if let Some(rss) = report.peak_rss_mib {
         writeln!(
             out,
             "peak RSS:     {rss:.1} MiB (the whole process, up to the end of the drain)"
         )?;
     }
-    Ok(())
+    Ok(report)
+}
+
+impl Report {
+    /// The run's settings, before any figure.
+    fn new(plan: &Plan, sandbox: &Sandbox) -> Report {
+        Report {
+            machine: Machine::now(plan.cores),
+            job_type: plan.job_type.clone(),
+            jobs: plan.jobs,
+            workers: plan.workers,
+            delayed: plan.delayed,
+            allocator: if sandbox.pooling() {
+                "pooling"
+            } else {
+                "on-demand"
+            },
+            database: match plan.target() {
+                Target::Sqlite(_) => "sqlite",
+                Target::Postgres(_) => "postgres",
+            },
+            queue: None,
+            sandbox_only: None,
+            sandbox_only_failures: 0,
+            fuel_off: None,
+            fuel_overhead: None,
+            end_to_end: None,
+            end_to_end_of_bound: None,
+            rows_ok: 0,
+            queue_to_start_s: None,
+            queue_to_finish_s: None,
+            pickup_jobs: 0,
+            pickup_ms: None,
+            peak_rss_mib: None,
+        }
+    }
 }
 
 /// A bench counts every row of its job type: it refuses a database that
@@ -268,7 +367,12 @@ async fn require_empty(store: &dyn JobStore) -> Result<(), Error> {
 /// 1. Queue `--delayed` jobs due tomorrow, then `--jobs` due now, in
 ///    transactions of [`QUEUE_CHUNK`] so the bench's own memory does not
 ///    grow with `--jobs` (the runner's is what it measures).
-async fn queue_phase(plan: &Plan, store: &dyn JobStore, out: &mut dyn Write) -> Result<(), Error> {
+async fn queue_phase(
+    plan: &Plan,
+    store: &dyn JobStore,
+    report: &mut Report,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let template = plan.template();
     if plan.delayed > 0 {
         let mut later = template.clone();
@@ -276,16 +380,16 @@ async fn queue_phase(plan: &Plan, store: &dyn JobStore, out: &mut dyn Write) -> 
         queue_n(store, &later, plan.delayed).await?;
         writeln!(out, "queued {} jobs due tomorrow", plan.delayed)?;
     }
-    let t = Instant::now();
+    let meter = Meter::start();
     queue_n(store, &template, plan.jobs).await?;
-    let queue_time = t.elapsed();
+    let q = meter.stop(plan.jobs, 1);
     writeln!(
         out,
         "queue:        {} jobs in {:.2} s = {:.0} jobs/s (transactions of {QUEUE_CHUNK})",
-        plan.jobs,
-        queue_time.as_secs_f64(),
-        rate(plan.jobs, queue_time)
+        plan.jobs, q.seconds, q.jobs_per_s
     )?;
+    writeln!(out, "{}", q.cost_line())?;
+    report.queue = Some(q);
     Ok(())
 }
 
@@ -306,39 +410,46 @@ async fn sandbox_phase(
     plan: &Plan,
     sandbox: &Arc<Sandbox>,
     plugin: &Arc<LoadedPlugin>,
+    report: &mut Report,
     out: &mut dyn Write,
-) -> Result<f64, Error> {
+) -> Result<(), Error> {
     let input = plan.input();
-    let (bound_time, bound_failures) =
-        sandbox_only(sandbox, plugin, &input, plan.jobs, plan.workers).await;
-    let bound = rate(plan.jobs, bound_time);
+    let meter = Meter::start();
+    let failures = sandbox_only(sandbox, plugin, &input, plan.jobs, plan.workers).await;
+    let bound = meter.stop(plan.jobs, plan.workers);
     writeln!(
         out,
         "sandbox only: {} runs in {:.2} s = {:.0} jobs/s ({:.1} µs per job per worker){}",
         plan.jobs,
-        bound_time.as_secs_f64(),
-        bound,
-        bound_time.as_secs_f64() * 1e6 * plan.workers as f64 / plan.jobs as f64,
-        if bound_failures > 0 {
-            format!(", {bound_failures} did not end OK")
+        bound.seconds,
+        bound.jobs_per_s,
+        bound.us_per_job_per_worker,
+        if failures > 0 {
+            format!(", {failures} did not end OK")
         } else {
             String::new()
         }
     )?;
+    writeln!(out, "{}", bound.cost_line())?;
+    report.sandbox_only = Some(bound);
+    report.sandbox_only_failures = failures;
     if plan.fuel_overhead {
         let unmetered = plan.sandbox(false)?;
         let p = unmetered.plugin(&plan.job_type)?;
-        let (t, _) = sandbox_only(&unmetered, &p, &input, plan.jobs, plan.workers).await;
+        let meter = Meter::start();
+        sandbox_only(&unmetered, &p, &input, plan.jobs, plan.workers).await;
+        let off = meter.stop(plan.jobs, plan.workers);
+        let overhead = bound.seconds / off.seconds.max(1e-9);
         writeln!(
             out,
-            "fuel off:     {} runs in {:.2} s = {:.0} jobs/s; fuel metering costs {:.2}x",
-            plan.jobs,
-            t.as_secs_f64(),
-            rate(plan.jobs, t),
-            bound_time.as_secs_f64() / t.as_secs_f64().max(1e-9)
+            "fuel off:     {} runs in {:.2} s = {:.0} jobs/s; fuel metering costs {overhead:.2}x",
+            plan.jobs, off.seconds, off.jobs_per_s,
         )?;
+        writeln!(out, "{}", off.cost_line())?;
+        report.fuel_off = Some(off);
+        report.fuel_overhead = Some(overhead);
     }
-    Ok(bound)
+    Ok(())
 }
 
 /// 3. End to end: the real runner (`run --once`: claim, sandbox, finish,
@@ -347,26 +458,31 @@ async fn drain_phase(
     plan: &Plan,
     store: &Arc<dyn JobStore>,
     sandbox: &Arc<Sandbox>,
-    bound: f64,
+    report: &mut Report,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let mut config = RunnerConfig::new(plan.workers);
     config.once = true;
     config.runner_id = "bench".to_string();
     let runner = Runner::new(config, Arc::clone(store), Arc::clone(sandbox));
-    let t = Instant::now();
+    let meter = Meter::start();
     let (_keep, rx) = tokio::sync::mpsc::unbounded_channel();
     runner.run(rx).await?;
-    let drain_time = t.elapsed();
-    let e2e = rate(plan.jobs, drain_time);
+    let e2e = meter.stop(plan.jobs, plan.workers);
+    let of_bound = report
+        .sandbox_only
+        .map(|b| e2e.jobs_per_s / b.jobs_per_s.max(1e-9));
     writeln!(
         out,
         "end to end:   {} jobs in {:.2} s = {:.0} jobs/s ({:.0}% of the sandbox-only bound)",
         plan.jobs,
-        drain_time.as_secs_f64(),
-        e2e,
-        100.0 * e2e / bound
+        e2e.seconds,
+        e2e.jobs_per_s,
+        100.0 * of_bound.unwrap_or(0.0)
     )?;
+    writeln!(out, "{}", e2e.cost_line())?;
+    report.end_to_end = Some(e2e);
+    report.end_to_end_of_bound = of_bound;
     Ok(())
 }
 
@@ -375,48 +491,56 @@ async fn latency_phase(
     plan: &Plan,
     store: &dyn JobStore,
     sandbox: &Arc<Sandbox>,
+    report: &mut Report,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let mut l = store.latencies(&plan.job_type).await?;
     l.to_start.sort_by(f64::total_cmp);
     l.to_finish.sort_by(f64::total_cmp);
+    let (start, finish) = (
+        Percentiles::of(&l.to_start, 1.0),
+        Percentiles::of(&l.to_finish, 1.0),
+    );
     writeln!(out, "rows OK:      {} of {}", l.ok, plan.jobs)?;
     writeln!(
         out,
         "queue→start:  p50 {:.3} s  p99 {:.3} s",
-        percentile(&l.to_start, 0.5),
-        percentile(&l.to_start, 0.99)
+        start.p50, start.p99
     )?;
     writeln!(
         out,
         "queue→finish: p50 {:.3} s  p99 {:.3} s",
-        percentile(&l.to_finish, 0.5),
-        percentile(&l.to_finish, 0.99)
+        finish.p50, finish.p99
     )?;
+    report.rows_ok = l.ok;
+    report.queue_to_start_s = Some(start);
+    report.queue_to_finish_s = Some(finish);
     if plan.pickup > 0 {
         let lat = pickup(plan, sandbox).await?;
+        let p = Percentiles::of(&lat, 1e3);
         writeln!(
             out,
             "pickup:       {} jobs queued one at a time into an idle runner: queue→start p50 {:.1} ms  p99 {:.1} ms",
             lat.len(),
-            percentile(&lat, 0.5) * 1e3,
-            percentile(&lat, 0.99) * 1e3
+            p.p50,
+            p.p99
         )?;
+        report.pickup_jobs = lat.len();
+        report.pickup_ms = Some(p);
     }
     Ok(())
 }
 
 /// Run `input` `n` times on `workers` concurrent tasks with no database:
-/// (elapsed, runs that did not end OK).
+/// the number of runs that did not end OK.
 async fn sandbox_only(
     sandbox: &Arc<Sandbox>,
     plugin: &Arc<LoadedPlugin>,
     input: &JobInput,
     n: usize,
     workers: usize,
-) -> (Duration, usize) {
+) -> usize {
     let limits = sandbox.limits_for(plugin, &LimitOverrides::default());
-    let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
         let count = n / workers + usize::from(w < n % workers);
@@ -439,7 +563,7 @@ async fn sandbox_only(
     while let Some(r) = tasks.join_next().await {
         failures += r.unwrap_or(0);
     }
-    (t.elapsed(), failures)
+    failures
 }
 
 /// Start an idle runner, queue `plan.pickup` jobs one at a time through
