@@ -5,7 +5,7 @@ it. Every job gets a fresh instance of the component, so every run must
 find the state as the build left it: "fresh: seen=None runs=0 cache=0".
 """
 import wit_world
-from wit_world.imports.types import Job, PluginInfo
+from wit_world.imports.cojobs_plugin_types import Job, PluginInfo
 
 SEEN = None
 RUNS = 0
