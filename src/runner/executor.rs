@@ -164,9 +164,20 @@ async fn execute_phases(
     let started = Instant::now();
     let ran = run_job(runner, job, &shared, &interrupt).await;
     runner.running().remove(&job.id);
-    runner.note_run_time(started.elapsed());
-    drop((permit, busy));
-    record(runner, (job, stats), &shared, ran, started.elapsed()).await;
+    let ran_for = started.elapsed();
+    runner.note_run_time(ran_for);
+    // A short job's worker takes the next job while this end is written
+    // (short jobs are claimed ahead anyway). A slow job's worker is free
+    // only once its end is written, so its runner's next claim never
+    // makes the rows `GO` outnumber the workers (issue 10, finding 4).
+    let worker = (permit, busy);
+    if ran_for < super::START_PROMPTLY {
+        drop(worker);
+        record(runner, (job, stats), &shared, ran, ran_for).await;
+    } else {
+        record(runner, (job, stats), &shared, ran, ran_for).await;
+        drop(worker);
+    }
 }
 
 /// What a run left for its row.

@@ -551,7 +551,7 @@ impl Runner {
     }
 
     /// Wait for what moves the loop on: a worker freeing up (a job's
-    /// plugin returned; its end may still be being written), the claim in
+    /// plugin returned; a short job's end may still be being written), the claim in
     /// flight answering, a signal, or the oldest claimed job having waited
     /// [`HOLD_AT_MOST`]. Only a claim's non-transient failure is an error.
     async fn wait_for_event(self: &Arc<Self>, lp: &mut Loop) -> Result<(), RunnerError> {
