@@ -273,15 +273,7 @@ async fn claim_plan_stays_flat_at_a_million_delayed_rows() {
     .await;
     h.store.queue(&NewJob::new(1, "now")).await.expect("queue");
     let plan = h.store.explain_claim(16).await.expect("explain");
-    assert!(
-        !plan.contains("Seq Scan on cm_co_jobs"),
-        "a full scan:\n{plan}"
-    );
-    let buffers = shared_buffers(&plan);
-    assert!(
-        buffers < 200,
-        "the claim touched {buffers} buffers:\n{plan}"
-    );
+    assert_flat(&plan, 200);
     let got = h
         .store
         .claim(&Claim::new("r", 16, Duration::from_secs(60)))
@@ -332,15 +324,7 @@ async fn claim_plan_stays_flat_past_a_million_held_back_rows() {
         .expect("limits");
     let full = h.store.explain_claim(16).await.expect("explain");
     for plan in [&paused, &full] {
-        assert!(
-            !plan.contains("Seq Scan on cm_co_jobs"),
-            "a full scan:\n{plan}"
-        );
-        let buffers = shared_buffers(plan);
-        assert!(
-            buffers < 300,
-            "the claim touched {buffers} buffers:\n{plan}"
-        );
+        assert_flat(plan, 300);
     }
     let got = h
         .store
@@ -367,15 +351,7 @@ async fn claim_plan_stays_flat_at_100000_queued_rows_of_one_priority() {
     // Claiming 16 rows writes each into every index (~1,000 buffers); a
     // walk of the queued rows would touch over 10,000.
     let plan = h.store.explain_claim(16).await.expect("explain");
-    assert!(
-        !plan.contains("Seq Scan on cm_co_jobs"),
-        "a full scan:\n{plan}"
-    );
-    let buffers = shared_buffers(&plan);
-    assert!(
-        buffers < 2_000,
-        "the claim touched {buffers} buffers:\n{plan}"
-    );
+    assert_flat(&plan, 2_000);
     let got = h
         .store
         .claim(&Claim::new("r", 64, Duration::from_secs(60)))
@@ -408,14 +384,19 @@ async fn claim_writes_by_key_with_statistics_from_an_empty_table() {
         plan.contains("Index Scan using cm_co_jobs_pkey on cm_co_jobs j"),
         "the claimed rows are not looked up by key:\n{plan}"
     );
-    let buffers = shared_buffers(&plan);
-    assert!(
-        buffers < 2_000,
-        "the claim touched {buffers} buffers:\n{plan}"
-    );
+    assert_flat(&plan, 2_000);
+}
+
+/// The claim's plan scans no table and touches fewer than `most` buffers.
+fn assert_flat(plan: &str, most: u64) {
     assert!(
         !plan.contains("Seq Scan on cm_co_jobs"),
-        "a scan of the table:\n{plan}"
+        "a full scan:\n{plan}"
+    );
+    let buffers = shared_buffers(plan);
+    assert!(
+        buffers < most,
+        "the claim touched {buffers} buffers:\n{plan}"
     );
 }
 

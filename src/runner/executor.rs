@@ -170,14 +170,9 @@ async fn execute_phases(
     // (short jobs are claimed ahead anyway). A slow job's worker is free
     // only once its end is written, so its runner's next claim never
     // makes the rows `GO` outnumber the workers (issue 10, finding 4).
-    let worker = (permit, busy);
-    if ran_for < super::START_PROMPTLY {
-        drop(worker);
-        record(runner, (job, stats), &shared, ran, ran_for).await;
-    } else {
-        record(runner, (job, stats), &shared, ran, ran_for).await;
-        drop(worker);
-    }
+    let worker = (ran_for >= super::START_PROMPTLY).then_some((permit, busy));
+    record(runner, (job, stats), &shared, ran, ran_for).await;
+    drop(worker);
 }
 
 /// What a run left for its row.

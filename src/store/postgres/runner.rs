@@ -130,7 +130,7 @@ const GROUP_ROWS: &str = "j.status = 'Q' AND j.co_id = types.co AND j.job_type =
 /// (autovacuum had not analyzed yet) the planner took the table for a few
 /// hundred rows and did both: 15-35 ms per claim at 20,000 queued, 350 ms
 /// at 100,000, instead of ~3 (docs/performance.md).
-const PLAN_BY_KEYS: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_sort = off";
+const CLAIM_PLAN_SETTINGS: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_sort = off";
 
 /// "No limit" in the claim's room arithmetic (`i64::MAX`).
 const NO_LIMIT: &str = "9223372036854775807";
@@ -199,7 +199,7 @@ pub(super) async fn claim(client: &mut deadpool_postgres::Client, c: &Claim) -> 
         &due_by,
     ];
     let (_, _, rows) = tokio::try_join!(
-        tx.batch_execute(PLAN_BY_KEYS),
+        tx.batch_execute(CLAIM_PLAN_SETTINGS),
         tx.execute(&lock, &[&CLAIM_LOCK]),
         tx.query(&stmt, &params)
     )
@@ -289,7 +289,9 @@ pub(super) async fn explain_claim(
     max: usize,
 ) -> Result<String> {
     let tx = client.transaction().await.map_err(map_err)?;
-    tx.batch_execute(PLAN_BY_KEYS).await.map_err(map_err)?;
+    tx.batch_execute(CLAIM_PLAN_SETTINGS)
+        .await
+        .map_err(map_err)?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let rows = tx
         .query(
